@@ -1,0 +1,44 @@
+//! Compiles every `.proto` under this crate with protox (pure Rust, no system `protoc`), generates
+//! the prost/tonic code, and writes the descriptor set that the gateway transcodes from.
+
+use std::path::{Path, PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let mut files = Vec::new();
+    collect_protos(&root.join("pdp"), &mut files)?;
+    files.sort();
+
+    let fds = protox::compile(&files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("pdp_descriptor.bin"),
+        prost_encode(&fds),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+
+    println!("cargo:rerun-if-changed=pdp");
+    println!("cargo:rerun-if-changed=google");
+    Ok(())
+}
+
+fn collect_protos(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_protos(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn prost_encode(fds: &prost_types::FileDescriptorSet) -> Vec<u8> {
+    use prost::Message;
+    fds.encode_to_vec()
+}

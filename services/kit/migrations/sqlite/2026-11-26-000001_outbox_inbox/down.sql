@@ -1,0 +1,2 @@
+DROP TABLE pdp_inbox;
+DROP TABLE pdp_outbox;

@@ -1,0 +1,479 @@
+//! Typed configuration: defaults, then an optional TOML file, then `PDP_*` environment variables.
+//!
+//! Every key is known: an unknown key in the file or an unknown `PDP_` variable is an error that
+//! names it, so a typo never silently falls back to a default. The loader takes the environment as
+//! an argument so that tests never touch the process environment.
+//!
+//! Environment names: `PDP_<SECTION>__<KEY>` (double underscore between levels), e.g.
+//! `PDP_STORE__URL`, `PDP_HTTP__LISTEN`, `PDP_MODE`. `PDP_CONFIG` names the TOML file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The environment variable that names the configuration file.
+pub const CONFIG_FILE_VAR: &str = "PDP_CONFIG";
+const ENV_PREFIX: &str = "PDP_";
+const ENV_SEPARATOR: &str = "__";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `dev`: embedded defaults, readable logs. `cluster`: JSON logs, external servers required.
+    pub mode: Mode,
+    /// Where the embedded default keeps its SQLite files and the dev signing key.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub events: EventsConfig,
+    pub redis: RedisConfig,
+    pub telemetry: TelemetryConfig,
+    pub identity: IdentityConfig,
+    pub calendar: CalendarConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Dev,
+            data_dir: PathBuf::from("./data"),
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
+            events: EventsConfig::default(),
+            redis: RedisConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            identity: IdentityConfig::default(),
+            calendar: CalendarConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Dev,
+    Cluster,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the HTTP listener (health, metrics and, in the gateway, the API).
+    pub listen: SocketAddr,
+    /// Seconds that in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://…` for PostgreSQL; unset for SQLite files under `data_dir`.
+    pub url: Option<ConnectionUrl>,
+    /// Connections per service pool (PostgreSQL; SQLite uses one writer).
+    pub pool_size: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Kafka bootstrap servers (`host:port,…`); unset for the embedded log under `data_dir`.
+    pub brokers: Option<String>,
+    /// Partitions of each topic that pdp creates.
+    pub partitions: u32,
+    /// Replication factor of each topic that pdp creates.
+    pub replication_factor: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            partitions: 3,
+            replication_factor: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://…`; unset for in-process rate limits and notices.
+    pub url: Option<ConnectionUrl>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `auto` is `text` in dev mode and `json` in cluster mode.
+    pub log_format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info,pdp_kit=debug`.
+    pub log_level: String,
+    /// OTLP/gRPC endpoint of the trace collector; unset to keep traces in log lines only.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported traces.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Auto,
+            log_level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "pdp".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Shared HMAC key that signs the identity the gateway forwards. Required in cluster mode;
+    /// `pdp dev` generates one in `data_dir`.
+    pub hmac_key: Option<Secret>,
+    /// Seconds a signed identity stays valid after the gateway signed it.
+    pub max_age_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            hmac_key: None,
+            max_age_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalendarConfig {
+    /// A holiday file replacing the one shipped with pdp (same format as `data/holidays-cn.toml`).
+    pub holidays_file: Option<PathBuf>,
+}
+
+/// A secret value: never printed, never logged.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+const MASK: &str = "********";
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({MASK})")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(MASK)
+    }
+}
+
+/// A server URL that may carry a password (`postgres://user:pw@host/db`): shown with the
+/// password masked, so IT teams still see which server is meant.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct ConnectionUrl(String);
+
+impl ConnectionUrl {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn masked(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let Some((userinfo, host)) = rest.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:{MASK}@{host}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.masked())
+    }
+}
+
+impl Serialize for ConnectionUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("configuration key `{key}`{origin}: {message}")]
+    Key {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or the file named by `PDP_CONFIG`), then the `PDP_*` entries
+    /// of `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get(CONFIG_FILE_VAR).map(PathBuf::from));
+
+        let mut merged = toml::Table::new();
+        let mut origins = BTreeMap::new();
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.clone(),
+                message: e.message().to_string(),
+            })?;
+            merge(&mut merged, table);
+        }
+        for (name, raw) in &env {
+            if name == CONFIG_FILE_VAR {
+                continue;
+            }
+            let path: Vec<String> = name[ENV_PREFIX.len()..]
+                .split(ENV_SEPARATOR)
+                .map(str::to_ascii_lowercase)
+                .collect();
+            origins.insert(path.join("."), name.clone());
+            insert_path(&mut merged, &path, env_value(raw));
+        }
+
+        let value = toml::Value::Table(merged);
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let parent = err.path().to_string();
+            let inner = err.into_inner();
+            let message = inner.message().to_string();
+            let key = match unknown_field(&message) {
+                Some(field) if parent == "." => field.to_string(),
+                Some(field) => format!("{parent}.{field}"),
+                None => parent,
+            };
+            let origin = match origins.get(&key) {
+                Some(var) => format!(" (from {var})"),
+                None => match &file {
+                    Some(path) => format!(" (in {})", path.display()),
+                    None => String::new(),
+                },
+            };
+            ConfigError::Key {
+                key,
+                origin,
+                message,
+            }
+        })
+    }
+
+    /// The effective configuration as TOML, secrets masked: what `pdp config` prints and what a
+    /// ConfigMap can hold.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    pub fn is_dev(&self) -> bool {
+        self.mode == Mode::Dev
+    }
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// An environment value is read as a TOML scalar when it parses as one (`8`, `true`), else as a
+/// string, so that `PDP_HTTP__LISTEN=127.0.0.1:8080` needs no quotes.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(table) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(value) = table.get("v")
+        && !value.is_table()
+    {
+        return value.clone();
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let (last, parents) = path.split_last().expect("environment key has a name");
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        current = entry.as_table_mut().expect("just made a table");
+    }
+    current.insert(last.clone(), value);
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pdp.toml");
+        std::fs::write(
+            &file,
+            "mode = \"cluster\"\n[store]\npool_size = 4\n[http]\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[("PDP_STORE__POOL_SIZE", "16"), ("HOME", "/root")]),
+        )
+        .unwrap();
+        assert_eq!(config.mode, Mode::Cluster);
+        assert_eq!(config.store.pool_size, 16, "environment wins over the file");
+        assert_eq!(config.http.listen.port(), 9000);
+        assert_eq!(config.events.partitions, 3, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn unknown_environment_variable_is_named() {
+        let err = Config::load(None, env(&[("PDP_STORE__URLL", "x")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("store.urll"), "{text}");
+        assert!(text.contains("PDP_STORE__URLL"), "{text}");
+    }
+
+    #[test]
+    fn unknown_top_level_variable_is_named() {
+        let err = Config::load(None, env(&[("PDP_FROBNICATE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("`frobnicate`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pdp.toml");
+        std::fs::write(&file, "[events]\nbrokerz = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("events.brokerz"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::load(None, env(&[("PDP_HTTP__LISTEN", "not-an-address")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("http.listen"), "{text}");
+        assert!(text.contains("PDP_HTTP__LISTEN"), "{text}");
+        let err = Config::load(None, env(&[("PDP_MODE", "prod")])).unwrap_err();
+        assert!(err.to_string().contains("`mode`"), "{err}");
+    }
+
+    #[test]
+    fn printed_configuration_masks_secrets() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("PDP_STORE__URL", "postgres://pdp:hunter2@db:5432/pdp"),
+                ("PDP_IDENTITY__HMAC_KEY", "very-secret-key"),
+            ]),
+        )
+        .unwrap();
+        let text = config.to_toml();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("very-secret-key"), "{text}");
+        assert!(text.contains("postgres://pdp:********@db:5432/pdp"), "{text}");
+        assert_eq!(config.identity.hmac_key.unwrap().expose(), "very-secret-key");
+        assert!(!format!("{:?}", config.store.url).contains("hunter2"));
+    }
+
+    #[test]
+    fn printed_configuration_loads_back() {
+        let config = Config::default();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pdp.toml");
+        std::fs::write(&file, config.to_toml()).unwrap();
+        assert_eq!(Config::load(Some(&file), env(&[])).unwrap(), config);
+    }
+}

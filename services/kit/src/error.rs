@@ -1,0 +1,270 @@
+//! One way from a domain error to `tonic::Status` (with google.rpc details) and from a status to
+//! the HTTP JSON body the gateway answers.
+//!
+//! Each service keeps its own `thiserror` enum and implements [`ServiceError`] on it: a code from
+//! the small [`ErrorCode`] table, a stable reason, and the details that help a client fix the
+//! call (every violated field with its rule; the missing step of a state machine). The mapping to
+//! gRPC and to HTTP lives here, once.
+
+use serde::Serialize;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The error domain of every pdp `ErrorInfo`.
+pub const ERROR_DOMAIN: &str = "pdp.hlj.gov.cn";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidArgument,
+    FailedPrecondition,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    Unauthenticated,
+    ResourceExhausted,
+    Aborted,
+    Unavailable,
+    DeadlineExceeded,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn grpc(self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument => tonic::Code::InvalidArgument,
+            Self::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Self::NotFound => tonic::Code::NotFound,
+            Self::AlreadyExists => tonic::Code::AlreadyExists,
+            Self::PermissionDenied => tonic::Code::PermissionDenied,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Self::Aborted => tonic::Code::Aborted,
+            Self::Unavailable => tonic::Code::Unavailable,
+            Self::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            Self::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+/// The standard mapping of gRPC codes to HTTP statuses (google/rpc/code.proto).
+pub fn http_status(code: tonic::Code) -> u16 {
+    use tonic::Code::*;
+    match code {
+        Ok => 200,
+        Cancelled => 499,
+        Unknown | Internal | DataLoss => 500,
+        InvalidArgument | OutOfRange => 400,
+        FailedPrecondition => 400,
+        DeadlineExceeded => 504,
+        NotFound => 404,
+        AlreadyExists | Aborted => 409,
+        PermissionDenied => 403,
+        Unauthenticated => 401,
+        ResourceExhausted => 429,
+        Unimplemented => 501,
+        Unavailable => 503,
+    }
+}
+
+/// A field that failed validation, and the rule it broke (with the article where the regulation
+/// is the rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// A precondition that a state transition needs and does not have: the missing step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreconditionViolation {
+    /// What kind of precondition, e.g. `STATE`.
+    pub kind: String,
+    /// What it concerns, e.g. `plans/0191…`.
+    pub subject: String,
+    pub description: String,
+}
+
+/// Implemented by each service's error enum.
+pub trait ServiceError: std::error::Error {
+    fn code(&self) -> ErrorCode;
+
+    /// A stable machine-readable reason (`PLAN_NOT_REVIEWED`), UPPER_SNAKE_CASE.
+    fn reason(&self) -> &'static str;
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        Vec::new()
+    }
+
+    fn precondition_violations(&self) -> Vec<PreconditionViolation> {
+        Vec::new()
+    }
+
+    /// The status a handler returns. Internal errors are logged in full and answered without
+    /// their detail, so no SQL or stack leaks to a caller.
+    fn to_status(&self) -> tonic::Status {
+        let code = self.code();
+        let message = if code == ErrorCode::Internal {
+            tracing::error!(error = %self, reason = self.reason(), "internal error");
+            "internal error".to_string()
+        } else {
+            self.to_string()
+        };
+        let mut details = ErrorDetails::new();
+        details.set_error_info(self.reason(), ERROR_DOMAIN, Default::default());
+        let fields = self.field_violations();
+        if !fields.is_empty() {
+            details.set_bad_request(
+                fields
+                    .into_iter()
+                    .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let preconditions = self.precondition_violations();
+        if !preconditions.is_empty() {
+            details.set_precondition_failure(
+                preconditions
+                    .into_iter()
+                    .map(|v| tonic_types::PreconditionViolation::new(v.kind, v.subject, v.description))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        tonic::Status::with_error_details(code.grpc(), message, details)
+    }
+}
+
+/// The HTTP answer for a status: its HTTP code and a google.rpc.Status JSON body, the shape the
+/// gateway returns for every error.
+pub fn status_to_http(status: &tonic::Status) -> (u16, serde_json::Value) {
+    let details = status.get_error_details();
+    let mut out = Vec::new();
+    if let Some(info) = details.error_info() {
+        out.push(serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": info.reason,
+            "domain": info.domain,
+            "metadata": info.metadata,
+        }));
+    }
+    if let Some(bad) = details.bad_request() {
+        out.push(serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": bad.field_violations.iter().map(|v| serde_json::json!({
+                "field": v.field,
+                "description": v.description,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if let Some(pre) = details.precondition_failure() {
+        out.push(serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+            "violations": pre.violations.iter().map(|v| serde_json::json!({
+                "type": v.r#type,
+                "subject": v.subject,
+                "description": v.description,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let body = serde_json::json!({
+        "code": status.code() as i32,
+        "status": format!("{:?}", status.code()),
+        "message": status.message(),
+        "details": out,
+    });
+    (http_status(status.code()), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum PlanError {
+        #[error("plan is invalid: {} sections", .0.len())]
+        Invalid(Vec<FieldViolation>),
+        #[error("plan has not been reviewed")]
+        NotReviewed,
+        #[error("database is on fire: password=hunter2")]
+        Store,
+    }
+
+    impl ServiceError for PlanError {
+        fn code(&self) -> ErrorCode {
+            match self {
+                Self::Invalid(_) => ErrorCode::InvalidArgument,
+                Self::NotReviewed => ErrorCode::FailedPrecondition,
+                Self::Store => ErrorCode::Internal,
+            }
+        }
+
+        fn reason(&self) -> &'static str {
+            match self {
+                Self::Invalid(_) => "PLAN_INVALID",
+                Self::NotReviewed => "PLAN_NOT_REVIEWED",
+                Self::Store => "STORE",
+            }
+        }
+
+        fn field_violations(&self) -> Vec<FieldViolation> {
+            match self {
+                Self::Invalid(v) => v.clone(),
+                _ => Vec::new(),
+            }
+        }
+
+        fn precondition_violations(&self) -> Vec<PreconditionViolation> {
+            match self {
+                Self::NotReviewed => vec![PreconditionViolation {
+                    kind: "STATE".into(),
+                    subject: "plans/1".into(),
+                    description: "review the plan before the collective decision".into(),
+                }],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn every_violation_reaches_the_status_and_the_http_body() {
+        let err = PlanError::Invalid(vec![
+            FieldViolation::new("name", "required (第十一条)"),
+            FieldViolation::new("scope", "at least one registered resource (第十一条(四))"),
+        ]);
+        let status = err.to_status();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let (http, body) = status_to_http(&status);
+        assert_eq!(http, 400);
+        let violations = &body["details"][1]["fieldViolations"];
+        assert_eq!(violations.as_array().unwrap().len(), 2);
+        assert_eq!(violations[1]["field"], "scope");
+        assert_eq!(body["details"][0]["reason"], "PLAN_INVALID");
+    }
+
+    #[test]
+    fn precondition_failure_names_the_missing_step() {
+        let (http, body) = status_to_http(&PlanError::NotReviewed.to_status());
+        assert_eq!(http, 400);
+        assert_eq!(body["status"], "FailedPrecondition");
+        assert_eq!(
+            body["details"][1]["violations"][0]["description"],
+            "review the plan before the collective decision"
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_detail() {
+        let status = PlanError::Store.to_status();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(!status.message().contains("hunter2"));
+        assert_eq!(status_to_http(&status).0, 500);
+    }
+}

@@ -1,0 +1,240 @@
+//! The event log on Kafka, through rdkafka (librdkafka built by the crate).
+//!
+//! The producer batches (`linger.ms`) and is idempotent, so that retries neither duplicate nor
+//! reorder a partition. Consumers never auto-commit: the caller commits after it applied the
+//! events, which is what makes delivery at-least-once rather than at-most-once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Delivery, Event, EventHeaders, EventLog, EventLogError, Subscription, next_offsets};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct KafkaLog {
+    brokers: String,
+    partitions: i32,
+    replication: i32,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.brokers)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(err: KafkaError) -> EventLogError {
+    EventLogError::Unavailable(err.to_string())
+}
+
+impl KafkaLog {
+    pub fn connect(brokers: &str, partitions: u32, replication: u32) -> Result<Self, EventLogError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("compression.type", "none")
+            .set("message.timeout.ms", "30000")
+            // Java clients hash keys with murmur2; doing the same keeps a key on one partition
+            // whichever client wrote it.
+            .set("partitioner", "murmur2_random")
+            .create()
+            .map_err(unavailable)?;
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .map_err(unavailable)?;
+        Ok(Self {
+            brokers: brokers.to_string(),
+            partitions: partitions.max(1) as i32,
+            replication: replication.max(1) as i32,
+            producer,
+            admin,
+        })
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn create_topic(&self, topic: &str) -> Result<(), EventLogError> {
+        let new = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication));
+        let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+        let results = self
+            .admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(unavailable)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(EventLogError::Unavailable(format!(
+                        "cannot create topic {name}: {code}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, events: &[Event]) -> Result<(), EventLogError> {
+        // Enqueue everything first, then await the deliveries: librdkafka batches what is
+        // queued, and the idempotent producer keeps each partition in enqueue order.
+        let mut pending = Vec::with_capacity(events.len());
+        for event in events {
+            let mut headers = OwnedHeaders::new_with_capacity(12);
+            for (k, v) in event.headers() {
+                headers = headers.insert(Header {
+                    key: &k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let payload = event.payload();
+            let record = FutureRecord::to(topic)
+                .key(event.key())
+                .payload(&payload)
+                .headers(headers);
+            let future = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| unavailable(e))?;
+            pending.push(future);
+        }
+        for result in join_all(pending).await {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((err, _))) => return Err(unavailable(err)),
+                Err(_) => return Err(EventLogError::Unavailable("producer dropped".into())),
+            }
+        }
+        crate::telemetry::metrics::EVENTS_PUBLISHED
+            .with_label_values(&[topic])
+            .inc_by(events.len() as u64);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, EventLogError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(unavailable)?;
+        consumer.subscribe(topics).map_err(unavailable)?;
+        Ok(Box::new(KafkaSubscription { consumer }))
+    }
+
+    async fn ping(&self) -> Result<(), EventLogError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(3))
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+        .map_err(|e| EventLogError::Unavailable(e.to_string()))?
+    }
+}
+
+struct KafkaSubscription {
+    consumer: StreamConsumer,
+}
+
+impl KafkaSubscription {
+    fn delivery(msg: &rdkafka::message::BorrowedMessage<'_>) -> Result<Delivery, EventLogError> {
+        let mut headers = EventHeaders::new();
+        if let Some(h) = msg.headers() {
+            for header in h.iter() {
+                if let Some(value) = header.value {
+                    headers.insert(
+                        header.key.to_string(),
+                        String::from_utf8_lossy(value).into_owned(),
+                    );
+                }
+            }
+        }
+        let event =
+            Event::from_record(&headers, msg.payload().unwrap_or_default()).map_err(|reason| {
+                EventLogError::Malformed {
+                    topic: msg.topic().to_string(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    reason,
+                }
+            })?;
+        Ok(Delivery {
+            topic: msg.topic().to_string(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            event,
+        })
+    }
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, EventLogError> {
+        let mut out = Vec::new();
+        let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
+            Err(_) => return Ok(out),
+            Ok(msg) => msg.map_err(unavailable)?,
+        };
+        out.push(Self::delivery(&first)?);
+        drop(first);
+        // Drain what is already fetched without waiting for more.
+        while out.len() < max {
+            match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
+                Ok(Ok(msg)) => out.push(Self::delivery(&msg)?),
+                Ok(Err(err)) => return Err(unavailable(err)),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), EventLogError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in next_offsets(deliveries) {
+            list.add_partition_offset(&topic, partition, Offset::Offset(next))
+                .map_err(unavailable)?;
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(unavailable)
+    }
+}

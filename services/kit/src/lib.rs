@@ -1,0 +1,14 @@
+//! pdp's shared runtime. Every service and the gateway build on these parts; none of them holds a
+//! rule of the regulation (those live in the service that owns them).
+
+pub mod calendar;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod identity;
+pub mod inbox;
+pub mod outbox;
+pub mod platform;
+pub mod store;
+pub mod telemetry;

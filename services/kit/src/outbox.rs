@@ -1,0 +1,286 @@
+//! The transactional outbox: a service writes its state change and the events it causes in one
+//! database transaction ([`enqueue`]); the [`OutboxRelay`] publishes pending rows to the event log
+//! in id order and marks them sent.
+//!
+//! A crash between publishing and marking publishes the batch again on restart: delivery is at
+//! least once, and consumers drop the repeats through their inbox ([`crate::inbox`]). Nothing is
+//! lost, because a row is marked only after the log acknowledged it.
+//!
+//! In PostgreSQL the relay claims rows with `FOR UPDATE SKIP LOCKED`, so two replicas never
+//! publish the same row, under a transaction-scoped advisory lock, so that one replica at a time
+//! relays and a key's events cannot overtake each other across replicas. It wakes on `NOTIFY` and
+//! polls as a fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, EventLog, EventLogError};
+use crate::store::{AnyConnection, Store, StoreError};
+
+pub const NOTIFY_CHANNEL: &str = "pdp_outbox";
+
+diesel::table! {
+    pdp_outbox (id) {
+        id -> BigInt,
+        event_id -> Text,
+        topic -> Text,
+        event_key -> Text,
+        envelope -> Text,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+/// Records `event` for `topic` in the caller's transaction.
+pub fn enqueue(conn: &mut AnyConnection, topic: &str, event: &Event) -> QueryResult<()> {
+    let envelope = serde_json::to_string(event).expect("events serialize");
+    diesel::insert_into(pdp_outbox::table)
+        .values((
+            pdp_outbox::event_id.eq(&event.id),
+            pdp_outbox::topic.eq(topic),
+            pdp_outbox::event_key.eq(event.key()),
+            pdp_outbox::envelope.eq(envelope),
+            pdp_outbox::created_at.eq(Utc::now().naive_utc()),
+        ))
+        .execute(conn)?;
+    if let AnyConnection::Postgresql(pg) = conn {
+        // Delivered at commit, and only if the transaction commits.
+        pg.batch_execute(&format!(
+            "SELECT pg_notify('{NOTIFY_CHANNEL}', current_schema())"
+        ))?;
+    }
+    Ok(())
+}
+
+/// How many rows are waiting.
+pub fn pending(conn: &mut AnyConnection) -> QueryResult<i64> {
+    pdp_outbox::table
+        .filter(pdp_outbox::sent_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    #[error("outbox row {id} is unreadable: {reason}")]
+    Corrupt { id: i64, reason: String },
+}
+
+impl From<diesel::result::Error> for RelayError {
+    fn from(value: diesel::result::Error) -> Self {
+        Self::Store(value.into())
+    }
+}
+
+/// Publishes a store's outbox to the event log.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay {
+    store: Store,
+    log: Arc<dyn EventLog>,
+    batch_size: usize,
+    poll_interval: Duration,
+    wake: Arc<Notify>,
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+impl OutboxRelay {
+    pub fn new(store: Store, log: Arc<dyn EventLog>) -> Self {
+        Self {
+            store,
+            log,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Wakes the relay now (for writers in the same process).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Publishes one batch of pending rows; returns how many were published. The rows stay
+    /// pending unless the log acknowledged every one of them.
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        let log = self.log.clone();
+        let batch_size = self.batch_size as i64;
+        let runtime = tokio::runtime::Handle::current();
+        let label = self.store.schema().unwrap_or("sqlite").to_string();
+        let published = self
+            .store
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let rows: Vec<(i64, String, String)> = match conn {
+                        AnyConnection::Postgresql(pg) => {
+                            let lock = diesel::sql_query(
+                                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.pdp_outbox')) AS locked",
+                            )
+                            .get_result::<Locked>(pg)?;
+                            if !lock.locked {
+                                return Ok(0);
+                            }
+                            pdp_outbox::table
+                                .filter(pdp_outbox::sent_at.is_null())
+                                .order(pdp_outbox::id)
+                                .limit(batch_size)
+                                .select((pdp_outbox::id, pdp_outbox::topic, pdp_outbox::envelope))
+                                .for_update()
+                                .skip_locked()
+                                .load(pg)?
+                        }
+                        AnyConnection::Sqlite(_) => pdp_outbox::table
+                            .filter(pdp_outbox::sent_at.is_null())
+                            .order(pdp_outbox::id)
+                            .limit(batch_size)
+                            .select((pdp_outbox::id, pdp_outbox::topic, pdp_outbox::envelope))
+                            .load(conn)?,
+                    };
+                    if rows.is_empty() {
+                        return Ok(0);
+                    }
+                    let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+                    // Consecutive rows of one topic go out as one batch, in id order.
+                    let mut runs: Vec<(String, Vec<Event>)> = Vec::new();
+                    for (id, topic, envelope) in rows {
+                        let event: Event = serde_json::from_str(&envelope).map_err(|e| {
+                            RelayError::Corrupt {
+                                id,
+                                reason: e.to_string(),
+                            }
+                        })?;
+                        match runs.last_mut() {
+                            Some((t, events)) if *t == topic => events.push(event),
+                            _ => runs.push((topic, vec![event])),
+                        }
+                    }
+                    for (topic, events) in &runs {
+                        runtime.block_on(log.publish(topic, events))?;
+                    }
+                    let now = Utc::now().naive_utc();
+                    diesel::update(pdp_outbox::table.filter(pdp_outbox::id.eq_any(&ids)))
+                        .set(pdp_outbox::sent_at.eq(now))
+                        .execute(conn)?;
+                    Ok::<_, RelayError>(ids.len())
+                })
+            })
+            .await?;
+        crate::telemetry::metrics::OUTBOX_RELAYED
+            .with_label_values(&[label.as_str()])
+            .inc_by(published as u64);
+        Ok(published)
+    }
+
+    /// Relays until `shutdown` is cancelled. A batch in flight finishes first, so a stop never
+    /// leaves a published row unmarked unless the process is killed.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let listener = self.spawn_listener(shutdown.clone());
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            match self.relay_once().await {
+                Ok(n) if n > 0 => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                Ok(_) => {
+                    self.record_pending().await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
+        tracing::info!(store = ?self.store.schema(), "outbox relay stopped");
+    }
+
+    async fn record_pending(&self) {
+        let label = self.store.schema().unwrap_or("sqlite").to_string();
+        if let Ok(n) = self
+            .store
+            .run(|conn| pending(conn).map_err(StoreError::from))
+            .await
+        {
+            crate::telemetry::metrics::OUTBOX_PENDING
+                .with_label_values(&[label.as_str()])
+                .set(n);
+        }
+    }
+
+    /// In PostgreSQL, a dedicated connection listens for commits of outbox rows in this store's
+    /// schema and wakes the relay.
+    fn spawn_listener(&self, shutdown: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+        let schema = self.store.schema()?.to_string();
+        let mut conn = self.store.connection().ok()?;
+        let wake = self.wake.clone();
+        Some(tokio::task::spawn_blocking(move || {
+            let AnyConnection::Postgresql(pg) = &mut *conn else {
+                return;
+            };
+            if let Err(err) = pg.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")) {
+                tracing::warn!(error = %err, "outbox relay cannot LISTEN; polling only");
+                return;
+            }
+            while !shutdown.is_cancelled() {
+                let mut woke = false;
+                for note in pg.notifications_iter() {
+                    match note {
+                        Ok(n) if n.payload == schema => woke = true,
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::warn!(error = %err, "outbox listener lost its connection; polling only");
+                            return;
+                        }
+                    }
+                }
+                if woke {
+                    wake.notify_one();
+                }
+                // notifications_iter only reads what the socket already has: a short nap keeps
+                // this thread cheap and the wake-up within a few milliseconds.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = pg.batch_execute(&format!("UNLISTEN {NOTIFY_CHANNEL}"));
+        }))
+    }
+}

@@ -1,0 +1,217 @@
+//! The store: diesel over PostgreSQL or SQLite behind one connection type, with pooling and
+//! embedded migrations per backend.
+//!
+//! The URL chooses the backend: `postgres://…` (or `postgresql://…`) is PostgreSQL, anything else
+//! a SQLite file path. In PostgreSQL each service owns a schema (its `search_path`); in SQLite each
+//! service owns a file. Diesel is synchronous, so work runs on tokio's blocking pool.
+
+mod connection;
+mod tenant;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+pub use connection::{AnyConnection, MultiBackend};
+pub use tenant::{TenantScope, TenantTable};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store: {0}")]
+    Open(String),
+    #[error("no connection available: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Migrations of one owner (kit or a service), written once per backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub postgres: EmbeddedMigrations,
+    pub sqlite: EmbeddedMigrations,
+}
+
+/// A pool of connections to one service's data.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    backend: Backend,
+    /// PostgreSQL schema of the owning service; `None` for SQLite.
+    schema: Option<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    backend: Backend,
+    schema: Option<String>,
+}
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Session {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        let sql = match (self.backend, &self.schema) {
+            (Backend::Postgres, Some(schema)) => format!("SET search_path TO \"{schema}\""),
+            (Backend::Postgres, None) => String::new(),
+            // WAL lets readers run beside the writer; the busy timeout waits out a writer in
+            // another process instead of failing at once.
+            (Backend::Sqlite, _) => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+                .to_string(),
+        };
+        conn.batch_execute(&sql)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+pub fn backend_of(url: &str) -> Backend {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+impl Store {
+    /// Opens the store of `owner` (a service name, used as the PostgreSQL schema).
+    pub fn open(url: &str, owner: &str, pool_size: u32) -> StoreResult<Self> {
+        if !owner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(StoreError::Open(format!(
+                "owner `{owner}` must be lowercase letters, digits and underscores"
+            )));
+        }
+        let backend = backend_of(url);
+        let (url, schema, size) = match backend {
+            Backend::Postgres => (url.to_string(), Some(owner.to_string()), pool_size.max(1)),
+            Backend::Sqlite => {
+                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+                if let Some(parent) = Path::new(path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| StoreError::Open(format!("{}: {e}", parent.display())))?;
+                }
+                // One connection: SQLite has one writer, and a deferred transaction that turns
+                // into a write would fail with SQLITE_BUSY rather than wait.
+                (path.to_string(), None, 1)
+            }
+        };
+        if let Some(schema) = &schema {
+            use diesel::Connection;
+            let mut conn = diesel::PgConnection::establish(&url)
+                .map_err(|e| StoreError::Open(e.to_string()))?;
+            conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .map_err(|e| StoreError::Open(e.to_string()))?;
+        }
+        let pool = Pool::builder()
+            .max_size(size)
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(Session {
+                backend,
+                schema: schema.clone(),
+            }))
+            .build(ConnectionManager::<AnyConnection>::new(url))
+            .map_err(|e| StoreError::Open(e.to_string()))?;
+        Ok(Self {
+            pool,
+            backend,
+            schema,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// A connection for blocking code already off the async runtime.
+    pub fn connection(&self) -> StoreResult<PooledConnection<ConnectionManager<AnyConnection>>> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn run<F, R, E>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(StoreError::from)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    pub async fn transaction<F, R, E>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.run(move |conn| {
+            use diesel::Connection;
+            conn.transaction(f)
+        })
+        .await
+    }
+
+    /// Applies the pending migrations of each owner, in order.
+    pub fn migrate(&self, sets: &[Migrations]) -> StoreResult<Vec<String>> {
+        let mut conn = self.connection()?;
+        let mut applied = Vec::new();
+        for set in sets {
+            let versions = match &mut *conn {
+                AnyConnection::Postgresql(c) => c.run_pending_migrations(set.postgres),
+                AnyConnection::Sqlite(c) => c.run_pending_migrations(set.sqlite),
+            }
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+            applied.extend(versions.into_iter().map(|v| v.to_string()));
+        }
+        Ok(applied)
+    }
+
+    /// Answers when the database does: what `/readyz` asks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.run(|conn| {
+            conn.batch_execute("SELECT 1")?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+}
+
+/// The migrations of kit's own tables (outbox, inbox), which every service store carries.
+pub const KIT_MIGRATIONS: Migrations = Migrations {
+    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
+    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+};

@@ -1,0 +1,111 @@
+//! `/healthz` (the process runs), `/readyz` (the store and the event log answer) and `/metrics`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// The dependencies a process needs before it takes traffic.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(String, Arc<dyn Fn() -> CheckFuture + Send + Sync>)>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.checks.iter().map(|(n, _)| n).collect();
+        f.debug_struct("Readiness").field("checks", &names).finish()
+    }
+}
+
+impl Readiness {
+    pub fn check<F, Fut>(mut self, name: &str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks
+            .push((name.to_string(), Arc::new(move || Box::pin(check()))));
+        self
+    }
+
+    /// Runs every check (each bounded by two seconds) and reports each by name.
+    pub async fn evaluate(&self) -> (bool, serde_json::Value) {
+        let mut ready = true;
+        let mut report = serde_json::Map::new();
+        for (name, check) in &self.checks {
+            let outcome = match tokio::time::timeout(Duration::from_secs(2), check()).await {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(e)) => e,
+                Err(_) => "timed out".to_string(),
+            };
+            ready &= outcome == "ok";
+            report.insert(name.clone(), serde_json::Value::String(outcome));
+        }
+        (ready, serde_json::Value::Object(report))
+    }
+}
+
+/// Mounts the three endpoints on an actix app.
+pub fn routes(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(readiness))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics));
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let (ready, checks) = readiness.evaluate().await;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": checks,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(super::metrics::render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{App, test};
+
+    #[actix_web::test]
+    async fn ready_only_when_every_check_answers() {
+        let readiness = Readiness::default()
+            .check("store", || async { Ok(()) })
+            .check("event_log", || async { Err("connection refused".to_string()) });
+        let app = test::init_service(App::new().configure(routes(readiness))).await;
+
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+        assert_eq!(resp.status(), 200);
+
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = test::read_body_json(resp).await;
+        assert_eq!(body["checks"]["event_log"], "connection refused");
+        assert_eq!(body["checks"]["store"], "ok");
+
+        let resp = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        assert!(text.contains("pdp_outbox_pending"), "{text}");
+    }
+}

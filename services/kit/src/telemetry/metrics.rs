@@ -1,0 +1,84 @@
+//! Prometheus metrics shared by every part of pdp, served at `/metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+pub static EVENTS_PUBLISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("pdp_events_published_total", "Events appended to the event log"),
+            &["topic"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static EVENTS_APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "pdp_events_applied_total",
+                "Events a consumer applied (outcome: applied or duplicate)",
+            ),
+            &["consumer", "outcome"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static OUTBOX_RELAYED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("pdp_outbox_relayed_total", "Outbox rows published by the relay"),
+            &["store"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static OUTBOX_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("pdp_outbox_pending", "Outbox rows not yet published, as last seen"),
+            &["store"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new("pdp_http_request_duration_seconds", "HTTP requests served"),
+            &["method", "status"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// The text exposition of every registered metric.
+pub fn render() -> String {
+    // Touch the statics so that every family shows, even before its first sample.
+    LazyLock::force(&EVENTS_PUBLISHED);
+    LazyLock::force(&EVENTS_APPLIED);
+    LazyLock::force(&OUTBOX_RELAYED);
+    LazyLock::force(&OUTBOX_PENDING);
+    LazyLock::force(&HTTP_REQUESTS);
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&REGISTRY.gather(), &mut buf)
+        .expect("text encoding cannot fail");
+    String::from_utf8(buf).expect("exposition is UTF-8")
+}

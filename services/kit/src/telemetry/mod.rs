@@ -1,0 +1,225 @@
+//! Logs, traces and metrics.
+//!
+//! Logs are `tracing` events: readable text in dev, JSON lines in a cluster. When an OTLP
+//! endpoint is configured, spans are exported as OpenTelemetry traces. W3C trace context crosses
+//! every boundary pdp has: HTTP headers, gRPC metadata and Kafka record headers.
+
+pub mod health;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{LogFormat, Mode, TelemetryConfig};
+
+/// Keeps the trace exporter alive; dropping it flushes the spans not yet sent.
+#[derive(Debug, Default)]
+pub struct TelemetryGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("trace exporter did not shut down cleanly: {err}");
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, at the start of a command.
+pub fn init(config: &TelemetryConfig, mode: Mode) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&config.log_level)
+        .map_err(|e| anyhow::anyhow!("telemetry.log_level `{}`: {e}", config.log_level))?;
+    let json = match config.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => mode == Mode::Cluster,
+    };
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    };
+
+    let mut guard = TelemetryGuard::default();
+    let otel = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(config.service_name.clone())
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("pdp");
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            guard.provider = Some(provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+        None => None,
+    };
+
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("telemetry already initialised: {e}"))?;
+    Ok(guard)
+}
+
+// === propagation ===
+
+/// Writes the current span's trace context into a carrier.
+pub fn inject_current(carrier: &mut dyn Injector) {
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, carrier);
+}
+
+/// Makes `span` a child of the trace context found in a carrier, if any.
+pub fn adopt_parent(span: &tracing::Span, carrier: &dyn Extractor) {
+    let parent = TraceContextPropagator::new().extract(carrier);
+    let _ = span.set_parent(parent);
+}
+
+/// HTTP headers (hyper, tonic's transport) as a carrier.
+#[derive(Debug)]
+pub struct HttpHeaders<'a>(pub &'a mut http::HeaderMap);
+
+impl Injector for HttpHeaders<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// gRPC metadata as a carrier.
+#[derive(Debug)]
+pub struct GrpcMetadata<'a>(pub &'a mut tonic::metadata::MetadataMap);
+
+impl Injector for GrpcMetadata<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+impl Extractor for GrpcMetadata<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Event record headers (Kafka, the embedded log) carry the context as plain string headers.
+impl Injector for BTreeMap<String, String> {
+    fn set(&mut self, key: &str, value: String) {
+        self.insert(key.to_string(), value);
+    }
+}
+
+/// Read side of the record headers; a newtype because `Extractor` is foreign to the map too.
+#[derive(Debug)]
+pub struct RecordHeaders<'a>(pub &'a BTreeMap<String, String>);
+
+impl Extractor for RecordHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+    fn remote_context() -> opentelemetry::Context {
+        let span = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(span)
+    }
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn trace_context_crosses_http_grpc_and_record_headers() {
+        let propagator = TraceContextPropagator::new();
+        let context = remote_context();
+
+        let mut headers = http::HeaderMap::new();
+        propagator.inject_context(&context, &mut HttpHeaders(&mut headers));
+        assert_eq!(headers["traceparent"], TRACEPARENT);
+        let back = propagator.extract(&HttpHeaders(&mut headers));
+        assert_eq!(back.span().span_context().trace_id(), context.span().span_context().trace_id());
+
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        propagator.inject_context(&context, &mut GrpcMetadata(&mut metadata));
+        assert_eq!(metadata.get("traceparent").unwrap(), TRACEPARENT);
+        let back = propagator.extract(&GrpcMetadata(&mut metadata));
+        assert!(back.span().span_context().is_remote());
+
+        let mut record = BTreeMap::new();
+        propagator.inject_context(&context, &mut record);
+        assert_eq!(record["traceparent"], TRACEPARENT);
+        let back = propagator.extract(&RecordHeaders(&record));
+        assert_eq!(back.span().span_context().span_id(), context.span().span_context().span_id());
+    }
+}

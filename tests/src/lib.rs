@@ -1,0 +1,1 @@
+//! Cross-part tests live in `integration/`; this crate has no library code.
