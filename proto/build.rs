@@ -7,14 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let mut files = Vec::new();
     collect_protos(&root.join("pdp"), &mut files)?;
+    // The HTTP rule types are generated too: the gateway reads them from method options.
+    files.push(root.join("google/api/annotations.proto"));
     files.sort();
 
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out.join("pdp_descriptor.bin"),
-        prost_encode(&fds),
-    )?;
+    std::fs::write(out.join("pdp_descriptor.bin"), prost_encode(&fds))?;
 
     tonic_prost_build::configure()
         .build_client(true)

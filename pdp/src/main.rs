@@ -24,7 +24,11 @@ const PLATFORM_TOPICS: &[&str] = &["pdp.audit", "pdp.exchange.listings"];
 const SERVICES: &[&str] = &[];
 
 #[derive(Parser, Debug)]
-#[command(name = "pdp", version, about = "Heilongjiang public data authorized-operation platform")]
+#[command(
+    name = "pdp",
+    version,
+    about = "Heilongjiang public data authorized-operation platform"
+)]
 struct Cli {
     /// TOML configuration file (also PDP_CONFIG); PDP_* variables override it.
     #[arg(long, global = true)]
@@ -111,10 +115,9 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     for owner in owners {
         let cfg = config.clone();
         let name = owner.to_string();
-        let (_, applied) = tokio::task::spawn_blocking(move || {
-            platform::open_migrated_store(&cfg, &name, &[])
-        })
-        .await??;
+        let (_, applied) =
+            tokio::task::spawn_blocking(move || platform::open_migrated_store(&cfg, &name, &[]))
+                .await??;
         if applied.is_empty() {
             println!("{owner}: up to date");
         } else {

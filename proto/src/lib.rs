@@ -5,7 +5,8 @@
 //! rule needs no code outside its service.
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every pdp proto and its imports.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pdp_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/pdp_descriptor.bin"));
 
 pub mod google {
     pub mod api {

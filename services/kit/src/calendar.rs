@@ -87,7 +87,10 @@ impl WorkingCalendar {
                 }
             }
             if years.insert(entry.year, year).is_some() {
-                return Err(CalendarError::Invalid(format!("year {} listed twice", entry.year)));
+                return Err(CalendarError::Invalid(format!(
+                    "year {} listed twice",
+                    entry.year
+                )));
             }
         }
         Ok(Self { years })
@@ -164,11 +167,15 @@ fn expand(item: &str, year: i32) -> Result<Vec<NaiveDate>, CalendarError> {
         }
     };
     if first > last {
-        return Err(CalendarError::Invalid(format!("range `{item}` runs backwards")));
+        return Err(CalendarError::Invalid(format!(
+            "range `{item}` runs backwards"
+        )));
     }
     let days: Vec<_> = first.iter_days().take_while(|d| *d <= last).collect();
     if let Some(stray) = days.iter().find(|d| d.year() != year) {
-        return Err(CalendarError::Invalid(format!("{stray} is listed under year {year}")));
+        return Err(CalendarError::Invalid(format!(
+            "{stray} is listed under year {year}"
+        )));
     }
     Ok(days)
 }
@@ -184,12 +191,30 @@ mod tests {
     #[test]
     fn weekends_holidays_and_adjusted_working_days() {
         let cal = WorkingCalendar::shipped();
-        assert!(cal.is_working_day(d("2026-03-02")).unwrap(), "an ordinary Monday");
-        assert!(!cal.is_working_day(d("2026-03-07")).unwrap(), "an ordinary Saturday");
-        assert!(!cal.is_working_day(d("2026-02-17")).unwrap(), "Spring Festival Tuesday");
-        assert!(cal.is_working_day(d("2026-02-14")).unwrap(), "adjusted working Saturday");
-        assert!(cal.is_working_day(d("2025-01-26")).unwrap(), "adjusted working Sunday 2025");
-        assert!(!cal.is_working_day(d("2025-10-08")).unwrap(), "National Day 2025 Wednesday");
+        assert!(
+            cal.is_working_day(d("2026-03-02")).unwrap(),
+            "an ordinary Monday"
+        );
+        assert!(
+            !cal.is_working_day(d("2026-03-07")).unwrap(),
+            "an ordinary Saturday"
+        );
+        assert!(
+            !cal.is_working_day(d("2026-02-17")).unwrap(),
+            "Spring Festival Tuesday"
+        );
+        assert!(
+            cal.is_working_day(d("2026-02-14")).unwrap(),
+            "adjusted working Saturday"
+        );
+        assert!(
+            cal.is_working_day(d("2025-01-26")).unwrap(),
+            "adjusted working Sunday 2025"
+        );
+        assert!(
+            !cal.is_working_day(d("2025-10-08")).unwrap(),
+            "National Day 2025 Wednesday"
+        );
         assert!(cal.is_working_day(d("2026-10-10")).unwrap());
         assert!(!cal.is_working_day(d("2026-10-07")).unwrap());
     }
@@ -198,8 +223,14 @@ mod tests {
     fn start_day_is_not_counted() {
         let cal = WorkingCalendar::shipped();
         // Published Monday 2026-03-02: Tue..Mon are the five working days.
-        assert_eq!(cal.working_days_after(d("2026-03-02"), 5).unwrap(), d("2026-03-09"));
-        assert_eq!(cal.working_days_after(d("2026-03-02"), 0).unwrap(), d("2026-03-02"));
+        assert_eq!(
+            cal.working_days_after(d("2026-03-02"), 5).unwrap(),
+            d("2026-03-09")
+        );
+        assert_eq!(
+            cal.working_days_after(d("2026-03-02"), 0).unwrap(),
+            d("2026-03-02")
+        );
     }
 
     #[test]
@@ -207,7 +238,10 @@ mod tests {
         let cal = WorkingCalendar::shipped();
         // Published Tue 2026-09-29: Wed 30 is day 1, Oct 1-7 off, Thu 8 day 2, Fri 9 day 3,
         // Sat 10 (adjusted working day) day 4, Mon 12 day 5.
-        assert_eq!(cal.working_days_after(d("2026-09-29"), 5).unwrap(), d("2026-10-12"));
+        assert_eq!(
+            cal.working_days_after(d("2026-09-29"), 5).unwrap(),
+            d("2026-10-12")
+        );
     }
 
     #[test]
@@ -215,7 +249,10 @@ mod tests {
         let cal = WorkingCalendar::shipped();
         // Published Fri 2026-02-13: Sat 14 (adjusted) day 1, 15-23 off, Tue 24 day 2 … Fri 27
         // day 5.
-        assert_eq!(cal.working_days_after(d("2026-02-13"), 5).unwrap(), d("2026-02-27"));
+        assert_eq!(
+            cal.working_days_after(d("2026-02-13"), 5).unwrap(),
+            d("2026-02-27")
+        );
     }
 
     #[test]
@@ -224,7 +261,10 @@ mod tests {
         // 2026-03-01T20:00Z is already Monday 2026-03-02 04:00 in Shanghai.
         let start = "2026-03-01T20:00:00Z".parse::<DateTime<Utc>>().unwrap();
         let end = cal.period_end(start, 5).unwrap();
-        assert_eq!(end, "2026-03-09T16:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            end,
+            "2026-03-09T16:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]
@@ -253,7 +293,8 @@ mod tests {
 
     #[test]
     fn invalid_files_are_refused() {
-        let weekday_as_adjusted = "[[year]]\nyear = 2026\ndays_off = []\nworking_days = [\"2026-03-02\"]\n";
+        let weekday_as_adjusted =
+            "[[year]]\nyear = 2026\ndays_off = []\nworking_days = [\"2026-03-02\"]\n";
         assert!(WorkingCalendar::parse(weekday_as_adjusted).is_err());
         let wrong_year = "[[year]]\nyear = 2026\ndays_off = [\"2025-01-01\"]\nworking_days = []\n";
         assert!(WorkingCalendar::parse(wrong_year).is_err());

@@ -289,10 +289,12 @@ impl Config {
                 path: path.clone(),
                 source,
             })?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-                path: path.clone(),
-                message: e.message().to_string(),
-            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.clone(),
+                        message: e.message().to_string(),
+                    })?;
             merge(&mut merged, table);
         }
         for (name, raw) in &env {
@@ -312,10 +314,13 @@ impl Config {
             let parent = err.path().to_string();
             let inner = err.into_inner();
             let message = inner.message().to_string();
+            // The path of an unknown field already ends with it, except at the top level.
             let key = match unknown_field(&message) {
                 Some(field) if parent == "." => field.to_string(),
-                Some(field) => format!("{parent}.{field}"),
-                None => parent,
+                Some(field) if parent.rsplit('.').next() != Some(field) => {
+                    format!("{parent}.{field}")
+                }
+                _ => parent,
             };
             let origin = match origins.get(&key) {
                 Some(var) => format!(" (from {var})"),
@@ -463,8 +468,14 @@ mod tests {
         let text = config.to_toml();
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("very-secret-key"), "{text}");
-        assert!(text.contains("postgres://pdp:********@db:5432/pdp"), "{text}");
-        assert_eq!(config.identity.hmac_key.unwrap().expose(), "very-secret-key");
+        assert!(
+            text.contains("postgres://pdp:********@db:5432/pdp"),
+            "{text}"
+        );
+        assert_eq!(
+            config.identity.hmac_key.unwrap().expose(),
+            "very-secret-key"
+        );
         assert!(!format!("{:?}", config.store.url).contains("hunter2"));
     }
 

@@ -119,7 +119,11 @@ pub trait ServiceError: std::error::Error {
             self.to_string()
         };
         let mut details = ErrorDetails::new();
-        details.set_error_info(self.reason(), ERROR_DOMAIN, Default::default());
+        details.set_error_info(
+            self.reason(),
+            ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        );
         let fields = self.field_violations();
         if !fields.is_empty() {
             details.set_bad_request(
@@ -134,7 +138,9 @@ pub trait ServiceError: std::error::Error {
             details.set_precondition_failure(
                 preconditions
                     .into_iter()
-                    .map(|v| tonic_types::PreconditionViolation::new(v.kind, v.subject, v.description))
+                    .map(|v| {
+                        tonic_types::PreconditionViolation::new(v.kind, v.subject, v.description)
+                    })
                     .collect::<Vec<_>>(),
             );
         }

@@ -205,7 +205,10 @@ fn ascii(value: &str) -> MetadataValue<tonic::metadata::Ascii> {
 pub struct RequireIdentity(pub IdentityKey);
 
 impl tonic::service::Interceptor for RequireIdentity {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         match self.0.verify(request.metadata()) {
             Ok(identity) => {
                 request.extensions_mut().insert(identity);
@@ -285,7 +288,10 @@ mod tests {
         let mut md = MetadataMap::new();
         key.sign_into(&harbin_operator(), &mut md);
         clock.advance(Duration::seconds(301));
-        assert!(matches!(key.verify(&md), Err(IdentityError::Expired { .. })));
+        assert!(matches!(
+            key.verify(&md),
+            Err(IdentityError::Expired { .. })
+        ));
     }
 
     #[test]

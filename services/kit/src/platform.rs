@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::events::{EmbeddedLog, EventLog, EventLogError, KafkaLog};
-use crate::store::{Migrations, Store, StoreError, KIT_MIGRATIONS};
+use crate::store::{KIT_MIGRATIONS, Migrations, Store, StoreError};
 use crate::telemetry::health::{self, Readiness};
 
 /// The store of `owner`: its PostgreSQL schema, or its SQLite file under the data directory.
@@ -48,9 +48,8 @@ pub fn open_event_log(config: &Config) -> Result<Arc<dyn EventLog>, EventLogErro
             config.events.replication_factor,
         )?)),
         None => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-                StoreError::Open(format!("{}: {e}", config.data_dir.display()))
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", config.data_dir.display())))?;
             let path = config.data_dir.join("events.db");
             Ok(Arc::new(EmbeddedLog::open(
                 &path.to_string_lossy(),

@@ -129,7 +129,10 @@ impl EventLog for EmbeddedLog {
         let partitions = self.inner.partitions as i32;
         self.sqlite(move |conn| {
             diesel::insert_into(log_topics::table)
-                .values((log_topics::name.eq(&topic), log_topics::partitions.eq(partitions)))
+                .values((
+                    log_topics::name.eq(&topic),
+                    log_topics::partitions.eq(partitions),
+                ))
                 .on_conflict_do_nothing()
                 .execute(conn)?;
             Ok(())
@@ -198,7 +201,9 @@ impl EventLog for EmbeddedLog {
         let mut partitions = Vec::new();
         for topic in topics {
             let name = topic.to_string();
-            let n = self.sqlite(move |conn| topic_partitions(conn, &name)).await?;
+            let n = self
+                .sqlite(move |conn| topic_partitions(conn, &name))
+                .await?;
             partitions.push((topic.to_string(), n));
         }
         let member = self.inner.next_member.fetch_add(1, Ordering::Relaxed);
@@ -312,8 +317,8 @@ impl EmbeddedSubscription {
                             offset,
                             reason,
                         };
-                        let headers: EventHeaders = serde_json::from_str(&headers)
-                            .map_err(|e| malformed(e.to_string()))?;
+                        let headers: EventHeaders =
+                            serde_json::from_str(&headers).map_err(|e| malformed(e.to_string()))?;
                         let event = Event::from_record(&headers, &payload).map_err(malformed)?;
                         out.push(Delivery {
                             topic: topic.clone(),
@@ -340,7 +345,8 @@ impl Subscription for EmbeddedSubscription {
         loop {
             // Register for the wake-up before looking, so an append between the look and the
             // wait is not missed.
-            let appended = self.log.inner.appended.notified();
+            let log = self.log.inner.clone();
+            let appended = log.appended.notified();
             self.refresh_assignment().await?;
             let batch = self.fetch(max.max(1)).await?;
             if !batch.is_empty() {

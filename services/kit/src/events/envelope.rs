@@ -59,7 +59,7 @@ impl Event {
             data,
             trace: BTreeMap::new(),
         };
-        crate::telemetry::inject_current(&mut event.trace);
+        crate::telemetry::inject_current(&mut crate::telemetry::RecordHeadersMut(&mut event.trace));
         event
     }
 
@@ -108,7 +108,9 @@ impl Event {
         let time = DateTime::parse_from_rfc3339(&get("ce_time")?)
             .map_err(|e| format!("ce_time: {e}"))?
             .with_timezone(&Utc);
-        let tenant = get("ce_tenant")?.parse().map_err(|e| format!("ce_tenant: {e}"))?;
+        let tenant = get("ce_tenant")?
+            .parse()
+            .map_err(|e| format!("ce_tenant: {e}"))?;
         let data = serde_json::from_slice(payload).map_err(|e| format!("data: {e}"))?;
         let trace = ["traceparent", "tracestate"]
             .into_iter()

@@ -42,7 +42,11 @@ fn unavailable(err: KafkaError) -> EventLogError {
 }
 
 impl KafkaLog {
-    pub fn connect(brokers: &str, partitions: u32, replication: u32) -> Result<Self, EventLogError> {
+    pub fn connect(
+        brokers: &str,
+        partitions: u32,
+        replication: u32,
+    ) -> Result<Self, EventLogError> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -73,7 +77,11 @@ impl KafkaLog {
 #[async_trait]
 impl EventLog for KafkaLog {
     async fn create_topic(&self, topic: &str) -> Result<(), EventLogError> {
-        let new = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(self.replication));
+        let new = NewTopic::new(
+            topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication),
+        );
         let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
         let results = self
             .admin

@@ -41,10 +41,27 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Migrations of one owner (kit or a service), written once per backend.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Migrations {
-    pub postgres: EmbeddedMigrations,
-    pub sqlite: EmbeddedMigrations,
+    pub postgres: &'static EmbeddedMigrations,
+    pub sqlite: &'static EmbeddedMigrations,
+}
+
+impl std::fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Migrations")
+    }
+}
+
+/// Lends a static set of embedded migrations to diesel, which wants a source by value.
+struct Source(&'static EmbeddedMigrations);
+
+impl<DB: diesel::backend::Backend> diesel::migration::MigrationSource<DB> for Source {
+    fn migrations(
+        &self,
+    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>> {
+        diesel::migration::MigrationSource::<DB>::migrations(self.0)
+    }
 }
 
 /// A pool of connections to one service's data.
@@ -98,7 +115,10 @@ pub fn backend_of(url: &str) -> Backend {
 impl Store {
     /// Opens the store of `owner` (a service name, used as the PostgreSQL schema).
     pub fn open(url: &str, owner: &str, pool_size: u32) -> StoreResult<Self> {
-        if !owner.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        if !owner
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err(StoreError::Open(format!(
                 "owner `{owner}` must be lowercase letters, digits and underscores"
             )));
@@ -191,8 +211,8 @@ impl Store {
         let mut applied = Vec::new();
         for set in sets {
             let versions = match &mut *conn {
-                AnyConnection::Postgresql(c) => c.run_pending_migrations(set.postgres),
-                AnyConnection::Sqlite(c) => c.run_pending_migrations(set.sqlite),
+                AnyConnection::Postgresql(c) => c.run_pending_migrations(Source(set.postgres)),
+                AnyConnection::Sqlite(c) => c.run_pending_migrations(Source(set.sqlite)),
             }
             .map_err(|e| StoreError::Migration(e.to_string()))?;
             applied.extend(versions.into_iter().map(|v| v.to_string()));
@@ -212,6 +232,10 @@ impl Store {
 
 /// The migrations of kit's own tables (outbox, inbox), which every service store carries.
 pub const KIT_MIGRATIONS: Migrations = Migrations {
-    postgres: diesel_migrations::embed_migrations!("migrations/postgres"),
-    sqlite: diesel_migrations::embed_migrations!("migrations/sqlite"),
+    postgres: &KIT_POSTGRES,
+    sqlite: &KIT_SQLITE,
 };
+
+static KIT_POSTGRES: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+static KIT_SQLITE: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/sqlite");

@@ -92,20 +92,31 @@ mod tests {
     async fn ready_only_when_every_check_answers() {
         let readiness = Readiness::default()
             .check("store", || async { Ok(()) })
-            .check("event_log", || async { Err("connection refused".to_string()) });
+            .check("event_log", || async {
+                Err("connection refused".to_string())
+            });
         let app = test::init_service(App::new().configure(routes(readiness))).await;
 
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
         assert_eq!(resp.status(), 200);
 
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
         assert_eq!(resp.status(), 503);
         let body: serde_json::Value = test::read_body_json(resp).await;
         assert_eq!(body["checks"]["event_log"], "connection refused");
         assert_eq!(body["checks"]["store"], "ok");
 
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        super::super::metrics::OUTBOX_PENDING
+            .with_label_values(&["health_test"])
+            .set(7);
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
         let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
-        assert!(text.contains("pdp_outbox_pending"), "{text}");
+        assert!(
+            text.contains("pdp_outbox_pending{store=\"health_test\"} 7"),
+            "{text}"
+        );
     }
 }

@@ -161,15 +161,18 @@ impl Extractor for GrpcMetadata<'_> {
 }
 
 /// Event record headers (Kafka, the embedded log) carry the context as plain string headers.
-impl Injector for BTreeMap<String, String> {
-    fn set(&mut self, key: &str, value: String) {
-        self.insert(key.to_string(), value);
-    }
-}
-
-/// Read side of the record headers; a newtype because `Extractor` is foreign to the map too.
 #[derive(Debug)]
 pub struct RecordHeaders<'a>(pub &'a BTreeMap<String, String>);
+
+/// Write side of the record headers.
+#[derive(Debug)]
+pub struct RecordHeadersMut<'a>(pub &'a mut BTreeMap<String, String>);
+
+impl Injector for RecordHeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+}
 
 impl Extractor for RecordHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -184,7 +187,9 @@ impl Extractor for RecordHeaders<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
 
     fn remote_context() -> opentelemetry::Context {
         let span = SpanContext::new(
@@ -208,7 +213,10 @@ mod tests {
         propagator.inject_context(&context, &mut HttpHeaders(&mut headers));
         assert_eq!(headers["traceparent"], TRACEPARENT);
         let back = propagator.extract(&HttpHeaders(&mut headers));
-        assert_eq!(back.span().span_context().trace_id(), context.span().span_context().trace_id());
+        assert_eq!(
+            back.span().span_context().trace_id(),
+            context.span().span_context().trace_id()
+        );
 
         let mut metadata = tonic::metadata::MetadataMap::new();
         propagator.inject_context(&context, &mut GrpcMetadata(&mut metadata));
@@ -217,9 +225,12 @@ mod tests {
         assert!(back.span().span_context().is_remote());
 
         let mut record = BTreeMap::new();
-        propagator.inject_context(&context, &mut record);
+        propagator.inject_context(&context, &mut RecordHeadersMut(&mut record));
         assert_eq!(record["traceparent"], TRACEPARENT);
         let back = propagator.extract(&RecordHeaders(&record));
-        assert_eq!(back.span().span_context().span_id(), context.span().span_context().span_id());
+        assert_eq!(
+            back.span().span_context().span_id(),
+            context.span().span_context().span_id()
+        );
     }
 }
