@@ -1,1 +1,0 @@
-//! Cross-part tests live in `integration/`; this crate has no library code.
