@@ -1,0 +1,204 @@
+//! The `pdp` binary as IT teams and developers run it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn pdp(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pdp"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("pdp runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_unknown_variable_stops_every_command_and_is_named() {
+    for command in [
+        &["config"][..],
+        &["version"],
+        &["migrate"],
+        &["dev"],
+        &["serve", "planning"],
+    ] {
+        let out = pdp(command, &[("PDP_STORE__URLL", "postgres://x")]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "pdp {command:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("store.urll"),
+            "pdp {command:?}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("PDP_STORE__URLL"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_bad_value_in_the_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pdp.toml");
+    std::fs::write(&file, "[store]\npool_size = \"many\"\n").unwrap();
+    let out = pdp(&["config", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("store.pool_size"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_prints_the_effective_configuration_with_secrets_masked() {
+    let out = pdp(
+        &["config"],
+        &[
+            ("PDP_MODE", "cluster"),
+            ("PDP_STORE__URL", "postgres://pdp:s3cret@db/pdp"),
+            ("PDP_IDENTITY__HMAC_KEY", "k3y-material"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("mode = \"cluster\""), "{text}");
+    assert!(text.contains("postgres://pdp:********@db/pdp"), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("k3y-material"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_names_the_services_it_knows() {
+    let out = pdp(&["serve", "nonesuch"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown service `nonesuch`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn migrate_applies_once_on_postgres() {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    // A database of its own, so that the platform schema starts empty.
+    let db = format!("cli_{}", std::process::id());
+    let admin = Command::new("psql")
+        .args([
+            &url,
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {db}"),
+            "-c",
+            &format!("CREATE DATABASE {db}"),
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        admin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    let own = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let first = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("platform: applied"));
+    let second = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
+    assert!(String::from_utf8_lossy(&second.stdout).contains("platform: up to date"));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+fn start_dev(data: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pdp"))
+        .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pdp dev starts")
+}
+
+fn wait_ready(child: &mut Child, port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((200, body)) = get(port, "/readyz") {
+            return body;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("pdp dev exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("pdp dev not ready within 30s");
+}
+
+fn interrupt_and_wait(mut child: Child) -> std::process::ExitStatus {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pdp dev did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = start_dev(data.path(), port);
+    let ready = wait_ready(&mut child, port);
+    assert!(ready.contains("\"store\":\"ok\""), "{ready}");
+    assert!(ready.contains("\"event_log\":\"ok\""), "{ready}");
+    assert_eq!(get(port, "/healthz").unwrap().0, 200);
+    let (status, metrics) = get(port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("text/plain"), "{metrics}");
+
+    let status = interrupt_and_wait(child);
+    assert_eq!(status.code(), Some(0), "Ctrl-C is a clean stop");
+    assert!(data.path().join("platform.db").exists());
+    assert!(data.path().join("events.db").exists());
+
+    // The same data directory starts again.
+    let port = free_port();
+    let mut again = start_dev(data.path(), port);
+    wait_ready(&mut again, port);
+    assert_eq!(interrupt_and_wait(again).code(), Some(0));
+}
