@@ -1,0 +1,30 @@
+# The README's commands call these. Servers: `.ci/run` installs and starts them, then runs `check`.
+CARGO ?= cargo
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+export TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
+export TEST_REDIS_URL ?= redis://127.0.0.1:6379
+
+.PHONY: run fmt lint test check bench
+
+## run: pdp on the embedded defaults (SQLite and the embedded log under ./data), http on :8080
+run:
+	$(CARGO) run -p pdp -- dev
+
+fmt:
+	$(CARGO) fmt --all
+
+## lint: formatting and clippy with warnings denied
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## test: every test, against the real PostgreSQL and Kafka-compatible broker
+test:
+	$(CARGO) test --workspace --all-targets
+
+## check: what CI runs once the servers are up
+check: lint test
+
+## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker)
+bench:
+	$(CARGO) bench -p pdp-kit --bench throughput
