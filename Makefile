@@ -20,7 +20,7 @@ lint:
 
 ## test: every test, against the real PostgreSQL and Kafka-compatible broker
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --lib --bins --tests
 
 ## check: what CI runs once the servers are up
 check: lint test

@@ -190,7 +190,10 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
     assert_eq!(get(port, "/healthz").unwrap().0, 200);
     let (status, metrics) = get(port, "/metrics").unwrap();
     assert_eq!(status, 200);
-    assert!(metrics.contains("text/plain"), "{metrics}");
+    assert!(
+        metrics.contains("pdp_http_request_duration_seconds_count{method=\"GET\",status=\"200\"}"),
+        "served requests are counted: {metrics}"
+    );
 
     let status = interrupt_and_wait(child);
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean stop");

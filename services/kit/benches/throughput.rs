@@ -14,6 +14,7 @@ use pdp_kit::events::{EmbeddedLog, Event, EventLog, KafkaLog};
 use pdp_kit::outbox::{self, OutboxRelay};
 use pdp_kit::store::{KIT_MIGRATIONS, Store, StoreError};
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 fn env(name: &str, default: &str) -> String {
@@ -56,12 +57,25 @@ async fn raw_producer(brokers: &str, log: &KafkaLog, n: u64) -> f64 {
         .set("batch.num.messages", "10000")
         .create()
         .expect("producer");
+    // The very records the relay sends (key, CloudEvents headers, JSON data), so that the
+    // comparison is like for like.
     let events: Vec<Event> = (0..n).map(event).collect();
     let payloads: Vec<Vec<u8>> = events.iter().map(Event::payload).collect();
+    let headers: Vec<OwnedHeaders> = events
+        .iter()
+        .map(|e| {
+            e.headers().iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            })
+        })
+        .collect();
     let start = Instant::now();
     let mut pending = Vec::with_capacity(n as usize);
-    for (e, p) in events.iter().zip(&payloads) {
-        let record = FutureRecord::to(&topic).key(e.key()).payload(p);
+    for ((e, p), h) in events.iter().zip(&payloads).zip(headers) {
+        let record = FutureRecord::to(&topic).key(e.key()).payload(p).headers(h);
         pending.push(
             producer
                 .send_result(record)

@@ -88,6 +88,19 @@ where
 {
     let server = HttpServer::new(move || {
         App::new()
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service as _;
+                let method = req.method().to_string();
+                let start = std::time::Instant::now();
+                let response = srv.call(req);
+                async move {
+                    let response = response.await?;
+                    crate::telemetry::metrics::HTTP_REQUESTS
+                        .with_label_values(&[method.as_str(), response.status().as_str()])
+                        .observe(start.elapsed().as_secs_f64());
+                    Ok(response)
+                }
+            })
             .configure(health::routes(readiness.clone()))
             .configure(extra.clone())
     })

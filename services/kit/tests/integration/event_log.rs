@@ -7,19 +7,7 @@ use std::time::{Duration, Instant};
 
 use pdp_kit::events::{Delivery, Event, EventLog, Subscription};
 
-use crate::support::{LogBackend, unique};
-
-fn event(key: &str, seq: u64) -> Event {
-    Event::new(
-        "contract",
-        &"230100".parse().unwrap(),
-        "widget",
-        "changed",
-        key,
-        chrono::Utc::now(),
-        serde_json::json!({ "seq": seq }),
-    )
-}
+use crate::support::{LogBackend, event, unique};
 
 fn seq(d: &Delivery) -> u64 {
     d.event.data["seq"].as_u64().expect("seq")

@@ -15,19 +15,7 @@ use pdp_kit::outbox::{self, OutboxRelay};
 use pdp_kit::store::{AnyConnection, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{LogBackend, StoreBackend, unique};
-
-fn event(key: &str, seq: u64) -> Event {
-    Event::new(
-        "contract",
-        &"230100".parse().unwrap(),
-        "widget",
-        "changed",
-        key,
-        chrono::Utc::now(),
-        serde_json::json!({ "seq": seq }),
-    )
-}
+use crate::support::{LogBackend, StoreBackend, event, unique};
 
 /// Writes `n` events, `per_tx` to a transaction, as a service would.
 async fn write_events(store: &Store, topic: &str, n: u64, per_tx: u64) {
@@ -307,3 +295,35 @@ outbox_contract!(
     StoreBackend::postgres(),
     LogBackend::kafka()
 );
+
+/// In PostgreSQL a commit wakes the relay through NOTIFY: with polling set to a minute, an event
+/// still goes out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commit_wakes_the_relay_without_polling() {
+    let stores = StoreBackend::postgres();
+    let producer = stores.open("producer");
+    let log = LogBackend::kafka().open();
+    let topic = unique("outbox");
+    log.create_topic(&topic).await.unwrap();
+    let mut sub = log
+        .subscribe(&unique("g"), &[topic.as_str()])
+        .await
+        .unwrap();
+
+    let shutdown = CancellationToken::new();
+    let relay =
+        OutboxRelay::new(producer.clone(), log.clone()).with_poll_interval(Duration::from_secs(60));
+    let task = tokio::spawn(relay.run(shutdown.clone()));
+    // Let the relay go idle (its first look finds nothing) and its listener LISTEN.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    write_events(&producer, &topic, 1, 1).await;
+    let got = sub.next_batch(1, Duration::from_secs(20)).await.unwrap();
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "the commit woke the relay long before its next poll"
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pdp_kit::events::{EmbeddedLog, EventLog, KafkaLog};
+use pdp_kit::events::{EmbeddedLog, Event, EventLog, KafkaLog};
 use pdp_kit::store::{KIT_MIGRATIONS, Store};
 
 pub fn database_url() -> String {
@@ -15,6 +15,19 @@ pub fn database_url() -> String {
 
 pub fn kafka_brokers() -> String {
     std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// An event of aggregate `key` carrying its sequence number, for order checks.
+pub fn event(key: &str, seq: u64) -> Event {
+    Event::new(
+        "contract",
+        &"230100".parse().unwrap(),
+        "widget",
+        "changed",
+        key,
+        chrono::Utc::now(),
+        serde_json::json!({ "seq": seq }),
+    )
 }
 
 pub fn unique(prefix: &str) -> String {
