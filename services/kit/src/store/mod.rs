@@ -205,6 +205,21 @@ impl Store {
         .await
     }
 
+    /// Runs `f` in one transaction in the tenant of `scope`: the way to read and write tenant rows.
+    pub async fn scoped<F, R, E>(&self, scope: &TenantScope, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let scope = scope.clone();
+        self.transaction(move |conn| {
+            scope.enter(conn)?;
+            f(conn)
+        })
+        .await
+    }
+
     /// Applies the pending migrations of each owner, in order.
     pub fn migrate(&self, sets: &[Migrations]) -> StoreResult<Vec<String>> {
         let mut conn = self.connection()?;

@@ -5,6 +5,13 @@
 //! A service declares which column holds the tenant ([`TenantTable`], usually with
 //! [`tenant_table!`](crate::tenant_table)) and builds every query from `scope.rows(table)`. The
 //! scope is made from the verified caller or, for scheduled work, named explicitly.
+//!
+//! In PostgreSQL the database enforces it too: a service's migration turns each tenant table into
+//! a view with `SELECT pdp_isolate_tenant('<table>')`, and the view raises on any query made in a
+//! transaction that did not [`enter`](TenantScope::enter) a scope — an unscoped query fails loudly
+//! instead of returning another tenant's rows, and a row written for another tenant is refused.
+//! The contract suites run every test on PostgreSQL as well, so a query that forgot its scope
+//! fails there even though SQLite (dev) has no such guard.
 
 use diesel::dsl;
 use diesel::expression::Expression;
@@ -13,6 +20,7 @@ use diesel::query_dsl::methods::FilterDsl;
 use diesel::sql_types::Text;
 
 use crate::identity::{Identity, TenantCode};
+use crate::store::AnyConnection;
 
 /// The tenant a unit of work acts in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +44,17 @@ impl TenantScope {
 
     pub fn tenant(&self) -> &TenantCode {
         &self.tenant
+    }
+
+    /// Makes this the tenant of the current transaction (PostgreSQL's `pdp.tenant` setting, which
+    /// the isolation views read). Call it inside a transaction: the setting ends with it.
+    pub fn enter(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        if let AnyConnection::Postgresql(pg) = conn {
+            diesel::sql_query("SELECT set_config('pdp.tenant', $1, true)")
+                .bind::<Text, _>(self.tenant.as_str())
+                .execute(pg)?;
+        }
+        Ok(())
     }
 
     /// The rows of `table` that belong to this tenant: the starting point of every query,

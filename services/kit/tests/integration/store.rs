@@ -23,21 +23,47 @@ fn tenant(code: &str) -> TenantCode {
     code.parse().unwrap()
 }
 
+/// A tenant table as a service's migration makes it (isolated in PostgreSQL), with two Harbin
+/// widgets and one of Qiqihar's.
 async fn with_widgets(store: &Store) {
     store
         .run(|conn| {
             conn.batch_execute(
                 "CREATE TABLE widgets (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL)",
             )?;
-            for (id, t) in [("h1", "230100"), ("h2", "230100"), ("q1", "230200")] {
-                diesel::insert_into(widgets::table)
-                    .values((widgets::id.eq(id), widgets::tenant.eq(t), widgets::name.eq("w")))
-                    .execute(conn)?;
+            if let AnyConnection::Postgresql(_) = conn {
+                conn.batch_execute("SELECT pdp_isolate_tenant('widgets')")?;
             }
             Ok::<_, StoreError>(())
         })
         .await
         .unwrap();
+    for (id, t) in [("h1", "230100"), ("h2", "230100"), ("q1", "230200")] {
+        store
+            .scoped(&TenantScope::system(tenant(t)), move |conn| {
+                diesel::insert_into(widgets::table)
+                    .values((
+                        widgets::id.eq(id),
+                        widgets::tenant.eq(t),
+                        widgets::name.eq("w"),
+                    ))
+                    .execute(conn)?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+    }
+}
+
+async fn count_in(store: &Store, code: &str) -> i64 {
+    let scope = TenantScope::system(tenant(code));
+    let inner = scope.clone();
+    store
+        .scoped(&scope, move |conn| {
+            Ok::<_, StoreError>(inner.rows(widgets::table).count().get_result(conn)?)
+        })
+        .await
+        .unwrap()
 }
 
 pub async fn a_tenant_scope_sees_and_changes_only_its_rows(backend: StoreBackend) {
@@ -45,24 +71,32 @@ pub async fn a_tenant_scope_sees_and_changes_only_its_rows(backend: StoreBackend
     with_widgets(&store).await;
     let harbin = TenantScope::system(tenant("230100"));
     let qiqihar = TenantScope::system(tenant("230200"));
-    let (mine, updated, deleted, left) = store
-        .run(move |conn| {
-            let mine: Vec<String> = harbin
+    let h = harbin.clone();
+    let (mine, updated, deleted) = store
+        .scoped(&harbin, move |conn| {
+            let mine: Vec<String> = h
                 .rows(widgets::table)
                 .select(widgets::id)
                 .order(widgets::id)
                 .load(conn)?;
             // Harbin tries to rename and delete Qiqihar's widget by id: the scope stops it.
-            let updated = diesel::update(harbin.rows(widgets::table).filter(widgets::id.eq("q1")))
+            let updated = diesel::update(h.rows(widgets::table).filter(widgets::id.eq("q1")))
                 .set(widgets::name.eq("stolen"))
                 .execute(conn)?;
-            let deleted = diesel::delete(harbin.rows(widgets::table).filter(widgets::id.eq("q1")))
+            let deleted = diesel::delete(h.rows(widgets::table).filter(widgets::id.eq("q1")))
                 .execute(conn)?;
-            let left: Vec<(String, String)> = qiqihar
-                .rows(widgets::table)
-                .select((widgets::id, widgets::name))
-                .load(conn)?;
-            Ok::<_, StoreError>((mine, updated, deleted, left))
+            Ok::<_, StoreError>((mine, updated, deleted))
+        })
+        .await
+        .unwrap();
+    let q = qiqihar.clone();
+    let left: Vec<(String, String)> = store
+        .scoped(&qiqihar, move |conn| {
+            Ok::<_, StoreError>(
+                q.rows(widgets::table)
+                    .select((widgets::id, widgets::name))
+                    .load(conn)?,
+            )
         })
         .await
         .unwrap();
@@ -75,7 +109,7 @@ pub async fn a_failed_transaction_leaves_nothing(backend: StoreBackend) {
     let store = backend.open("tx");
     with_widgets(&store).await;
     let result: Result<(), StoreError> = store
-        .transaction(|conn| {
+        .scoped(&TenantScope::system(tenant("230100")), |conn| {
             diesel::insert_into(widgets::table)
                 .values((
                     widgets::id.eq("h3"),
@@ -87,11 +121,7 @@ pub async fn a_failed_transaction_leaves_nothing(backend: StoreBackend) {
         })
         .await;
     assert!(result.is_err());
-    let count: i64 = store
-        .run(|conn| Ok::<_, StoreError>(widgets::table.count().get_result(conn)?))
-        .await
-        .unwrap();
-    assert_eq!(count, 3);
+    assert_eq!(count_in(&store, "230100").await, 2);
 }
 
 pub async fn migrations_apply_once(backend: StoreBackend) {
@@ -122,6 +152,7 @@ pub async fn the_inbox_applies_an_event_once(backend: StoreBackend) {
     };
     let rename = |conn: &mut AnyConnection, e: &Event| {
         let scope = TenantScope::system(e.tenant.clone());
+        scope.enter(conn)?;
         diesel::update(
             scope
                 .rows(widgets::table)
@@ -138,10 +169,10 @@ pub async fn the_inbox_applies_an_event_once(backend: StoreBackend) {
             let other = apply_once(conn, "another-consumer", &delivery, |_, _| {
                 Ok::<_, diesel::result::Error>(())
             })?;
-            let name: String = widgets::table
-                .find("h1")
-                .select(widgets::name)
-                .first(conn)?;
+            let name: String = conn.transaction(|conn| {
+                TenantScope::system(tenant("230100")).enter(conn)?;
+                widgets::table.find("h1").select(widgets::name).first(conn)
+            })?;
             Ok::<_, pdp_kit::inbox::InboxError<diesel::result::Error>>((first, second, other, name))
         })
         .await
@@ -193,6 +224,43 @@ pub async fn a_failed_effect_is_not_recorded(backend: StoreBackend) {
         Outcome::Applied,
         "the failed attempt left no inbox record"
     );
+}
+
+/// PostgreSQL refuses what the typed scope only makes hard: a query with no scope, and a row
+/// written for another tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fails_loudly_without_a_tenant_scope() {
+    let store = StoreBackend::postgres().open("isolation");
+    with_widgets(&store).await;
+    let unscoped = store
+        .run(|conn| Ok::<_, StoreError>(widgets::table.count().get_result::<i64>(conn)?))
+        .await;
+    let err = unscoped.expect_err("an unscoped read must fail");
+    assert!(err.to_string().contains("without a tenant scope"), "{err}");
+
+    let unscoped_write = store
+        .transaction(|conn| {
+            diesel::delete(widgets::table).execute(conn)?;
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    assert!(unscoped_write.is_err(), "an unscoped delete must fail");
+
+    let foreign = store
+        .scoped(&TenantScope::system(tenant("230100")), |conn| {
+            diesel::insert_into(widgets::table)
+                .values((
+                    widgets::id.eq("x"),
+                    widgets::tenant.eq("230200"),
+                    widgets::name.eq("w"),
+                ))
+                .execute(conn)?;
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    assert!(foreign.is_err(), "Harbin cannot write a Qiqihar row");
+    assert_eq!(count_in(&store, "230100").await, 2);
+    assert_eq!(count_in(&store, "230200").await, 1);
 }
 
 macro_rules! store_contract {

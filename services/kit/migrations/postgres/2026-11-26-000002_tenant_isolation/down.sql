@@ -1,0 +1,2 @@
+DROP FUNCTION pdp_isolate_tenant(text);
+DROP FUNCTION pdp_current_tenant();
