@@ -11,9 +11,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.push(root.join("google/api/annotations.proto"));
     files.sort();
 
-    let fds = protox::compile(&files, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    compiler.include_imports(true).open_files(&files)?;
+    // Encoded by protox itself, so method options keep their `google.api.http` extensions
+    // (prost_types would drop them as unknown fields).
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("pdp_descriptor.bin"), prost_encode(&fds))?;
+    std::fs::write(
+        out.join("pdp_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         .build_client(true)
@@ -35,9 +42,4 @@ fn collect_protos(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn prost_encode(fds: &prost_types::FileDescriptorSet) -> Vec<u8> {
-    use prost::Message;
-    fds.encode_to_vec()
 }

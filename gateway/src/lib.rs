@@ -1,0 +1,272 @@
+//! The gateway: the one door into pdp. Front ends call it with REST/JSON; it finds the route in
+//! the descriptor set, the tenant in the path, authenticates and authorizes the caller, and
+//! forwards the call over gRPC to the service with the verified identity signed.
+//!
+//! Every step is a type with one job: [`transcode`] (routes and messages), [`Authenticator`]
+//! (who calls), [`Authorizer`] (may they), [`Upstreams`] (where the service runs). Nothing reaches
+//! an upstream without both answers.
+
+pub mod transcode;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use pdp_kit::error::{ErrorCode, FieldViolation, ServiceError, status_to_http};
+use pdp_kit::identity::{Identity, IdentityKey, TenantCode};
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+
+use transcode::message::{TranscodeError, request_message, response_json};
+use transcode::routes::{Resolution, Route, RouteTable};
+
+/// Answers who is calling.
+pub trait Authenticator: Send + Sync {
+    /// The verified caller of `request` in `tenant`, or why not.
+    fn authenticate(&self, request: &HttpRequest, tenant: &TenantCode) -> Result<Identity, String>;
+}
+
+/// Answers whether a caller may run an operation in a tenant. Deny unless a policy allows.
+pub trait Authorizer: Send + Sync {
+    /// `caller` is `None` on public routes.
+    fn allows(&self, caller: Option<&Identity>, tenant: &TenantCode, operation: &str) -> bool;
+}
+
+/// Where each service of the instance serving a tenant answers.
+pub trait Upstreams: Send + Sync {
+    fn channel(&self, tenant: &TenantCode, service: &str) -> Option<Channel>;
+}
+
+/// One endpoint per service, whatever the tenant: a single instance (`pdp dev`, tests).
+#[derive(Debug, Clone, Default)]
+pub struct SingleInstance(pub HashMap<String, Channel>);
+
+impl Upstreams for SingleInstance {
+    fn channel(&self, _tenant: &TenantCode, service: &str) -> Option<Channel> {
+        self.0.get(service).cloned()
+    }
+}
+
+pub struct Gateway {
+    pub routes: RouteTable,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub upstreams: Arc<dyn Upstreams>,
+    pub identity_key: IdentityKey,
+    pub upstream_timeout: Duration,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.routes.routes().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Mounts the gateway on an actix app: every path not served otherwise is an API call.
+    pub fn configure(self: Arc<Self>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        move |cfg| {
+            cfg.app_data(web::Data::from(self.clone()))
+                .default_service(web::to(proxy));
+        }
+    }
+}
+
+/// Why the gateway answered instead of the service.
+#[derive(Debug, thiserror::Error)]
+enum GatewayError {
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("{method} is not allowed here; allowed: {allowed}")]
+    MethodNotAllowed { method: String, allowed: String },
+    #[error("unknown tenant `{0}`")]
+    UnknownTenant(String),
+    #[error("invalid request: {0}")]
+    BadRequest(TranscodeError),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("{operation} is not allowed for this caller in tenant {tenant}")]
+    Denied { operation: String, tenant: String },
+    #[error("no platform instance serves service `{service}` for tenant {tenant}")]
+    NoUpstream { service: String, tenant: String },
+}
+
+impl ServiceError for GatewayError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::NoRoute { .. } | Self::UnknownTenant(_) => ErrorCode::NotFound,
+            Self::MethodNotAllowed { .. } => ErrorCode::InvalidArgument,
+            Self::BadRequest(_) => ErrorCode::InvalidArgument,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Denied { .. } => ErrorCode::PermissionDenied,
+            Self::NoUpstream { .. } => ErrorCode::Unavailable,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::NoRoute { .. } => "NO_ROUTE",
+            Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            Self::UnknownTenant(_) => "UNKNOWN_TENANT",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Denied { .. } => "PERMISSION_DENIED",
+            Self::NoUpstream { .. } => "NO_UPSTREAM",
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::BadRequest(e) => vec![FieldViolation::new(e.field(), e.to_string())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn answer(status: &tonic::Status, override_http: Option<StatusCode>) -> HttpResponse {
+    let (code, body) = status_to_http(status);
+    let code = override_http
+        .unwrap_or_else(|| StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    HttpResponse::build(code).json(body)
+}
+
+fn refuse(err: &GatewayError) -> HttpResponse {
+    let http = match err {
+        GatewayError::MethodNotAllowed { .. } => Some(StatusCode::METHOD_NOT_ALLOWED),
+        _ => None,
+    };
+    answer(&err.to_status(), http)
+}
+
+async fn proxy(
+    request: HttpRequest,
+    body: web::Bytes,
+    gateway: web::Data<Gateway>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let response = route_and_forward(&request, &body, &gateway).await;
+    tracing::info!(
+        method = %request.method(),
+        path = %request.path(),
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "api request"
+    );
+    response
+}
+
+async fn route_and_forward(request: &HttpRequest, body: &[u8], gateway: &Gateway) -> HttpResponse {
+    let path = request.path();
+    let (route, vars) = match gateway.routes.resolve(request.method(), path) {
+        Resolution::Found(route, vars) => (route, vars),
+        Resolution::MethodNotAllowed(allowed) => {
+            let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            let mut response = refuse(&GatewayError::MethodNotAllowed {
+                method: request.method().to_string(),
+                allowed: allowed.join(", "),
+            });
+            if let Ok(value) = allowed.join(", ").parse() {
+                response
+                    .headers_mut()
+                    .insert(actix_web::http::header::ALLOW, value);
+            }
+            return response;
+        }
+        Resolution::NotFound => {
+            return refuse(&GatewayError::NoRoute {
+                method: request.method().to_string(),
+                path: path.to_string(),
+            });
+        }
+    };
+    let tenant = match tenant_of(&vars) {
+        Ok(t) => t,
+        Err(e) => return refuse(&e),
+    };
+    let operation = route.operation();
+
+    let caller = if route.is_public() {
+        None
+    } else {
+        match gateway.authenticator.authenticate(request, &tenant) {
+            Ok(identity) => Some(identity),
+            Err(reason) => return refuse(&GatewayError::Unauthenticated(reason)),
+        }
+    };
+    if !gateway
+        .authorizer
+        .allows(caller.as_ref(), &tenant, &operation)
+    {
+        return refuse(&GatewayError::Denied {
+            operation,
+            tenant: tenant.to_string(),
+        });
+    }
+
+    let message = match request_message(route, &vars, request.query_string(), body) {
+        Ok(m) => m,
+        Err(e) => return refuse(&GatewayError::BadRequest(e)),
+    };
+    let service = route.service();
+    let Some(channel) = gateway.upstreams.channel(&tenant, &service) else {
+        return refuse(&GatewayError::NoUpstream {
+            service,
+            tenant: tenant.to_string(),
+        });
+    };
+    let metadata = outgoing_metadata(request, gateway, route, caller.as_ref(), &tenant);
+    match transcode::call(channel, route, message, metadata, gateway.upstream_timeout).await {
+        Ok(reply) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(response_json(&reply)),
+        Err(status) => answer(&status, None),
+    }
+}
+
+fn tenant_of(vars: &[(String, String)]) -> Result<TenantCode, GatewayError> {
+    let raw = vars
+        .iter()
+        .find(|(field, _)| field == "tenant")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    raw.parse()
+        .map_err(|_| GatewayError::UnknownTenant(raw.to_string()))
+}
+
+/// The identity the service may trust (signed), the trace context and the request id.
+fn outgoing_metadata(
+    request: &HttpRequest,
+    gateway: &Gateway,
+    route: &Route,
+    caller: Option<&Identity>,
+    tenant: &TenantCode,
+) -> MetadataMap {
+    let mut metadata = MetadataMap::new();
+    // Public routes still reach the service with a signed identity: the anonymous public of
+    // the tenant, so that services refuse every unsigned call without exception.
+    let public = Identity {
+        subject: "anonymous".into(),
+        organization: "public".into(),
+        roles: vec!["public".into()],
+        tenant: tenant.clone(),
+    };
+    gateway
+        .identity_key
+        .sign_into(caller.unwrap_or(&public), &mut metadata);
+    pdp_kit::telemetry::inject_current(&mut pdp_kit::telemetry::GrpcMetadata(&mut metadata));
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    if let Ok(value) = request_id.parse() {
+        metadata.insert("x-request-id", value);
+    }
+    tracing::debug!(operation = %route.operation(), %request_id, "forwarding");
+    metadata
+}

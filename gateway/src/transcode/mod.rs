@@ -1,0 +1,48 @@
+//! REST/JSON to gRPC, generic over every RPC with a `google.api.http` rule: routes come from the
+//! descriptor set, messages are dynamic, and one client calls any method.
+
+pub mod codec;
+pub mod message;
+pub mod routes;
+pub mod template;
+
+use std::time::Duration;
+
+use prost_reflect::DynamicMessage;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+
+use codec::DynamicCodec;
+use routes::Route;
+
+/// Calls `route`'s RPC on `channel` with `message` and `metadata`, within `timeout`.
+pub async fn call(
+    channel: Channel,
+    route: &Route,
+    message: DynamicMessage,
+    metadata: MetadataMap,
+    timeout: Duration,
+) -> Result<DynamicMessage, Status> {
+    let path = http::uri::PathAndQuery::try_from(route.grpc_path())
+        .map_err(|e| Status::internal(format!("bad gRPC path: {e}")))?;
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = metadata;
+    // The deadline is the gateway's own: when it passes, dropping the call resets the stream
+    // and the service stops the work.
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let exchange = async {
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("upstream unavailable: {e}")))?;
+        grpc.unary(request, path, DynamicCodec::new(route.rpc.output()))
+            .await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(response) => Ok(response?.into_inner()),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "upstream did not answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}

@@ -1,0 +1,219 @@
+//! The route table: every RPC with a `google.api.http` rule in the descriptor set becomes a
+//! route, with no code per endpoint.
+
+use actix_web::http::Method;
+use pdp_proto::google::api::{HttpRule, http_rule::Pattern};
+use prost_reflect::{DescriptorPool, Kind, MethodDescriptor, Value};
+
+use super::template::{PathTemplate, TemplateError};
+
+/// Where the request body goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyBinding {
+    /// No body.
+    None,
+    /// `body: "*"`: the whole request message.
+    Whole,
+    /// `body: "field"`: one field of the request message.
+    Field(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: Method,
+    pub template: PathTemplate,
+    pub body: BodyBinding,
+    pub rpc: MethodDescriptor,
+}
+
+impl Route {
+    /// The operation that authorization and audit name: `pdp.planning.v1.PlanService/SubmitPlan`.
+    pub fn operation(&self) -> String {
+        format!(
+            "{}/{}",
+            self.rpc.parent_service().full_name(),
+            self.rpc.name()
+        )
+    }
+
+    /// The gRPC path: `/pdp.planning.v1.PlanService/SubmitPlan`.
+    pub fn grpc_path(&self) -> String {
+        format!("/{}", self.operation())
+    }
+
+    /// The service's package segment (`planning` in `pdp.planning.v1`), which names the
+    /// upstream.
+    pub fn service(&self) -> String {
+        let file = self.rpc.parent_service().parent_file();
+        let package = file.package_name();
+        package.split('.').nth(1).unwrap_or(package).to_string()
+    }
+
+    /// Public routes (`…/public/…`) need no token.
+    pub fn is_public(&self) -> bool {
+        self.template.to_string().contains("/public/")
+    }
+
+    /// More literal segments win when two templates match one path (`/widgets:search` over
+    /// `/widgets/{id}`).
+    fn specificity(&self) -> usize {
+        let t = self.template.openapi_path();
+        t.split('/')
+            .filter(|s| !s.starts_with('{') && !s.is_empty())
+            .count()
+            + usize::from(self.template.verb().is_some())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("{operation}: {reason}")]
+    Rule { operation: String, reason: String },
+}
+
+#[derive(Debug)]
+pub enum Resolution<'a> {
+    Found(&'a Route, Vec<(String, String)>),
+    /// The path exists, with other methods.
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Builds routes from every method of every service in `pool` that carries an HTTP rule.
+    pub fn from_pool(pool: &DescriptorPool) -> Result<Self, RouteError> {
+        let Some(extension) = pool.get_extension_by_name("google.api.http") else {
+            return Ok(Self::default());
+        };
+        let mut routes = Vec::new();
+        for service in pool.services() {
+            for rpc in service.methods() {
+                let options = rpc.options();
+                if !options.has_extension(&extension) {
+                    continue;
+                }
+                let Value::Message(rule) = options.get_extension(&extension).into_owned() else {
+                    continue;
+                };
+                let rule: HttpRule = rule.transcode_to().map_err(|e| RouteError::Rule {
+                    operation: rpc.full_name().to_string(),
+                    reason: e.to_string(),
+                })?;
+                add_rule(&mut routes, &rpc, &rule)?;
+                for extra in &rule.additional_bindings {
+                    add_rule(&mut routes, &rpc, extra)?;
+                }
+            }
+        }
+        Ok(Self { routes })
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn resolve(&self, method: &Method, path: &str) -> Resolution<'_> {
+        let mut best: Option<(&Route, Vec<(String, String)>)> = None;
+        let mut allowed = Vec::new();
+        for route in &self.routes {
+            let Some(vars) = route.template.matches(path) else {
+                continue;
+            };
+            if route.method != *method {
+                allowed.push(route.method.clone());
+                continue;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|(b, _)| route.specificity() > b.specificity())
+            {
+                best = Some((route, vars));
+            }
+        }
+        match best {
+            Some((route, vars)) => Resolution::Found(route, vars),
+            None if !allowed.is_empty() => Resolution::MethodNotAllowed(allowed),
+            None => Resolution::NotFound,
+        }
+    }
+}
+
+fn add_rule(
+    routes: &mut Vec<Route>,
+    rpc: &MethodDescriptor,
+    rule: &HttpRule,
+) -> Result<(), RouteError> {
+    let fail = |reason: String| RouteError::Rule {
+        operation: rpc.full_name().to_string(),
+        reason,
+    };
+    let (method, path) = match &rule.pattern {
+        Some(Pattern::Get(p)) => (Method::GET, p),
+        Some(Pattern::Post(p)) => (Method::POST, p),
+        Some(Pattern::Put(p)) => (Method::PUT, p),
+        Some(Pattern::Delete(p)) => (Method::DELETE, p),
+        Some(Pattern::Patch(p)) => (Method::PATCH, p),
+        Some(Pattern::Custom(c)) => (
+            Method::from_bytes(c.kind.as_bytes()).map_err(|e| fail(e.to_string()))?,
+            &c.path,
+        ),
+        None => return Err(fail("http rule without a pattern".into())),
+    };
+    let template = PathTemplate::parse(path)?;
+    let input = rpc.input();
+    for field in template.fields() {
+        check_field_path(&input, field)
+            .map_err(|reason| fail(format!("path variable {field}: {reason}")))?;
+    }
+    let body = match rule.body.as_str() {
+        "" => BodyBinding::None,
+        "*" => BodyBinding::Whole,
+        field => {
+            let f = input.get_field_by_name(field).ok_or_else(|| {
+                fail(format!(
+                    "body field `{field}` is not in {}",
+                    input.full_name()
+                ))
+            })?;
+            if !matches!(f.kind(), Kind::Message(_)) || f.is_list() || f.is_map() {
+                return Err(fail(format!(
+                    "body field `{field}` must be a singular message"
+                )));
+            }
+            BodyBinding::Field(field.to_string())
+        }
+    };
+    routes.push(Route {
+        method,
+        template,
+        body,
+        rpc: rpc.clone(),
+    });
+    Ok(())
+}
+
+fn check_field_path(message: &prost_reflect::MessageDescriptor, path: &str) -> Result<(), String> {
+    let mut current = message.clone();
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let field = current
+            .get_field_by_name(part)
+            .ok_or_else(|| format!("no field `{part}` in {}", current.full_name()))?;
+        if i + 1 < parts.len() {
+            match field.kind() {
+                Kind::Message(m) => current = m,
+                _ => return Err(format!("`{part}` is not a message")),
+            }
+        } else if field.is_list() || field.is_map() {
+            return Err(format!("`{part}` is repeated"));
+        }
+    }
+    Ok(())
+}

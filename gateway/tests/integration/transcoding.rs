@@ -1,0 +1,505 @@
+//! REST/JSON through the gateway to a real tonic service and back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, test};
+use pdp_gateway::transcode::routes::RouteTable;
+use pdp_gateway::{Authenticator, Authorizer, Gateway, SingleInstance};
+use pdp_kit::clock::SystemClock;
+use pdp_kit::identity::{Identity, IdentityKey, RequireIdentity, TenantCode, caller};
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use crate::widgets::widget_service_server::{WidgetService, WidgetServiceServer};
+use crate::widgets::*;
+
+const KEY: &[u8] = b"test-hmac-key";
+
+fn key() -> IdentityKey {
+    IdentityKey::new(KEY, chrono::Duration::seconds(60), Arc::new(SystemClock))
+}
+
+#[derive(Default)]
+struct Widgets {
+    calls: AtomicUsize,
+}
+
+fn who<T>(request: &Request<T>) -> String {
+    caller(request)
+        .map(|i| format!("{}@{}:{}", i.subject, i.tenant, i.roles.join("+")))
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl WidgetService for Arc<Widgets> {
+    async fn get_widget(
+        &self,
+        request: Request<GetWidgetRequest>,
+    ) -> Result<Response<Widget>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let caller = who(&request);
+        let r = request.into_inner();
+        if r.id == "slow" {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        Ok(Response::new(Widget {
+            id: r.id,
+            tenant: r.tenant,
+            caller,
+            state: WidgetState::Draft as i32,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_widgets(
+        &self,
+        request: Request<ListWidgetsRequest>,
+    ) -> Result<Response<ListWidgetsResponse>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let r = request.into_inner();
+        let widgets = r
+            .tags
+            .iter()
+            .map(|t| Widget {
+                id: t.clone(),
+                tenant: r.tenant.clone(),
+                count: i64::from(r.page_size),
+                state: r.state,
+                created_at: r.since,
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(ListWidgetsResponse { widgets }))
+    }
+
+    async fn create_widget(
+        &self,
+        request: Request<CreateWidgetRequest>,
+    ) -> Result<Response<Widget>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let r = request.into_inner();
+        let mut w = r.widget.unwrap_or_default();
+        w.tenant = r.tenant;
+        w.id = "w-new".into();
+        Ok(Response::new(w))
+    }
+
+    async fn update_widget(
+        &self,
+        request: Request<UpdateWidgetRequest>,
+    ) -> Result<Response<Widget>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let r = request.into_inner();
+        Ok(Response::new(r.widget.unwrap_or_default()))
+    }
+
+    async fn submit_widget(
+        &self,
+        request: Request<SubmitWidgetRequest>,
+    ) -> Result<Response<Widget>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let r = request.into_inner();
+        if r.fail {
+            use pdp_kit::error::{ErrorCode, PreconditionViolation, ServiceError};
+            #[derive(Debug, thiserror::Error)]
+            #[error("widget {0} is not reviewed")]
+            struct NotReviewed(String);
+            impl ServiceError for NotReviewed {
+                fn code(&self) -> ErrorCode {
+                    ErrorCode::FailedPrecondition
+                }
+                fn reason(&self) -> &'static str {
+                    "WIDGET_NOT_REVIEWED"
+                }
+                fn precondition_violations(&self) -> Vec<PreconditionViolation> {
+                    vec![PreconditionViolation {
+                        kind: "STATE".into(),
+                        subject: format!("widgets/{}", self.0),
+                        description: "review the widget before submitting it".into(),
+                    }]
+                }
+            }
+            return Err(NotReviewed(r.id).to_status());
+        }
+        Ok(Response::new(Widget {
+            id: r.id,
+            tenant: r.tenant,
+            display_name: r.comment,
+            state: WidgetState::Submitted as i32,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_public_widget(
+        &self,
+        request: Request<GetWidgetRequest>,
+    ) -> Result<Response<Widget>, Status> {
+        self.get_widget(request).await
+    }
+
+    async fn internal_only(
+        &self,
+        request: Request<GetWidgetRequest>,
+    ) -> Result<Response<Widget>, Status> {
+        self.get_widget(request).await
+    }
+}
+
+/// Stands in for token verification, which this suite does not test: the subject comes from a
+/// header.
+struct HeaderAuthenticator;
+
+impl Authenticator for HeaderAuthenticator {
+    fn authenticate(&self, request: &HttpRequest, tenant: &TenantCode) -> Result<Identity, String> {
+        let subject = request
+            .headers()
+            .get("x-test-subject")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("missing bearer token")?;
+        Ok(Identity {
+            subject: subject.into(),
+            organization: "org-1".into(),
+            roles: vec!["operator".into()],
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+/// Lets everyone but `intruder` in, so the suite can check that a denial stops the call.
+struct AllowButIntruder;
+
+impl Authorizer for AllowButIntruder {
+    fn allows(&self, caller: Option<&Identity>, _tenant: &TenantCode, _operation: &str) -> bool {
+        caller.is_none_or(|c| c.subject != "intruder")
+    }
+}
+
+struct Fixture {
+    service: Arc<Widgets>,
+    gateway: Arc<Gateway>,
+    addr: std::net::SocketAddr,
+}
+
+async fn start() -> Fixture {
+    let service = Arc::new(Widgets::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = WidgetServiceServer::with_interceptor(service.clone(), RequireIdentity(key()));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let pool = prost_reflect::DescriptorPool::decode(crate::TESTING_DESCRIPTOR).unwrap();
+    let gateway = Arc::new(Gateway {
+        routes: RouteTable::from_pool(&pool).unwrap(),
+        authenticator: Arc::new(HeaderAuthenticator),
+        authorizer: Arc::new(AllowButIntruder),
+        upstreams: Arc::new(SingleInstance(HashMap::from([(
+            "testing".to_string(),
+            channel,
+        )]))),
+        identity_key: key(),
+        upstream_timeout: Duration::from_millis(800),
+    });
+    Fixture {
+        service,
+        gateway,
+        addr,
+    }
+}
+
+macro_rules! app {
+    ($fixture:expr) => {
+        test::init_service(App::new().configure($fixture.gateway.clone().configure())).await
+    };
+}
+
+async fn json_of(resp: actix_web::dev::ServiceResponse) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let body = test::read_body(resp).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn get_with_path_variables_reaches_the_service_with_a_signed_identity() {
+    let f = start().await;
+    let app = app!(f);
+    let req = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets/w-1")
+        .insert_header(("x-test-subject", "alice"))
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "w-1");
+    assert_eq!(body["tenant"], "230100");
+    assert_eq!(body["caller"], "alice@230100:operator");
+    assert_eq!(body["state"], "WIDGET_STATE_DRAFT", "enums as names");
+    assert_eq!(body["count"], "0", "int64 as a string, defaults present");
+    assert_eq!(body["displayName"], "", "lowerCamelCase JSON names");
+}
+
+#[actix_web::test]
+async fn query_parameters_fill_repeated_enum_and_well_known_fields() {
+    let f = start().await;
+    let app = app!(f);
+    let req = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets?tags=a&tags=b%20c&state=WIDGET_STATE_SUBMITTED&page_size=5&since=2026-03-01T00:00:00Z")
+        .insert_header(("x-test-subject", "alice"))
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 200, "{body}");
+    let widgets = body["widgets"].as_array().unwrap();
+    assert_eq!(widgets.len(), 2);
+    assert_eq!(widgets[1]["id"], "b c");
+    assert_eq!(widgets[0]["state"], "WIDGET_STATE_SUBMITTED");
+    assert_eq!(widgets[0]["count"], "5");
+    assert_eq!(widgets[0]["createdAt"], "2026-03-01T00:00:00Z");
+}
+
+#[actix_web::test]
+async fn field_body_and_nested_path_variable() {
+    let f = start().await;
+    let app = app!(f);
+    let req = test::TestRequest::post()
+        .uri("/api/v1/tenants/230100/widgets")
+        .insert_header(("x-test-subject", "alice"))
+        .set_payload(r#"{"displayName": "Pump data", "tags": ["water"], "count": "12"}"#)
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["displayName"], "Pump data");
+    assert_eq!(body["tenant"], "230100");
+    assert_eq!(body["count"], "12");
+
+    let req = test::TestRequest::patch()
+        .uri("/api/v1/tenants/230100/widgets/w-9")
+        .insert_header(("x-test-subject", "alice"))
+        .set_payload(r#"{"displayName": "Renamed", "id": "ignored-by-path"}"#)
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["id"], "w-9",
+        "the path wins over the body for a bound field"
+    );
+    assert_eq!(body["displayName"], "Renamed");
+}
+
+#[actix_web::test]
+async fn custom_verb_with_whole_body_and_service_errors_become_google_rpc_status() {
+    let f = start().await;
+    let app = app!(f);
+    let req = test::TestRequest::post()
+        .uri("/api/v1/tenants/230100/widgets/w-2:submit")
+        .insert_header(("x-test-subject", "alice"))
+        .set_payload(r#"{"comment": "ready"}"#)
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "WIDGET_STATE_SUBMITTED");
+    assert_eq!(body["displayName"], "ready");
+
+    let req = test::TestRequest::post()
+        .uri("/api/v1/tenants/230100/widgets/w-2:submit")
+        .insert_header(("x-test-subject", "alice"))
+        .set_payload(r#"{"fail": true}"#)
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 400, "FAILED_PRECONDITION maps to 400: {body}");
+    assert_eq!(body["status"], "FailedPrecondition");
+    let details = body["details"].as_array().unwrap();
+    let pre = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.PreconditionFailure")
+        .unwrap();
+    assert_eq!(
+        pre["violations"][0]["description"],
+        "review the widget before submitting it"
+    );
+}
+
+#[actix_web::test]
+async fn unknown_routes_wrong_methods_and_bad_input_are_refused_before_the_service() {
+    let f = start().await;
+    let app = app!(f);
+    let call = |req: test::TestRequest| req.insert_header(("x-test-subject", "alice")).to_request();
+
+    let (status, body) = json_of(
+        test::call_service(
+            &app,
+            call(test::TestRequest::get().uri("/api/v1/tenants/230100/gadgets")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    let resp = test::call_service(
+        &app,
+        call(test::TestRequest::delete().uri("/api/v1/tenants/230100/widgets/w-1")),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 405);
+    let allow = resp
+        .headers()
+        .get("allow")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(allow.contains("GET") && allow.contains("PATCH"), "{allow}");
+
+    let (status, body) = json_of(
+        test::call_service(
+            &app,
+            call(
+                test::TestRequest::post()
+                    .uri("/api/v1/tenants/230100/widgets")
+                    .set_payload("{\n  \"displayName\": \"x\",\n  oops\n}"),
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 3, column"),
+        "names the position: {message}"
+    );
+
+    let (status, body) = json_of(
+        test::call_service(
+            &app,
+            call(test::TestRequest::get().uri("/api/v1/tenants/230100/widgets?colour=red")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["details"][1]["fieldViolations"][0]["field"], "colour");
+
+    let (status, _) = json_of(
+        test::call_service(
+            &app,
+            call(test::TestRequest::get().uri("/api/v1/tenants/230100/widgets?pageSize=lots")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let (status, _) = json_of(
+        test::call_service(
+            &app,
+            call(test::TestRequest::get().uri("/api/v1/tenants/harbin/widgets/w-1")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404, "a tenant is a six-digit code");
+
+    assert_eq!(
+        f.service.calls.load(Ordering::SeqCst),
+        0,
+        "nothing reached the service"
+    );
+}
+
+#[actix_web::test]
+async fn authentication_and_authorization_come_before_the_service() {
+    let f = start().await;
+    let app = app!(f);
+    let (status, body) = json_of(
+        test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/api/v1/tenants/230100/widgets/w-1")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing bearer token")
+    );
+
+    let req = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets/w-1")
+        .insert_header(("x-test-subject", "intruder"))
+        .to_request();
+    let (status, _) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 403);
+    assert_eq!(f.service.calls.load(Ordering::SeqCst), 0);
+
+    // A public route needs no token, and the service still sees a signed (anonymous) identity.
+    let req = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/public/widgets/w-1")
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["caller"], "anonymous@230100:public");
+}
+
+#[actix_web::test]
+async fn rpcs_without_an_http_rule_are_not_routes() {
+    let f = start().await;
+    let operations: Vec<String> = f
+        .gateway
+        .routes
+        .routes()
+        .iter()
+        .map(|r| r.operation())
+        .collect();
+    assert!(operations.contains(&"pdp.testing.v1.WidgetService/SubmitWidget".to_string()));
+    assert!(
+        !operations.iter().any(|o| o.ends_with("/InternalOnly")),
+        "{operations:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_slow_upstream_gets_504() {
+    let f = start().await;
+    let app = app!(f);
+    let req = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets/slow")
+        .insert_header(("x-test-subject", "alice"))
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, req).await).await;
+    assert_eq!(status, 504, "{body}");
+}
+
+#[tokio::test]
+async fn the_service_refuses_a_call_that_bypasses_the_gateway() {
+    let f = start().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", f.addr))
+        .unwrap()
+        .connect_lazy();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let request = GetWidgetRequest {
+        tenant: "230100".into(),
+        id: "w-1".into(),
+    };
+    let result: Result<Response<Widget>, Status> = grpc
+        .unary(
+            Request::new(request),
+            http::uri::PathAndQuery::from_static("/pdp.testing.v1.WidgetService/GetWidget"),
+            tonic_prost::ProstCodec::<GetWidgetRequest, Widget>::default(),
+        )
+        .await;
+    assert_eq!(result.unwrap_err().code(), tonic::Code::Unauthenticated);
+    assert_eq!(f.service.calls.load(Ordering::SeqCst), 0);
+}
