@@ -6,6 +6,9 @@
 //! (who calls), [`Authorizer`] (may they), [`Upstreams`] (where the service runs). Nothing reaches
 //! an upstream without both answers.
 
+pub mod auth;
+pub mod authz;
+pub mod tenants;
 pub mod transcode;
 
 use std::collections::HashMap;
@@ -28,10 +31,40 @@ pub trait Authenticator: Send + Sync {
     fn authenticate(&self, request: &HttpRequest, tenant: &TenantCode) -> Result<Identity, String>;
 }
 
+/// What a call does to the data: reads are GETs, everything else writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+}
+
+impl Action {
+    pub fn of(method: &actix_web::http::Method) -> Self {
+        if method == actix_web::http::Method::GET {
+            Self::Read
+        } else {
+            Self::Write
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
 /// Answers whether a caller may run an operation in a tenant. Deny unless a policy allows.
 pub trait Authorizer: Send + Sync {
     /// `caller` is `None` on public routes.
-    fn allows(&self, caller: Option<&Identity>, tenant: &TenantCode, operation: &str) -> bool;
+    fn allows(
+        &self,
+        caller: Option<&Identity>,
+        tenant: &TenantCode,
+        operation: &str,
+        action: Action,
+    ) -> bool;
 }
 
 /// Where each service of the instance serving a tenant answers.
@@ -50,6 +83,7 @@ impl Upstreams for SingleInstance {
 }
 
 pub struct Gateway {
+    pub tenants: tenants::Tenants,
     pub routes: RouteTable,
     pub authenticator: Arc<dyn Authenticator>,
     pub authorizer: Arc<dyn Authorizer>,
@@ -71,6 +105,7 @@ impl Gateway {
     pub fn configure(self: Arc<Self>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         move |cfg| {
             cfg.app_data(web::Data::from(self.clone()))
+                .route("/api/v1/tenants", web::get().to(list_tenants))
                 .default_service(web::to(proxy));
         }
     }
@@ -142,6 +177,12 @@ fn refuse(err: &GatewayError) -> HttpResponse {
     answer(&err.to_status(), http)
 }
 
+/// The province and its cities: codes and names, public.
+async fn list_tenants(gateway: web::Data<Gateway>) -> HttpResponse {
+    let tenants: Vec<_> = gateway.tenants.all().collect();
+    HttpResponse::Ok().json(serde_json::json!({ "tenants": tenants }))
+}
+
 async fn proxy(
     request: HttpRequest,
     body: web::Bytes,
@@ -184,7 +225,8 @@ async fn route_and_forward(request: &HttpRequest, body: &[u8], gateway: &Gateway
         }
     };
     let tenant = match tenant_of(&vars) {
-        Ok(t) => t,
+        Ok(t) if gateway.tenants.get(&t).is_some() => t,
+        Ok(t) => return refuse(&GatewayError::UnknownTenant(t.to_string())),
         Err(e) => return refuse(&e),
     };
     let operation = route.operation();
@@ -197,10 +239,12 @@ async fn route_and_forward(request: &HttpRequest, body: &[u8], gateway: &Gateway
             Err(reason) => return refuse(&GatewayError::Unauthenticated(reason)),
         }
     };
-    if !gateway
-        .authorizer
-        .allows(caller.as_ref(), &tenant, &operation)
-    {
+    if !gateway.authorizer.allows(
+        caller.as_ref(),
+        &tenant,
+        &operation,
+        Action::of(request.method()),
+    ) {
         return refuse(&GatewayError::Denied {
             operation,
             tenant: tenant.to_string(),

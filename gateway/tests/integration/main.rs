@@ -10,4 +10,6 @@ pub mod widgets {
 pub const TESTING_DESCRIPTOR: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/testing_descriptor.bin"));
 
+mod auth;
+mod authz;
 mod transcoding;

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, test};
+use pdp_gateway::tenants::Tenants;
 use pdp_gateway::transcode::routes::RouteTable;
-use pdp_gateway::{Authenticator, Authorizer, Gateway, SingleInstance};
+use pdp_gateway::{Action, Authenticator, Authorizer, Gateway, SingleInstance};
 use pdp_kit::clock::SystemClock;
 use pdp_kit::identity::{Identity, IdentityKey, RequireIdentity, TenantCode, caller};
 use serde_json::Value;
@@ -172,7 +173,13 @@ impl Authenticator for HeaderAuthenticator {
 struct AllowButIntruder;
 
 impl Authorizer for AllowButIntruder {
-    fn allows(&self, caller: Option<&Identity>, _tenant: &TenantCode, _operation: &str) -> bool {
+    fn allows(
+        &self,
+        caller: Option<&Identity>,
+        _tenant: &TenantCode,
+        _operation: &str,
+        _action: Action,
+    ) -> bool {
         caller.is_none_or(|c| c.subject != "intruder")
     }
 }
@@ -198,6 +205,7 @@ async fn start() -> Fixture {
         .connect_lazy();
     let pool = prost_reflect::DescriptorPool::decode(crate::TESTING_DESCRIPTOR).unwrap();
     let gateway = Arc::new(Gateway {
+        tenants: Tenants::shipped(),
         routes: RouteTable::from_pool(&pool).unwrap(),
         authenticator: Arc::new(HeaderAuthenticator),
         authorizer: Arc::new(AllowButIntruder),

@@ -1,0 +1,279 @@
+//! Authentication: bearer JWTs, verified against the province's JWKS (RS256, ES256) in a cluster,
+//! or against the dev key of `pdp dev` (HS256, a random secret kept in the data directory so that
+//! tokens survive a restart).
+//!
+//! Every refusal says why (expired, not yet valid, wrong audience, wrong issuer, bad signature,
+//! unsupported algorithm — `alg: none` included — or malformed), and no refused token reaches a
+//! service.
+
+use std::path::Path;
+
+use actix_web::HttpRequest;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use pdp_kit::identity::{Identity, TenantCode};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::Authenticator;
+
+/// The claims pdp reads from a token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    /// The organization the subject acts for.
+    pub org: String,
+    /// Role ids, as the authorization policy names them.
+    pub roles: Vec<String>,
+    /// The subject's own tenant.
+    pub tenant: TenantCode,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub iat: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token has the wrong audience")]
+    WrongAudience,
+    #[error("token has the wrong issuer")]
+    WrongIssuer,
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("token algorithm is not accepted (RS256 and ES256 only; never none)")]
+    Algorithm,
+    #[error("token signed with an unknown key `{0}`")]
+    UnknownKey(String),
+    #[error("token is malformed: {0}")]
+    Malformed(String),
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        match e.kind() {
+            ErrorKind::ExpiredSignature => Self::Expired,
+            ErrorKind::ImmatureSignature => Self::NotYetValid,
+            ErrorKind::InvalidAudience => Self::WrongAudience,
+            ErrorKind::InvalidIssuer => Self::WrongIssuer,
+            ErrorKind::InvalidSignature => Self::BadSignature,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::UnsupportedAlgorithm => Self::Algorithm,
+            _ => Self::Malformed(e.to_string()),
+        }
+    }
+}
+
+enum Keys {
+    /// Keys by id, with the one algorithm each may verify.
+    Jwks(Vec<(Option<String>, Algorithm, DecodingKey)>),
+    Dev(DecodingKey),
+}
+
+/// Verifies bearer tokens.
+pub struct JwtAuthenticator {
+    keys: Keys,
+    issuer: String,
+    audience: String,
+}
+
+impl std::fmt::Debug for JwtAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthenticator")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuthenticator {
+    /// Verifies against a JWKS document; only its RS256 and ES256 keys are used.
+    pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("JWKS: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let alg = match &jwk.common.key_algorithm {
+                Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
+                Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
+                None => match &jwk.algorithm {
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key: {e}"))?;
+            keys.push((jwk.common.key_id.clone(), alg, key));
+        }
+        if keys.is_empty() {
+            return Err("JWKS has no RS256 or ES256 key".into());
+        }
+        Ok(Self {
+            keys: Keys::Jwks(keys),
+            issuer: issuer.into(),
+            audience: audience.into(),
+        })
+    }
+
+    /// Verifies tokens of the dev issuer.
+    pub fn dev(key: &DevKey) -> Self {
+        Self {
+            keys: Keys::Dev(DecodingKey::from_secret(&key.secret)),
+            issuer: DevKey::ISSUER.into(),
+            audience: DevKey::AUDIENCE.into(),
+        }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            // `alg: none` and other unknown algorithms fail to parse as a header.
+            ErrorKind::Json(_) if token_alg(token).is_some() => AuthError::Algorithm,
+            _ => AuthError::from(e),
+        })?;
+        let (alg, key) = match &self.keys {
+            Keys::Dev(key) => (Algorithm::HS256, key),
+            Keys::Jwks(keys) => {
+                let found = keys.iter().find(|(kid, alg, _)| {
+                    *alg == header.alg && (header.kid.is_none() || *kid == header.kid)
+                });
+                match found {
+                    Some((_, alg, key)) => (*alg, key),
+                    None if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) => {
+                        return Err(AuthError::Algorithm);
+                    }
+                    None => {
+                        return Err(AuthError::UnknownKey(header.kid.unwrap_or_default()));
+                    }
+                }
+            }
+        };
+        if header.alg != alg {
+            return Err(AuthError::Algorithm);
+        }
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        Ok(jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims)
+    }
+}
+
+/// The `alg` a token claims, read without trusting it (to explain a refusal).
+fn token_alg(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    value.get("alg")?.as_str().map(str::to_string)
+}
+
+impl Authenticator for JwtAuthenticator {
+    fn authenticate(
+        &self,
+        request: &HttpRequest,
+        _tenant: &TenantCode,
+    ) -> Result<Identity, String> {
+        let token = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| AuthError::Missing.to_string())?;
+        let claims = self.verify(token.trim()).map_err(|e| e.to_string())?;
+        Ok(Identity {
+            subject: claims.sub,
+            organization: claims.org,
+            roles: claims.roles,
+            tenant: claims.tenant,
+        })
+    }
+}
+
+/// The signing key of `pdp dev`, kept in the data directory.
+pub struct DevKey {
+    secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for DevKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevKey(********)")
+    }
+}
+
+impl DevKey {
+    pub const ISSUER: &'static str = "pdp-dev";
+    pub const AUDIENCE: &'static str = "pdp";
+    const FILE: &'static str = "dev-token.key";
+
+    /// Loads the key of `data_dir`, creating it on first use.
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join(Self::FILE);
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(secret) = STANDARD.decode(text.trim())
+            && secret.len() >= 32
+        {
+            return Ok(Self { secret });
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut secret = vec![0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        write_private(&path, &STANDARD.encode(&secret))?;
+        Ok(Self { secret })
+    }
+
+    /// A token for front-end development.
+    pub fn issue(
+        &self,
+        subject: &str,
+        organization: &str,
+        roles: &[String],
+        tenant: &TenantCode,
+        ttl: chrono::Duration,
+    ) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: subject.into(),
+            org: organization.into(),
+            roles: roles.to_vec(),
+            tenant: tenant.clone(),
+            iss: Self::ISSUER.into(),
+            aud: Self::AUDIENCE.into(),
+            exp: now + ttl.num_seconds(),
+            nbf: Some(now),
+            iat: now,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&self.secret),
+        )
+        .expect("HS256 signing cannot fail")
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}

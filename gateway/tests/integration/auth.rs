@@ -1,0 +1,183 @@
+//! Token verification: JWKS keys (RS256, ES256) and the dev key, and every way a token is refused.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::EncodePrivateKey;
+use pdp_gateway::auth::{AuthError, Claims, DevKey, JwtAuthenticator};
+use rsa::traits::PublicKeyParts;
+
+const ISS: &str = "https://sso.hlj.example/realms/pdp";
+const AUD: &str = "pdp-gateway";
+
+struct Keys {
+    es: EncodingKey,
+    rs: EncodingKey,
+    jwks: String,
+}
+
+fn keys() -> Keys {
+    let es = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let point = es.public_key().to_encoded_point(false);
+    let rs = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let jwks = serde_json::json!({"keys": [
+        {
+            "kty": "EC", "crv": "P-256", "kid": "ec-1", "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+            "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+        },
+        {
+            "kty": "RSA", "kid": "rsa-1", "alg": "RS256", "use": "sig",
+            "n": URL_SAFE_NO_PAD.encode(rs.n().to_bytes_be()),
+            "e": URL_SAFE_NO_PAD.encode(rs.e().to_bytes_be()),
+        },
+    ]});
+    Keys {
+        es: EncodingKey::from_ec_der(es.to_pkcs8_der().unwrap().as_bytes()),
+        rs: EncodingKey::from_rsa_der(
+            rsa::pkcs1::EncodeRsaPrivateKey::to_pkcs1_der(&rs)
+                .unwrap()
+                .as_bytes(),
+        ),
+        jwks: jwks.to_string(),
+    }
+}
+
+fn claims() -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        sub: "u-1".into(),
+        org: "harbin-bureau".into(),
+        roles: vec!["city_bureau".into()],
+        tenant: "230100".parse().unwrap(),
+        iss: ISS.into(),
+        aud: AUD.into(),
+        exp: now + 600,
+        nbf: Some(now - 1),
+        iat: now,
+    }
+}
+
+fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Claims) -> String {
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+#[test]
+fn jwks_tokens_verify_and_every_bad_token_is_refused_with_its_reason() {
+    let k = keys();
+    let auth = JwtAuthenticator::from_jwks(&k.jwks, ISS, AUD).unwrap();
+
+    assert_eq!(
+        auth.verify(&sign(Algorithm::ES256, "ec-1", &k.es, &claims()))
+            .unwrap(),
+        claims()
+    );
+    assert_eq!(
+        auth.verify(&sign(Algorithm::RS256, "rsa-1", &k.rs, &claims()))
+            .unwrap(),
+        claims()
+    );
+
+    let mut c = claims();
+    c.exp = chrono::Utc::now().timestamp() - 3600;
+    assert_eq!(
+        auth.verify(&sign(Algorithm::ES256, "ec-1", &k.es, &c)),
+        Err(AuthError::Expired)
+    );
+
+    let mut c = claims();
+    c.nbf = Some(chrono::Utc::now().timestamp() + 3600);
+    assert_eq!(
+        auth.verify(&sign(Algorithm::ES256, "ec-1", &k.es, &c)),
+        Err(AuthError::NotYetValid)
+    );
+
+    let mut c = claims();
+    c.aud = "someone-else".into();
+    assert_eq!(
+        auth.verify(&sign(Algorithm::ES256, "ec-1", &k.es, &c)),
+        Err(AuthError::WrongAudience)
+    );
+
+    let mut c = claims();
+    c.iss = "https://evil.example".into();
+    assert_eq!(
+        auth.verify(&sign(Algorithm::ES256, "ec-1", &k.es, &c)),
+        Err(AuthError::WrongIssuer)
+    );
+
+    // Tampered: the payload of one token with the signature of another.
+    let good = sign(Algorithm::ES256, "ec-1", &k.es, &claims());
+    let mut forged_claims = claims();
+    forged_claims.roles = vec!["provincial_bureau".into()];
+    let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap());
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    assert_eq!(auth.verify(&tampered), Err(AuthError::BadSignature));
+
+    // Unsigned.
+    let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!("{none_header}.{forged_payload}.");
+    assert_eq!(auth.verify(&unsigned), Err(AuthError::Algorithm));
+
+    // A symmetric token against public keys (the classic key-confusion attack).
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(k.jwks.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(auth.verify(&hs), Err(AuthError::Algorithm));
+
+    // A key the JWKS does not hold.
+    let other = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let other = EncodingKey::from_ec_der(other.to_pkcs8_der().unwrap().as_bytes());
+    assert_eq!(
+        auth.verify(&sign(Algorithm::ES256, "ec-9", &other, &claims())),
+        Err(AuthError::UnknownKey("ec-9".into()))
+    );
+
+    assert!(matches!(
+        auth.verify("not-a-token"),
+        Err(AuthError::Malformed(_))
+    ));
+}
+
+#[test]
+fn dev_tokens_survive_a_restart_and_foreign_ones_do_not_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DevKey::load_or_create(dir.path()).unwrap();
+    let token = key.issue(
+        "dev-user",
+        "org-dev",
+        &["operator".to_string()],
+        &"230100".parse().unwrap(),
+        chrono::Duration::hours(1),
+    );
+    let reloaded = DevKey::load_or_create(dir.path()).unwrap();
+    let claims = JwtAuthenticator::dev(&reloaded).verify(&token).unwrap();
+    assert_eq!(claims.sub, "dev-user");
+    assert_eq!(claims.roles, vec!["operator"]);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = DevKey::load_or_create(elsewhere.path()).unwrap();
+    assert_eq!(
+        JwtAuthenticator::dev(&other).verify(&token),
+        Err(AuthError::BadSignature)
+    );
+
+    let expired = key.issue(
+        "u",
+        "o",
+        &[],
+        &"230100".parse().unwrap(),
+        chrono::Duration::hours(-2),
+    );
+    assert_eq!(
+        JwtAuthenticator::dev(&key).verify(&expired),
+        Err(AuthError::Expired)
+    );
+}

@@ -1,0 +1,189 @@
+//! The authorization matrix: every role against operations in its own tenant and in another,
+//! with the shipped policy. Each expectation is written out, so a policy change shows here.
+
+use pdp_gateway::authz::{CasbinAuthorizer, DEV_POLICY};
+use pdp_gateway::tenants::Tenants;
+use pdp_gateway::{Action, Authorizer};
+use pdp_kit::identity::{Identity, TenantCode};
+
+const SUBMIT_PLAN: (&str, Action) = ("pdp.planning.v1.PlanService/SubmitPlan", Action::Write);
+const GET_PLAN: (&str, Action) = ("pdp.planning.v1.PlanService/GetPlan", Action::Read);
+const OPEN_INSPECTION: (&str, Action) = (
+    "pdp.oversight.v1.InspectionService/CreateInspection",
+    Action::Write,
+);
+const REQUEST_DATA: (&str, Action) = (
+    "pdp.requests.v1.DataRequestService/CreateRequest",
+    Action::Write,
+);
+const PUBLIC_NOTICES: (&str, Action) = (
+    "pdp.selection.v1.PublicSelectionService/ListSelections",
+    Action::Read,
+);
+
+fn code(s: &str) -> TenantCode {
+    s.parse().unwrap()
+}
+
+fn caller(role: &str, home: &str) -> Identity {
+    Identity {
+        subject: format!("{role}-user"),
+        organization: "org".into(),
+        roles: vec![role.into()],
+        tenant: code(home),
+    }
+}
+
+#[tokio::test]
+async fn every_role_in_its_own_tenant_and_in_another() {
+    let authz = CasbinAuthorizer::new(DEV_POLICY, &Tenants::shipped())
+        .await
+        .unwrap();
+    let ops = [
+        SUBMIT_PLAN,
+        GET_PLAN,
+        OPEN_INSPECTION,
+        REQUEST_DATA,
+        PUBLIC_NOTICES,
+    ];
+    // role, home, tenant called, [submit plan, get plan, open inspection, request data, public notices]
+    let matrix: &[(&str, &str, &str, [bool; 5])] = &[
+        (
+            "provincial_bureau",
+            "230000",
+            "230000",
+            [true, true, true, true, true],
+        ),
+        // Supervision of a city: read only.
+        (
+            "provincial_bureau",
+            "230000",
+            "230100",
+            [false, true, false, false, true],
+        ),
+        (
+            "city_bureau",
+            "230100",
+            "230100",
+            [true, true, true, true, true],
+        ),
+        (
+            "city_bureau",
+            "230100",
+            "230200",
+            [false, false, false, false, false],
+        ),
+        (
+            "city_bureau",
+            "230100",
+            "230000",
+            [false, false, false, false, false],
+        ),
+        (
+            "provider",
+            "230100",
+            "230100",
+            [true, true, false, true, false],
+        ),
+        (
+            "provider",
+            "230100",
+            "230200",
+            [false, false, false, false, false],
+        ),
+        // Operators apply to selections, so they read them too.
+        (
+            "operator",
+            "230100",
+            "230100",
+            [false, false, false, true, true],
+        ),
+        (
+            "operator",
+            "230100",
+            "230200",
+            [false, false, false, false, false],
+        ),
+        (
+            "developer",
+            "230100",
+            "230100",
+            [false, false, false, false, false],
+        ),
+        (
+            "supervisor",
+            "230100",
+            "230100",
+            [false, true, true, false, true],
+        ),
+        (
+            "supervisor",
+            "230100",
+            "230200",
+            [false, false, false, false, false],
+        ),
+        (
+            "auditor",
+            "230100",
+            "230100",
+            [false, true, false, false, true],
+        ),
+        (
+            "auditor",
+            "230100",
+            "230000",
+            [false, false, false, false, false],
+        ),
+        (
+            "root",
+            "230100",
+            "230100",
+            [false, false, false, false, false],
+        ),
+    ];
+    for (role, home, tenant, expected) in matrix {
+        let who = caller(role, home);
+        for ((op, action), want) in ops.iter().zip(expected) {
+            let got = authz.allows(Some(&who), &code(tenant), op, *action);
+            assert_eq!(got, *want, "{role}@{home} in {tenant}: {op}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_public_reads_public_services_of_any_tenant_and_nothing_else() {
+    let authz = CasbinAuthorizer::new(DEV_POLICY, &Tenants::shipped())
+        .await
+        .unwrap();
+    for tenant in ["230000", "230100", "232700"] {
+        let (op, _) = PUBLIC_NOTICES;
+        assert!(
+            authz.allows(None, &code(tenant), op, Action::Read),
+            "{tenant}"
+        );
+        assert!(
+            !authz.allows(None, &code(tenant), op, Action::Write),
+            "{tenant}"
+        );
+        assert!(!authz.allows(None, &code(tenant), GET_PLAN.0, Action::Read));
+    }
+}
+
+#[tokio::test]
+async fn any_role_of_several_may_allow_and_nothing_is_allowed_by_default() {
+    let authz = CasbinAuthorizer::new("", &Tenants::shipped())
+        .await
+        .unwrap();
+    let who = caller("provincial_bureau", "230000");
+    assert!(
+        !authz.allows(Some(&who), &code("230000"), GET_PLAN.0, Action::Read),
+        "empty policy denies"
+    );
+
+    let authz = CasbinAuthorizer::new(DEV_POLICY, &Tenants::shipped())
+        .await
+        .unwrap();
+    let mut both = caller("developer", "230100");
+    both.roles.push("auditor".into());
+    assert!(authz.allows(Some(&both), &code("230100"), GET_PLAN.0, Action::Read));
+}
