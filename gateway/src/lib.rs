@@ -6,8 +6,10 @@
 //! (who calls), [`Authorizer`] (may they), [`Upstreams`] (where the service runs). Nothing reaches
 //! an upstream without both answers.
 
+pub mod audit;
 pub mod auth;
 pub mod authz;
+mod start;
 pub mod tenants;
 pub mod transcode;
 
@@ -22,8 +24,10 @@ use pdp_kit::identity::{Identity, IdentityKey, TenantCode};
 use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 
+use audit::{AuditRecord, AuditSink, Decision};
+pub use start::{Handle, identity_secret, start};
 use transcode::message::{TranscodeError, request_message, response_json};
-use transcode::routes::{Resolution, Route, RouteTable};
+use transcode::routes::{Resolution, RouteTable};
 
 /// Answers who is calling.
 pub trait Authenticator: Send + Sync {
@@ -90,6 +94,7 @@ pub struct Gateway {
     pub upstreams: Arc<dyn Upstreams>,
     pub identity_key: IdentityKey,
     pub upstream_timeout: Duration,
+    pub audit: Arc<dyn AuditSink>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -189,18 +194,84 @@ async fn proxy(
     gateway: web::Data<Gateway>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let response = route_and_forward(&request, &body, &gateway).await;
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let mut outcome = Outcome {
+        caller: None,
+        // Until a route names it, the tenant is what the path says, if it is one.
+        tenant: request
+            .path()
+            .strip_prefix("/api/v1/tenants/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|code| code.parse().ok())
+            .filter(|code| gateway.tenants.get(code).is_some()),
+        operation: format!("{} {}", request.method(), request.path()),
+        decision: Decision::Refused,
+    };
+    let mut response =
+        route_and_forward(&request, &body, &gateway, &request_id, &mut outcome).await;
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            value,
+        );
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
-        method = %request.method(),
-        path = %request.path(),
+        request_id = %request_id,
+        operation = %outcome.operation,
         status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms,
         "api request"
     );
+    gateway.audit.record(AuditRecord {
+        time: chrono::Utc::now(),
+        request_id,
+        trace_id: request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split('-').nth(1))
+            .map(str::to_string),
+        subject: outcome
+            .caller
+            .as_ref()
+            .map_or_else(|| "anonymous".to_string(), |c| c.subject.clone()),
+        organization: outcome
+            .caller
+            .as_ref()
+            .map_or_else(String::new, |c| c.organization.clone()),
+        tenant: outcome
+            .tenant
+            .unwrap_or_else(|| gateway.tenants.province().clone()),
+        operation: outcome.operation,
+        decision: outcome.decision,
+        status: response.status().as_u16(),
+        latency_ms,
+    });
     response
 }
 
-async fn route_and_forward(request: &HttpRequest, body: &[u8], gateway: &Gateway) -> HttpResponse {
+/// What the audit record needs to know of how a request went.
+struct Outcome {
+    caller: Option<Identity>,
+    tenant: Option<TenantCode>,
+    operation: String,
+    decision: Decision,
+}
+
+async fn route_and_forward(
+    request: &HttpRequest,
+    body: &[u8],
+    gateway: &Gateway,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> HttpResponse {
     let path = request.path();
     let (route, vars) = match gateway.routes.resolve(request.method(), path) {
         Resolution::Found(route, vars) => (route, vars),
@@ -224,27 +295,36 @@ async fn route_and_forward(request: &HttpRequest, body: &[u8], gateway: &Gateway
             });
         }
     };
+    let operation = route.operation();
+    outcome.operation = operation.clone();
     let tenant = match tenant_of(&vars) {
         Ok(t) if gateway.tenants.get(&t).is_some() => t,
-        Ok(t) => return refuse(&GatewayError::UnknownTenant(t.to_string())),
+        Ok(t) => {
+            outcome.tenant = None;
+            return refuse(&GatewayError::UnknownTenant(t.to_string()));
+        }
         Err(e) => return refuse(&e),
     };
-    let operation = route.operation();
+    outcome.tenant = Some(tenant.clone());
 
-    let caller = if route.is_public() {
-        None
-    } else {
+    if !route.is_public() {
         match gateway.authenticator.authenticate(request, &tenant) {
-            Ok(identity) => Some(identity),
+            Ok(identity) => outcome.caller = Some(identity),
             Err(reason) => return refuse(&GatewayError::Unauthenticated(reason)),
         }
-    };
-    if !gateway.authorizer.allows(
-        caller.as_ref(),
+    }
+    let allowed = gateway.authorizer.allows(
+        outcome.caller.as_ref(),
         &tenant,
         &operation,
         Action::of(request.method()),
-    ) {
+    );
+    outcome.decision = if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    };
+    if !allowed {
         return refuse(&GatewayError::Denied {
             operation,
             tenant: tenant.to_string(),
@@ -262,7 +342,7 @@ async fn route_and_forward(request: &HttpRequest, body: &[u8], gateway: &Gateway
             tenant: tenant.to_string(),
         });
     };
-    let metadata = outgoing_metadata(request, gateway, route, caller.as_ref(), &tenant);
+    let metadata = outgoing_metadata(gateway, outcome.caller.as_ref(), &tenant, request_id);
     match transcode::call(channel, route, message, metadata, gateway.upstream_timeout).await {
         Ok(reply) => HttpResponse::Ok()
             .content_type("application/json")
@@ -283,11 +363,10 @@ fn tenant_of(vars: &[(String, String)]) -> Result<TenantCode, GatewayError> {
 
 /// The identity the service may trust (signed), the trace context and the request id.
 fn outgoing_metadata(
-    request: &HttpRequest,
     gateway: &Gateway,
-    route: &Route,
     caller: Option<&Identity>,
     tenant: &TenantCode,
+    request_id: &str,
 ) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     // Public routes still reach the service with a signed identity: the anonymous public of
@@ -302,15 +381,8 @@ fn outgoing_metadata(
         .identity_key
         .sign_into(caller.unwrap_or(&public), &mut metadata);
     pdp_kit::telemetry::inject_current(&mut pdp_kit::telemetry::GrpcMetadata(&mut metadata));
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     if let Ok(value) = request_id.parse() {
         metadata.insert("x-request-id", value);
     }
-    tracing::debug!(operation = %route.operation(), %request_id, "forwarding");
     metadata
 }

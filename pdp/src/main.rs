@@ -50,6 +50,27 @@ enum Command {
     },
     /// Run one service.
     Serve { service: String },
+    /// Run the gateway (with the platform store, the audit trail and its outbox relay).
+    Gateway,
+    /// Print a dev token for front-end development (signed with the data directory's dev key).
+    Token {
+        /// The subject's tenant, e.g. 230100.
+        #[arg(long)]
+        tenant: String,
+        /// A role id; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The organization the subject acts for.
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "dev-user")]
+        subject: String,
+        /// How long the token lives: 30m, 8h, 7d.
+        #[arg(long, default_value = "8h", value_parser = parse_ttl)]
+        ttl: chrono::Duration,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Apply pending database migrations of the platform store and every service.
     Migrate,
     /// Print the effective configuration, secrets masked.
@@ -67,13 +88,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Dev { data_dir, listen } = &cli.command {
-        if let Some(dir) = data_dir {
-            config.data_dir = dir.clone();
+    match &cli.command {
+        Command::Dev { data_dir, listen } => {
+            if let Some(dir) = data_dir {
+                config.data_dir = dir.clone();
+            }
+            if let Some(listen) = listen {
+                config.http.listen = *listen;
+            }
         }
-        if let Some(listen) = listen {
-            config.http.listen = *listen;
-        }
+        Command::Token {
+            data_dir: Some(dir),
+            ..
+        } => config.data_dir = dir.clone(),
+        _ => {}
     }
     let result = match cli.command {
         Command::Config => {
@@ -85,7 +113,17 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Migrate => with_runtime(&config, migrate(config.clone())),
-        Command::Dev { .. } => with_runtime(&config, dev(config.clone())),
+        Command::Dev { .. } | Command::Gateway => {
+            with_runtime(&config, run_platform(config.clone()))
+        }
+        Command::Token {
+            tenant,
+            roles,
+            org,
+            subject,
+            ttl,
+            ..
+        } => token(&config, &tenant, &roles, &org, &subject, ttl),
         Command::Serve { service } => with_runtime(&config, serve(config.clone(), service)),
     };
     match result {
@@ -136,8 +174,55 @@ async fn serve(_config: Config, service: String) -> anyhow::Result<()> {
     anyhow::bail!("unknown service `{service}` (available: {available})")
 }
 
-async fn dev(config: Config) -> anyhow::Result<()> {
-    tracing::info!(data_dir = %config.data_dir.display(), "starting pdp dev");
+fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
+    let (number, unit) = raw.split_at(raw.trim_end_matches(char::is_alphabetic).len());
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}`: a number and a unit (s, m, h, d), e.g. 8h"))?;
+    let ttl = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(format!("`{raw}`: the unit is s, m, h or d")),
+    };
+    if n <= 0 {
+        return Err(format!("`{raw}`: must be positive"));
+    }
+    Ok(ttl)
+}
+
+fn token(
+    config: &Config,
+    tenant: &str,
+    roles: &[String],
+    org: &str,
+    subject: &str,
+    ttl: chrono::Duration,
+) -> anyhow::Result<()> {
+    let tenant = tenant.parse()?;
+    anyhow::ensure!(
+        pdp_gateway::tenants::Tenants::shipped()
+            .get(&tenant)
+            .is_some(),
+        "--tenant {tenant} is not the province or one of its cities"
+    );
+    for role in roles {
+        anyhow::ensure!(
+            pdp_gateway::authz::ROLES.contains(&role.as_str()),
+            "--role {role} is unknown; roles: {}",
+            pdp_gateway::authz::ROLES.join(", ")
+        );
+    }
+    let key = pdp_gateway::auth::DevKey::load_or_create(&config.data_dir)?;
+    println!("{}", key.issue(subject, org, roles, &tenant, ttl));
+    Ok(())
+}
+
+/// `pdp dev` and `pdp gateway`: the platform store with its outbox relay, the audit trail, the
+/// gateway, and (in dev) every service that exists.
+async fn run_platform(config: Config) -> anyhow::Result<()> {
+    tracing::info!(data_dir = %config.data_dir.display(), mode = ?config.mode, "starting");
     let boot = config.clone();
     let (store, log) = tokio::task::spawn_blocking(move || {
         let log = platform::open_event_log(&boot)?;
@@ -147,12 +232,17 @@ async fn dev(config: Config) -> anyhow::Result<()> {
     .await??;
     create_topics(&log).await?;
 
+    // Stopping goes outside in: HTTP drains, then the audit writer writes the last records,
+    // then the relay publishes them.
     let shutdown = CancellationToken::new();
-    let relay = tokio::spawn(OutboxRelay::new(store.clone(), log.clone()).run(shutdown.clone()));
+    let audit_stop = CancellationToken::new();
+    let relay_stop = CancellationToken::new();
+    let relay = tokio::spawn(OutboxRelay::new(store.clone(), log.clone()).run(relay_stop.clone()));
+    let gateway = pdp_gateway::start(&config, store.clone(), audit_stop.clone()).await?;
     let http = tokio::spawn(platform::serve_http(
         config.http.listen,
         platform::readiness(&store, &log),
-        |_cfg| {},
+        gateway.gateway.clone().configure(),
         Duration::from_secs(config.http.shutdown_grace_secs),
         shutdown.clone(),
     ));
@@ -163,6 +253,9 @@ async fn dev(config: Config) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     http.await??;
+    audit_stop.cancel();
+    gateway.audit_writer.await?;
+    relay_stop.cancel();
     relay.await?;
     tracing::info!("pdp dev stopped");
     Ok(())

@@ -124,11 +124,16 @@ fn free_port() -> u16 {
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    get_with(port, path, "")
+}
+
+/// A GET with extra header lines (each ending in CRLF).
+fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
     )
     .ok()?;
     let mut text = String::new();
@@ -205,4 +210,85 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
     let mut again = start_dev(data.path(), port);
     wait_ready(&mut again, port);
     assert_eq!(interrupt_and_wait(again).code(), Some(0));
+}
+
+#[test]
+fn dev_serves_the_gateway_and_accepts_its_own_tokens() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let out = pdp(
+        &[
+            "token",
+            "--data-dir",
+            dir,
+            "--tenant",
+            "230100",
+            "--role",
+            "operator",
+            "--org",
+            "acme",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let bad = pdp(
+        &[
+            "token",
+            "--data-dir",
+            dir,
+            "--tenant",
+            "110000",
+            "--role",
+            "operator",
+            "--org",
+            "x",
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("110000"), "{}", stderr(&bad));
+    let bad = pdp(
+        &[
+            "token",
+            "--data-dir",
+            dir,
+            "--tenant",
+            "230100",
+            "--role",
+            "root",
+            "--org",
+            "x",
+        ],
+        &[],
+    );
+    assert!(
+        stderr(&bad).contains("--role root is unknown"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let port = free_port();
+    let mut child = start_dev(data.path(), port);
+    wait_ready(&mut child, port);
+    let (status, body) = get(port, "/api/v1/tenants").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("哈尔滨市") && body.contains("Daxing'anling"),
+        "{body}"
+    );
+    let (status, body) = get_with(
+        port,
+        "/api/v1/tenants/230100/nothing",
+        &format!("Authorization: Bearer {token}\r\n"),
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.to_lowercase().contains("x-request-id"),
+        "every answer carries a request id: {body}"
+    );
+    assert_eq!(interrupt_and_wait(child).code(), Some(0));
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, test};
+use pdp_gateway::audit::OutboxAudit;
 use pdp_gateway::tenants::Tenants;
 use pdp_gateway::transcode::routes::RouteTable;
 use pdp_gateway::{Action, Authenticator, Authorizer, Gateway, SingleInstance};
@@ -188,6 +189,8 @@ struct Fixture {
     service: Arc<Widgets>,
     gateway: Arc<Gateway>,
     addr: std::net::SocketAddr,
+    audit_store: pdp_kit::store::Store,
+    _dir: tempfile::TempDir,
 }
 
 async fn start() -> Fixture {
@@ -204,6 +207,20 @@ async fn start() -> Fixture {
         .unwrap()
         .connect_lazy();
     let pool = prost_reflect::DescriptorPool::decode(crate::TESTING_DESCRIPTOR).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit_store = pdp_kit::store::Store::open(
+        &dir.path().join("platform.db").to_string_lossy(),
+        "platform",
+        1,
+    )
+    .unwrap();
+    audit_store
+        .migrate(&[pdp_kit::store::KIT_MIGRATIONS])
+        .unwrap();
+    let (audit, _writer) = OutboxAudit::spawn(
+        audit_store.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     let gateway = Arc::new(Gateway {
         tenants: Tenants::shipped(),
         routes: RouteTable::from_pool(&pool).unwrap(),
@@ -215,11 +232,14 @@ async fn start() -> Fixture {
         )]))),
         identity_key: key(),
         upstream_timeout: Duration::from_millis(800),
+        audit: Arc::new(audit),
     });
     Fixture {
         service,
         gateway,
         addr,
+        audit_store,
+        _dir: dir,
     }
 }
 
@@ -510,4 +530,74 @@ async fn the_service_refuses_a_call_that_bypasses_the_gateway() {
         .await;
     assert_eq!(result.unwrap_err().code(), tonic::Code::Unauthenticated);
     assert_eq!(f.service.calls.load(Ordering::SeqCst), 0);
+}
+
+#[actix_web::test]
+async fn every_request_leaves_one_audit_record_whatever_the_outcome() {
+    use diesel::prelude::*;
+    use pdp_kit::outbox::pdp_outbox;
+
+    let f = start().await;
+    let app = app!(f);
+    let requests = [
+        ("/api/v1/tenants/230100/widgets/w-1", "alice", 200, "allow"),
+        (
+            "/api/v1/tenants/230100/widgets/w-1",
+            "intruder",
+            403,
+            "deny",
+        ),
+        (
+            "/api/v1/tenants/230100/nothing-here",
+            "alice",
+            404,
+            "refused",
+        ),
+    ];
+    for (uri, who, status, _) in requests {
+        let req = test::TestRequest::get()
+            .uri(uri)
+            .insert_header(("x-test-subject", who))
+            .insert_header(("x-request-id", format!("req-{who}-{status}")))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), status);
+        assert_eq!(
+            resp.headers().get("x-request-id").unwrap(),
+            &format!("req-{who}-{status}")
+        );
+    }
+    let mut records: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        let rows: Vec<(String, String)> = f
+            .audit_store
+            .run(|conn| {
+                Ok::<_, pdp_kit::store::StoreError>(
+                    pdp_outbox::table
+                        .select((pdp_outbox::topic, pdp_outbox::envelope))
+                        .load(conn)?,
+                )
+            })
+            .await
+            .unwrap();
+        if rows.len() >= requests.len() {
+            assert!(rows.iter().all(|(topic, _)| topic == "pdp.audit"));
+            records = rows
+                .iter()
+                .map(|(_, e)| serde_json::from_str::<Value>(e).unwrap()["data"].clone())
+                .collect();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(records.len(), requests.len(), "one record per request");
+    for (_, who, status, decision) in requests {
+        let record = records
+            .iter()
+            .find(|r| r["request_id"] == format!("req-{who}-{status}"))
+            .unwrap_or_else(|| panic!("no record for {who} {status}: {records:?}"));
+        assert_eq!(record["decision"], decision);
+        assert_eq!(record["status"], status);
+        assert_eq!(record["tenant"], "230100");
+    }
 }

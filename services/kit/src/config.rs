@@ -33,6 +33,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub identity: IdentityConfig,
     pub calendar: CalendarConfig,
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -47,6 +48,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             identity: IdentityConfig::default(),
             calendar: CalendarConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -178,6 +180,38 @@ impl Default for IdentityConfig {
 pub struct CalendarConfig {
     /// A holiday file replacing the one shipped with pdp (same format as `data/holidays-cn.toml`).
     pub holidays_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// JWKS document of the province's identity provider (cluster mode). `pdp dev` uses its own
+    /// dev key instead.
+    pub jwks_file: Option<PathBuf>,
+    /// Expected `iss` of tokens (cluster mode).
+    pub issuer: Option<String>,
+    /// Expected `aud` of tokens.
+    pub audience: String,
+    /// casbin policy (CSV); unset for the policy shipped with pdp.
+    pub policy_file: Option<PathBuf>,
+    /// Milliseconds a service gets to answer before the gateway answers 504.
+    pub upstream_timeout_ms: u64,
+    /// gRPC endpoint of each service (`planning = "http://planning:50051"`) for a single
+    /// platform instance.
+    pub upstreams: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            jwks_file: None,
+            issuer: None,
+            audience: "pdp".into(),
+            policy_file: None,
+            upstream_timeout_ms: 10_000,
+            upstreams: Default::default(),
+        }
+    }
 }
 
 /// A secret value: never printed, never logged.

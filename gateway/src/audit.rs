@@ -1,0 +1,127 @@
+//! One audit record per request, allowed or not, published on `pdp.audit`.
+//!
+//! Records go through the platform store's outbox, so that they reach the event log even if the
+//! broker is down. Requests hand records to a channel and a writer inserts them in batches (one
+//! transaction per batch), so that no request waits for the database.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pdp_kit::events::Event;
+use pdp_kit::identity::TenantCode;
+use pdp_kit::outbox;
+use pdp_kit::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub const TOPIC: &str = "pdp.audit";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// Refused before authorization could decide (no route, bad token, bad input).
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub time: DateTime<Utc>,
+    pub request_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    pub subject: String,
+    pub organization: String,
+    pub tenant: TenantCode,
+    /// The gRPC method, or `METHOD path` when no route matched.
+    pub operation: String,
+    pub decision: Decision,
+    pub status: u16,
+    pub latency_ms: f64,
+}
+
+/// Where the gateway sends its records.
+pub trait AuditSink: Send + Sync {
+    fn record(&self, record: AuditRecord);
+}
+
+/// Sends records to the outbox writer; see [`OutboxAudit::spawn`].
+#[derive(Debug, Clone)]
+pub struct OutboxAudit {
+    sender: mpsc::Sender<AuditRecord>,
+}
+
+impl AuditSink for OutboxAudit {
+    fn record(&self, record: AuditRecord) {
+        if let Err(err) = self.sender.try_send(record) {
+            // A full channel means the database is far behind: say so loudly rather than
+            // block requests.
+            tracing::error!(error = %err, "audit record dropped: writer is behind");
+        }
+    }
+}
+
+impl OutboxAudit {
+    /// Starts the writer; it drains what is queued before it stops on `shutdown`.
+    pub fn spawn(store: Store, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sender, mut receiver) = mpsc::channel::<AuditRecord>(10_000);
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            loop {
+                let stopping = tokio::select! {
+                    n = receiver.recv_many(&mut batch, 500) => n == 0,
+                    _ = shutdown.cancelled() => true,
+                };
+                if stopping {
+                    // Whatever arrived before the stop is still written.
+                    while let Ok(record) = receiver.try_recv() {
+                        batch.push(record);
+                    }
+                }
+                if !batch.is_empty() {
+                    write(&store, std::mem::take(&mut batch)).await;
+                }
+                if stopping {
+                    break;
+                }
+            }
+        });
+        (Self { sender }, task)
+    }
+}
+
+async fn write(store: &Store, records: Vec<AuditRecord>) {
+    let count = records.len();
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=5 {
+        let batch = records.clone();
+        let result = store
+            .transaction(move |conn| {
+                for r in &batch {
+                    let event = Event::new(
+                        "gateway",
+                        &r.tenant,
+                        "request",
+                        "audited",
+                        r.request_id.clone(),
+                        r.time,
+                        serde_json::to_value(r).expect("audit records serialize"),
+                    );
+                    outbox::enqueue(conn, TOPIC, &event)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        match result {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, attempt, count, "audit batch not written yet");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    tracing::error!(count, "audit batch lost after retries");
+}

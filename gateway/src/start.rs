@@ -1,0 +1,125 @@
+//! Building the gateway from configuration: the only place that chooses the dev or the cluster
+//! implementation of each part.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pdp_kit::clock::SystemClock;
+use pdp_kit::config::Config;
+use pdp_kit::identity::IdentityKey;
+use pdp_kit::store::Store;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::audit::OutboxAudit;
+use crate::auth::{DevKey, JwtAuthenticator};
+use crate::authz::{CasbinAuthorizer, DEV_POLICY};
+use crate::tenants::Tenants;
+use crate::transcode::routes::RouteTable;
+use crate::{Authenticator, Gateway, SingleInstance};
+
+/// A running gateway: mount [`Gateway::configure`] on the HTTP server; await `audit_writer` after
+/// shutdown so that the last records are written.
+#[derive(Debug)]
+pub struct Handle {
+    pub gateway: Arc<Gateway>,
+    pub audit_writer: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start(
+    config: &Config,
+    platform_store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Handle> {
+    let tenants = Tenants::shipped();
+    let pool = prost_reflect::DescriptorPool::decode(pdp_proto::FILE_DESCRIPTOR_SET)
+        .context("the descriptor set of pdp-proto")?;
+    let routes = RouteTable::from_pool(&pool)?;
+    let authenticator = authenticator(config)?;
+    let policy = match &config.gateway.policy_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("gateway.policy_file {}", path.display()))?,
+        None => DEV_POLICY.to_string(),
+    };
+    let authorizer = CasbinAuthorizer::new(&policy, &tenants)
+        .await
+        .context("authorization policy")?;
+    let mut upstreams = std::collections::HashMap::new();
+    for (service, endpoint) in &config.gateway.upstreams {
+        let channel = Channel::from_shared(endpoint.clone())
+            .with_context(|| format!("gateway.upstreams.{service}: `{endpoint}` is not a URL"))?
+            .connect_lazy();
+        upstreams.insert(service.clone(), channel);
+    }
+    let identity_key = IdentityKey::new(
+        &identity_secret(config)?,
+        chrono::Duration::seconds(config.identity.max_age_secs as i64),
+        Arc::new(SystemClock),
+    );
+    let (audit, audit_writer) = OutboxAudit::spawn(platform_store, shutdown);
+    tracing::info!(routes = routes.routes().len(), "gateway ready");
+    Ok(Handle {
+        gateway: Arc::new(Gateway {
+            tenants,
+            routes,
+            authenticator,
+            authorizer: Arc::new(authorizer),
+            upstreams: Arc::new(SingleInstance(upstreams)),
+            identity_key,
+            upstream_timeout: Duration::from_millis(config.gateway.upstream_timeout_ms),
+            audit: Arc::new(audit),
+        }),
+        audit_writer,
+    })
+}
+
+fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
+    if config.is_dev() && config.gateway.jwks_file.is_none() {
+        let key = DevKey::load_or_create(&config.data_dir)
+            .with_context(|| format!("dev token key in {}", config.data_dir.display()))?;
+        return Ok(Arc::new(JwtAuthenticator::dev(&key)));
+    }
+    let file = config
+        .gateway
+        .jwks_file
+        .as_ref()
+        .context("gateway.jwks_file is required in cluster mode (PDP_GATEWAY__JWKS_FILE)")?;
+    let issuer = config
+        .gateway
+        .issuer
+        .as_ref()
+        .context("gateway.issuer is required with a JWKS (PDP_GATEWAY__ISSUER)")?;
+    let jwks = std::fs::read_to_string(file)
+        .with_context(|| format!("gateway.jwks_file {}", file.display()))?;
+    let auth = JwtAuthenticator::from_jwks(&jwks, issuer, &config.gateway.audience)
+        .map_err(|e| anyhow::anyhow!("gateway.jwks_file {}: {e}", file.display()))?;
+    Ok(Arc::new(auth))
+}
+
+/// The HMAC key shared with the services: configured, or in dev kept in the data directory.
+pub fn identity_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &config.identity.hmac_key {
+        anyhow::ensure!(
+            key.expose().len() >= 32,
+            "identity.hmac_key must be at least 32 characters"
+        );
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    anyhow::ensure!(
+        config.is_dev(),
+        "identity.hmac_key is required in cluster mode (PDP_IDENTITY__HMAC_KEY, from a Secret)"
+    );
+    let path = config.data_dir.join("dev-identity.key");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && text.trim().len() >= 32
+    {
+        return Ok(text.trim().as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    crate::auth::write_private(&path, &secret)?;
+    Ok(secret.into_bytes())
+}
