@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod limits;
 mod start;
 pub mod tenants;
 pub mod transcode;
@@ -95,6 +96,12 @@ pub struct Gateway {
     pub identity_key: IdentityKey,
     pub upstream_timeout: Duration,
     pub audit: Arc<dyn AuditSink>,
+    pub limiter: Arc<dyn limits::RateLimiter>,
+    pub tenant_limit: limits::Limit,
+    pub subject_limit: limits::Limit,
+    pub max_body_bytes: usize,
+    /// Origins front ends call from; empty allows none.
+    pub cors_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -109,9 +116,27 @@ impl Gateway {
     /// Mounts the gateway on an actix app: every path not served otherwise is an API call.
     pub fn configure(self: Arc<Self>) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         move |cfg| {
-            cfg.app_data(web::Data::from(self.clone()))
-                .route("/api/v1/tenants", web::get().to(list_tenants))
-                .default_service(web::to(proxy));
+            let mut cors = actix_cors::Cors::default()
+                .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+                .allowed_headers([
+                    "authorization",
+                    "content-type",
+                    "x-request-id",
+                    "traceparent",
+                ])
+                .expose_headers(["x-request-id", "retry-after"])
+                .max_age(600);
+            for origin in &self.cors_origins {
+                cors = cors.allowed_origin(origin);
+            }
+            cfg.service(
+                web::scope("/api")
+                    .wrap(cors)
+                    .app_data(web::Data::from(self.clone()))
+                    .app_data(web::PayloadConfig::new(self.max_body_bytes))
+                    .route("/v1/tenants", web::get().to(list_tenants))
+                    .default_service(web::to(proxy)),
+            );
         }
     }
 }
@@ -133,6 +158,11 @@ enum GatewayError {
     Denied { operation: String, tenant: String },
     #[error("no platform instance serves service `{service}` for tenant {tenant}")]
     NoUpstream { service: String, tenant: String },
+    #[error("too many requests for this {scope}; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        scope: &'static str,
+        retry_after: Duration,
+    },
 }
 
 impl ServiceError for GatewayError {
@@ -144,6 +174,7 @@ impl ServiceError for GatewayError {
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Self::Denied { .. } => ErrorCode::PermissionDenied,
             Self::NoUpstream { .. } => ErrorCode::Unavailable,
+            Self::RateLimited { .. } => ErrorCode::ResourceExhausted,
         }
     }
 
@@ -156,6 +187,7 @@ impl ServiceError for GatewayError {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Denied { .. } => "PERMISSION_DENIED",
             Self::NoUpstream { .. } => "NO_UPSTREAM",
+            Self::RateLimited { .. } => "RATE_LIMITED",
         }
     }
 
@@ -179,7 +211,31 @@ fn refuse(err: &GatewayError) -> HttpResponse {
         GatewayError::MethodNotAllowed { .. } => Some(StatusCode::METHOD_NOT_ALLOWED),
         _ => None,
     };
-    answer(&err.to_status(), http)
+    let mut response = answer(&err.to_status(), http);
+    if let GatewayError::RateLimited { retry_after, .. } = err {
+        // Whole seconds, rounded up: a client that waits this long finds a token.
+        let secs = retry_after.as_millis().div_ceil(1000).max(1);
+        if let Ok(value) = secs.to_string().parse() {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
+async fn limit(
+    gateway: &Gateway,
+    scope: &'static str,
+    key: String,
+    limit: limits::Limit,
+) -> Result<(), GatewayError> {
+    match gateway.limiter.admit(&key, limit).await {
+        limits::Admission::Admitted => Ok(()),
+        limits::Admission::Limited(retry_after) => {
+            Err(GatewayError::RateLimited { scope, retry_after })
+        }
+    }
 }
 
 /// The province and its cities: codes and names, public.
@@ -306,12 +362,35 @@ async fn route_and_forward(
         Err(e) => return refuse(&e),
     };
     outcome.tenant = Some(tenant.clone());
+    if let Err(e) = limit(
+        gateway,
+        "tenant",
+        format!("tenant:{tenant}"),
+        gateway.tenant_limit,
+    )
+    .await
+    {
+        return refuse(&e);
+    }
 
     if !route.is_public() {
         match gateway.authenticator.authenticate(request, &tenant) {
             Ok(identity) => outcome.caller = Some(identity),
             Err(reason) => return refuse(&GatewayError::Unauthenticated(reason)),
         }
+    }
+    let who = match &outcome.caller {
+        Some(caller) => format!("subject:{}", caller.subject),
+        None => format!(
+            "address:{}",
+            request
+                .connection_info()
+                .realip_remote_addr()
+                .unwrap_or("unknown")
+        ),
+    };
+    if let Err(e) = limit(gateway, "subject", who, gateway.subject_limit).await {
+        return refuse(&e);
     }
     let allowed = gateway.authorizer.allows(
         outcome.caller.as_ref(),

@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 use crate::audit::OutboxAudit;
 use crate::auth::{DevKey, JwtAuthenticator};
 use crate::authz::{CasbinAuthorizer, DEV_POLICY};
+use crate::limits::{Limit, LocalLimiter, RateLimiter, RedisLimiter};
 use crate::tenants::Tenants;
 use crate::transcode::routes::RouteTable;
 use crate::{Authenticator, Gateway, SingleInstance};
@@ -58,6 +59,15 @@ pub async fn start(
         Arc::new(SystemClock),
     );
     let (audit, audit_writer) = OutboxAudit::spawn(platform_store, shutdown);
+    let limiter: Arc<dyn RateLimiter> = match &config.redis.url {
+        Some(url) => Arc::new(
+            RedisLimiter::connect(url.expose())
+                .await
+                .with_context(|| format!("redis.url {}", url.masked()))?,
+        ),
+        None => Arc::new(LocalLimiter::default()),
+    };
+    let g = &config.gateway;
     tracing::info!(routes = routes.routes().len(), "gateway ready");
     Ok(Handle {
         gateway: Arc::new(Gateway {
@@ -67,8 +77,19 @@ pub async fn start(
             authorizer: Arc::new(authorizer),
             upstreams: Arc::new(SingleInstance(upstreams)),
             identity_key,
-            upstream_timeout: Duration::from_millis(config.gateway.upstream_timeout_ms),
+            upstream_timeout: Duration::from_millis(g.upstream_timeout_ms),
             audit: Arc::new(audit),
+            limiter,
+            tenant_limit: Limit {
+                per_second: g.tenant_rate,
+                burst: g.tenant_burst,
+            },
+            subject_limit: Limit {
+                per_second: g.subject_rate,
+                burst: g.subject_burst,
+            },
+            max_body_bytes: g.max_body_bytes,
+            cors_origins: g.cors_origins.clone(),
         }),
         audit_writer,
     })

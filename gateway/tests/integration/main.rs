@@ -12,4 +12,5 @@ pub const TESTING_DESCRIPTOR: &[u8] =
 
 mod auth;
 mod authz;
+mod limits;
 mod transcoding;

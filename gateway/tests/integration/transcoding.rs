@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, test};
 use pdp_gateway::audit::OutboxAudit;
+use pdp_gateway::limits::{Limit, LocalLimiter};
 use pdp_gateway::tenants::Tenants;
 use pdp_gateway::transcode::routes::RouteTable;
 use pdp_gateway::{Action, Authenticator, Authorizer, Gateway, SingleInstance};
@@ -194,6 +195,14 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
+    start_with(Limit {
+        per_second: 1000.0,
+        burst: 1000,
+    })
+    .await
+}
+
+async fn start_with(subject_limit: Limit) -> Fixture {
     let service = Arc::new(Widgets::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -233,6 +242,14 @@ async fn start() -> Fixture {
         identity_key: key(),
         upstream_timeout: Duration::from_millis(800),
         audit: Arc::new(audit),
+        limiter: Arc::new(LocalLimiter::default()),
+        tenant_limit: Limit {
+            per_second: 1000.0,
+            burst: 1000,
+        },
+        subject_limit,
+        max_body_bytes: 64 * 1024,
+        cors_origins: vec!["https://portal.hlj.example".into()],
     });
     Fixture {
         service,
@@ -600,4 +617,68 @@ async fn every_request_leaves_one_audit_record_whatever_the_outcome() {
         assert_eq!(record["status"], status);
         assert_eq!(record["tenant"], "230100");
     }
+}
+
+#[actix_web::test]
+async fn a_subject_over_its_rate_gets_429_with_retry_after() {
+    let f = start_with(Limit {
+        per_second: 0.5,
+        burst: 2,
+    })
+    .await;
+    let app = app!(f);
+    let get = |who: &str| {
+        test::TestRequest::get()
+            .uri("/api/v1/tenants/230100/widgets/w-1")
+            .insert_header(("x-test-subject", who.to_string()))
+            .to_request()
+    };
+    assert_eq!(test::call_service(&app, get("alice")).await.status(), 200);
+    assert_eq!(test::call_service(&app, get("alice")).await.status(), 200);
+    let resp = test::call_service(&app, get("alice")).await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(
+        test::call_service(&app, get("bob")).await.status(),
+        200,
+        "another subject has its own bucket"
+    );
+}
+
+#[actix_web::test]
+async fn oversized_bodies_are_refused_and_cors_admits_only_configured_origins() {
+    let f = start().await;
+    let app = app!(f);
+    let big = format!("{{\"displayName\": \"{}\"}}", "x".repeat(100 * 1024));
+    let req = test::TestRequest::post()
+        .uri("/api/v1/tenants/230100/widgets")
+        .insert_header(("x-test-subject", "alice"))
+        .set_payload(big)
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 413);
+    assert_eq!(f.service.calls.load(Ordering::SeqCst), 0);
+
+    let preflight = |origin: &str| {
+        test::TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/api/v1/tenants/230100/widgets")
+            .insert_header(("origin", origin.to_string()))
+            .insert_header(("access-control-request-method", "POST"))
+            .to_request()
+    };
+    let ok = test::call_service(&app, preflight("https://portal.hlj.example")).await;
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").unwrap(),
+        "https://portal.hlj.example"
+    );
+    let other = test::call_service(&app, preflight("https://evil.example")).await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
 }

@@ -199,6 +199,17 @@ pub struct GatewayConfig {
     /// gRPC endpoint of each service (`planning = "http://planning:50051"`) for a single
     /// platform instance.
     pub upstreams: std::collections::BTreeMap<String, String>,
+    /// Requests per second each tenant may make, and its burst.
+    pub tenant_rate: f64,
+    pub tenant_burst: u32,
+    /// Requests per second each subject (each client address for the public) may make, and its
+    /// burst.
+    pub subject_rate: f64,
+    pub subject_burst: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Front-end origins allowed by CORS (`https://portal.hlj.example`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -210,6 +221,12 @@ impl Default for GatewayConfig {
             policy_file: None,
             upstream_timeout_ms: 10_000,
             upstreams: Default::default(),
+            tenant_rate: 500.0,
+            tenant_burst: 1000,
+            subject_rate: 20.0,
+            subject_burst: 40,
+            max_body_bytes: 1024 * 1024,
+            cors_origins: Vec::new(),
         }
     }
 }

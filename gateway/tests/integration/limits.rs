@@ -1,0 +1,63 @@
+//! The rate-limit contract, on both limiters: in the process, and in the real Redis shared by
+//! two gateway replicas.
+
+use std::time::Duration;
+
+use pdp_gateway::limits::{Admission, Limit, LocalLimiter, RateLimiter, RedisLimiter};
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+fn key() -> String {
+    format!("test:{}", uuid::Uuid::now_v7().simple())
+}
+
+const LIMIT: Limit = Limit {
+    per_second: 2.0,
+    burst: 3,
+};
+
+async fn a_burst_then_refusals_then_refill(first: &dyn RateLimiter, second: &dyn RateLimiter) {
+    let key = key();
+    // The burst is shared, whichever replica answers.
+    assert_eq!(first.admit(&key, LIMIT).await, Admission::Admitted);
+    assert_eq!(second.admit(&key, LIMIT).await, Admission::Admitted);
+    assert_eq!(first.admit(&key, LIMIT).await, Admission::Admitted);
+    let Admission::Limited(wait) = second.admit(&key, LIMIT).await else {
+        panic!("the fourth request within the burst must be limited");
+    };
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(500),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    assert_eq!(
+        first.admit(&key, LIMIT).await,
+        Admission::Admitted,
+        "refilled after the wait"
+    );
+    let other = self::key();
+    assert_eq!(
+        first.admit(&other, LIMIT).await,
+        Admission::Admitted,
+        "buckets are per key"
+    );
+}
+
+#[tokio::test]
+async fn local_limiter() {
+    let limiter = LocalLimiter::default();
+    a_burst_then_refusals_then_refill(&limiter, &limiter).await;
+}
+
+#[tokio::test]
+async fn redis_limiter_shared_by_two_replicas() {
+    let a = RedisLimiter::connect(&redis_url())
+        .await
+        .expect("Redis answers (see README)");
+    let b = RedisLimiter::connect(&redis_url())
+        .await
+        .expect("Redis answers (see README)");
+    a_burst_then_refusals_then_refill(&a, &b).await;
+}
