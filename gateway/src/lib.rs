@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod limits;
+pub mod openapi;
 mod start;
 pub mod tenants;
 pub mod transcode;
@@ -129,6 +130,10 @@ impl Gateway {
             for origin in &self.cors_origins {
                 cors = cors.allowed_origin(origin);
             }
+            let document =
+                web::Data::new(openapi::document(&self.routes, env!("CARGO_PKG_VERSION")));
+            cfg.app_data(document)
+                .route("/openapi.json", web::get().to(openapi_json));
             cfg.service(
                 web::scope("/api")
                     .wrap(cors)
@@ -236,6 +241,10 @@ async fn limit(
             Err(GatewayError::RateLimited { scope, retry_after })
         }
     }
+}
+
+async fn openapi_json(document: web::Data<serde_json::Value>) -> HttpResponse {
+    HttpResponse::Ok().json(document.get_ref())
 }
 
 /// The province and its cities: codes and names, public.

@@ -13,4 +13,5 @@ pub const TESTING_DESCRIPTOR: &[u8] =
 mod auth;
 mod authz;
 mod limits;
+mod openapi;
 mod transcoding;

@@ -186,15 +186,15 @@ impl Authorizer for AllowButIntruder {
     }
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     service: Arc<Widgets>,
-    gateway: Arc<Gateway>,
+    pub(crate) gateway: Arc<Gateway>,
     addr: std::net::SocketAddr,
     audit_store: pdp_kit::store::Store,
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> Fixture {
+pub(crate) async fn start() -> Fixture {
     start_with(Limit {
         per_second: 1000.0,
         burst: 1000,
