@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authz;
 pub mod limits;
 pub mod openapi;
+pub mod routing;
 mod start;
 pub mod tenants;
 pub mod transcode;

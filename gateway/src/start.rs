@@ -16,6 +16,7 @@ use crate::audit::OutboxAudit;
 use crate::auth::{DevKey, JwtAuthenticator};
 use crate::authz::{CasbinAuthorizer, DEV_POLICY};
 use crate::limits::{Limit, LocalLimiter, RateLimiter, RedisLimiter};
+use crate::routing::TenantRoutes;
 use crate::tenants::Tenants;
 use crate::transcode::routes::RouteTable;
 use crate::{Authenticator, Gateway, SingleInstance};
@@ -46,13 +47,7 @@ pub async fn start(
     let authorizer = CasbinAuthorizer::new(&policy, &tenants)
         .await
         .context("authorization policy")?;
-    let mut upstreams = std::collections::HashMap::new();
-    for (service, endpoint) in &config.gateway.upstreams {
-        let channel = Channel::from_shared(endpoint.clone())
-            .with_context(|| format!("gateway.upstreams.{service}: `{endpoint}` is not a URL"))?
-            .connect_lazy();
-        upstreams.insert(service.clone(), channel);
-    }
+    let upstreams = upstreams(config, shutdown.clone()).await?;
     let identity_key = IdentityKey::new(
         &identity_secret(config)?,
         chrono::Duration::seconds(config.identity.max_age_secs as i64),
@@ -75,7 +70,7 @@ pub async fn start(
             routes,
             authenticator,
             authorizer: Arc::new(authorizer),
-            upstreams: Arc::new(SingleInstance(upstreams)),
+            upstreams,
             identity_key,
             upstream_timeout: Duration::from_millis(g.upstream_timeout_ms),
             audit: Arc::new(audit),
@@ -93,6 +88,42 @@ pub async fn start(
         }),
         audit_writer,
     })
+}
+
+/// Tenant routes watched in the cluster, from a file in dev, or one instance for every tenant.
+async fn upstreams(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<dyn crate::Upstreams>> {
+    let g = &config.gateway;
+    if g.watch_routes {
+        let client = kube::Client::try_default()
+            .await
+            .context("gateway.watch_routes needs a Kubernetes API (in-cluster or kubeconfig)")?;
+        let routes = Arc::new(TenantRoutes::default());
+        tokio::spawn(crate::routing::watch(
+            client,
+            g.routes_namespace.clone(),
+            routes.clone(),
+            shutdown,
+        ));
+        return Ok(routes);
+    }
+    if let Some(path) = &g.routes_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("gateway.routes_file {}", path.display()))?;
+        let routes = TenantRoutes::from_yaml(&text)
+            .map_err(|e| anyhow::anyhow!("gateway.routes_file {}: {e}", path.display()))?;
+        return Ok(Arc::new(routes));
+    }
+    let mut upstreams = std::collections::HashMap::new();
+    for (service, endpoint) in &g.upstreams {
+        let channel = Channel::from_shared(endpoint.clone())
+            .with_context(|| format!("gateway.upstreams.{service}: `{endpoint}` is not a URL"))?
+            .connect_lazy();
+        upstreams.insert(service.clone(), channel);
+    }
+    Ok(Arc::new(SingleInstance(upstreams)))
 }
 
 fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {

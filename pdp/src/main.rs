@@ -77,6 +77,8 @@ enum Command {
     Config,
     /// Print the version.
     Version,
+    /// Print the CustomResourceDefinitions pdp watches (committed under k8s/crds/).
+    Crd,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +112,10 @@ fn main() -> ExitCode {
         }
         Command::Version => {
             println!("pdp {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Crd => {
+            print!("{}", pdp_gateway::routing::crd_yaml());
             Ok(())
         }
         Command::Migrate => with_runtime(&config, migrate(config.clone())),

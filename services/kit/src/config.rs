@@ -210,6 +210,13 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Front-end origins allowed by CORS (`https://portal.hlj.example`); none by default.
     pub cors_origins: Vec<String>,
+    /// A YAML list of tenant routes (dev): which instance serves each tenant. Unset: every
+    /// tenant goes to `upstreams`.
+    pub routes_file: Option<PathBuf>,
+    /// Watch `TenantRoute` custom resources (cluster): changes apply without a restart.
+    pub watch_routes: bool,
+    /// The namespace whose `TenantRoute`s are watched; unset for all namespaces.
+    pub routes_namespace: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -227,6 +234,9 @@ impl Default for GatewayConfig {
             subject_burst: 40,
             max_body_bytes: 1024 * 1024,
             cors_origins: Vec::new(),
+            routes_file: None,
+            watch_routes: false,
+            routes_namespace: None,
         }
     }
 }
