@@ -14,4 +14,5 @@ mod auth;
 mod authz;
 mod limits;
 mod openapi;
+mod routing;
 mod transcoding;
