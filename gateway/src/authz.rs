@@ -27,8 +27,45 @@ pub const ROLES: &[&str] = &[
     "auditor",
 ];
 
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy line {line}: {reason}")]
+    Line { line: usize, reason: String },
+    #[error(transparent)]
+    Casbin(#[from] casbin::Error),
+}
+
+/// Each rule is `p, role, tenant, operation, action`; groupings are derived, never written.
+fn check(policy: &str) -> Result<(), PolicyError> {
+    for (i, line) in policy.lines().enumerate() {
+        let line_no = i + 1;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = text.split(',').map(str::trim).collect();
+        let reason = if fields[0] != "p" {
+            Some("only `p` rules belong in a policy; role groupings come from the tenant list")
+        } else if fields.len() != 5 {
+            Some("a rule has five fields: p, role, tenant, operation, action")
+        } else if !["read", "write", "*"].contains(&fields[4]) {
+            Some("the action is read, write or *")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(PolicyError::Line {
+                line: line_no,
+                reason: reason.into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub struct CasbinAuthorizer {
     enforcer: RwLock<Enforcer>,
+    tenants: Tenants,
 }
 
 impl std::fmt::Debug for CasbinAuthorizer {
@@ -43,7 +80,22 @@ fn subject(role: &str, home: &TenantCode) -> String {
 
 impl CasbinAuthorizer {
     /// An enforcer over `policy` (CSV lines), with the groupings of `tenants`.
-    pub async fn new(policy: &str, tenants: &Tenants) -> Result<Self, casbin::Error> {
+    pub async fn new(policy: &str, tenants: &Tenants) -> Result<Self, PolicyError> {
+        Ok(Self {
+            enforcer: RwLock::new(Self::enforcer(policy, tenants).await?),
+            tenants: tenants.clone(),
+        })
+    }
+
+    /// Swaps in a new policy; a policy that does not load leaves the old one in force.
+    pub async fn reload(&self, policy: &str) -> Result<(), PolicyError> {
+        let fresh = Self::enforcer(policy, &self.tenants).await?;
+        *self.enforcer.write().expect("policy lock") = fresh;
+        Ok(())
+    }
+
+    async fn enforcer(policy: &str, tenants: &Tenants) -> Result<Enforcer, PolicyError> {
+        check(policy)?;
         let model = DefaultModel::from_str(MODEL).await?;
         let mut lines = vec![policy.to_string()];
         for tenant in tenants.all() {
@@ -63,10 +115,7 @@ impl CasbinAuthorizer {
                 city.code
             ));
         }
-        let enforcer = Enforcer::new(model, StringAdapter::new(lines.join("\n"))).await?;
-        Ok(Self {
-            enforcer: RwLock::new(enforcer),
-        })
+        Ok(Enforcer::new(model, StringAdapter::new(lines.join("\n"))).await?)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authz;
 pub mod limits;
 pub mod openapi;
+pub mod policy;
 pub mod routing;
 mod start;
 pub mod tenants;

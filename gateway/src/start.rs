@@ -39,14 +39,35 @@ pub async fn start(
         .context("the descriptor set of pdp-proto")?;
     let routes = RouteTable::from_pool(&pool)?;
     let authenticator = authenticator(config)?;
+    let from_store = config.gateway.policy_file.is_none() && !config.is_dev();
     let policy = match &config.gateway.policy_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("gateway.policy_file {}", path.display()))?,
+        None if from_store => {
+            let stored = crate::policy::load(&platform_store).await?;
+            if stored.is_empty() {
+                tracing::warn!("no policy stored yet; storing the policy shipped with pdp");
+                crate::policy::replace(&platform_store, DEV_POLICY).await?;
+            }
+            crate::policy::load(&platform_store).await?
+        }
         None => DEV_POLICY.to_string(),
     };
-    let authorizer = CasbinAuthorizer::new(&policy, &tenants)
+    let authorizer = Arc::new(
+        CasbinAuthorizer::new(&policy, &tenants)
+            .await
+            .context("authorization policy")?,
+    );
+    if from_store && let Some(url) = &config.redis.url {
+        crate::policy::follow(
+            url.expose(),
+            platform_store.clone(),
+            authorizer.clone(),
+            shutdown.clone(),
+        )
         .await
-        .context("authorization policy")?;
+        .with_context(|| format!("policy notices from redis.url {}", url.masked()))?;
+    }
     let upstreams = upstreams(config, shutdown.clone()).await?;
     let identity_key = IdentityKey::new(
         &identity_secret(config)?,
@@ -69,7 +90,7 @@ pub async fn start(
             tenants,
             routes,
             authenticator,
-            authorizer: Arc::new(authorizer),
+            authorizer,
             upstreams,
             identity_key,
             upstream_timeout: Duration::from_millis(g.upstream_timeout_ms),

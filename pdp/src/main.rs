@@ -79,6 +79,12 @@ enum Command {
     Version,
     /// Print the CustomResourceDefinitions pdp watches (committed under k8s/crds/).
     Crd,
+    /// Replace the authorization policy stored in the platform store and tell every gateway to
+    /// reload it (cluster mode).
+    PolicySet {
+        /// casbin policy lines (CSV), as in gateway/policy/policy.csv.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
             println!("pdp {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::PolicySet { file } => with_runtime(&config, policy_set(config.clone(), file)),
         Command::Crd => {
             print!("{}", pdp_gateway::routing::crd_yaml());
             Ok(())
@@ -154,14 +161,43 @@ fn with_runtime(
     })
 }
 
+/// The migrations of each store's owner beyond kit's own.
+fn migrations_of(owner: &str) -> Vec<pdp_kit::store::Migrations> {
+    match owner {
+        PLATFORM_STORE => vec![pdp_gateway::policy::MIGRATIONS],
+        _ => Vec::new(),
+    }
+}
+
+async fn policy_set(config: Config, file: PathBuf) -> anyhow::Result<()> {
+    let policy = std::fs::read_to_string(&file)?;
+    // Refuse a policy that does not load before any replica sees it.
+    pdp_gateway::authz::CasbinAuthorizer::new(&policy, &pdp_gateway::tenants::Tenants::shipped())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let cfg = config.clone();
+    let (store, _) = tokio::task::spawn_blocking(move || {
+        platform::open_migrated_store(&cfg, PLATFORM_STORE, &migrations_of(PLATFORM_STORE))
+    })
+    .await??;
+    pdp_gateway::policy::replace(&store, &policy).await?;
+    match &config.redis.url {
+        Some(url) => pdp_gateway::policy::announce(url.expose()).await?,
+        None => println!("no redis.url: gateways load the new policy when they restart"),
+    }
+    println!("policy from {} stored", file.display());
+    Ok(())
+}
+
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let owners = std::iter::once(PLATFORM_STORE).chain(SERVICES.iter().copied());
     for owner in owners {
         let cfg = config.clone();
         let name = owner.to_string();
-        let (_, applied) =
-            tokio::task::spawn_blocking(move || platform::open_migrated_store(&cfg, &name, &[]))
-                .await??;
+        let (_, applied) = tokio::task::spawn_blocking(move || {
+            platform::open_migrated_store(&cfg, &name, &migrations_of(&name))
+        })
+        .await??;
         if applied.is_empty() {
             println!("{owner}: up to date");
         } else {
@@ -232,7 +268,8 @@ async fn run_platform(config: Config) -> anyhow::Result<()> {
     let boot = config.clone();
     let (store, log) = tokio::task::spawn_blocking(move || {
         let log = platform::open_event_log(&boot)?;
-        let (store, _) = platform::open_migrated_store(&boot, PLATFORM_STORE, &[])?;
+        let (store, _) =
+            platform::open_migrated_store(&boot, PLATFORM_STORE, &migrations_of(PLATFORM_STORE))?;
         Ok::<_, anyhow::Error>((store, log))
     })
     .await??;

@@ -14,5 +14,6 @@ mod auth;
 mod authz;
 mod limits;
 mod openapi;
+mod policy;
 mod routing;
 mod transcoding;
