@@ -25,6 +25,8 @@ test:
 ## check: what CI runs once the servers are up
 check: lint test
 
-## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker)
+## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker),
+## and the gateway's overhead against direct gRPC calls
 bench:
 	$(CARGO) bench -p pdp-kit --bench throughput
+	$(CARGO) bench -p pdp-gateway --bench overhead
