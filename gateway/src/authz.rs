@@ -8,6 +8,7 @@
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
 use pdp_kit::identity::{Identity, TenantCode};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::tenants::Tenants;
@@ -66,7 +67,16 @@ fn check(policy: &str) -> Result<(), PolicyError> {
 pub struct CasbinAuthorizer {
     enforcer: RwLock<Enforcer>,
     tenants: Tenants,
+    /// Decisions already made, by (subject, tenant, operation, action): the policy is small and
+    /// changes rarely, while every request asks. Emptied on reload.
+    decisions: RwLock<HashMap<DecisionKey, bool>>,
 }
+
+/// (subject, tenant, operation, action)
+type DecisionKey = (String, String, String, &'static str);
+
+/// Enough for every role × tenant × operation pdp will have; past it the cache starts over.
+const MAX_CACHED_DECISIONS: usize = 100_000;
 
 impl std::fmt::Debug for CasbinAuthorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,6 +94,7 @@ impl CasbinAuthorizer {
         Ok(Self {
             enforcer: RwLock::new(Self::enforcer(policy, tenants).await?),
             tenants: tenants.clone(),
+            decisions: RwLock::new(HashMap::new()),
         })
     }
 
@@ -91,6 +102,7 @@ impl CasbinAuthorizer {
     pub async fn reload(&self, policy: &str) -> Result<(), PolicyError> {
         let fresh = Self::enforcer(policy, &self.tenants).await?;
         *self.enforcer.write().expect("policy lock") = fresh;
+        self.decisions.write().expect("decision lock").clear();
         Ok(())
     }
 
@@ -138,12 +150,22 @@ impl Authorizer for CasbinAuthorizer {
                 .collect(),
         };
         subjects.iter().any(|sub| {
-            enforcer
+            let key = (sub.clone(), tenant.to_string(), operation.to_string(), act);
+            if let Some(decided) = self.decisions.read().expect("decision lock").get(&key) {
+                return *decided;
+            }
+            let decided = enforcer
                 .enforce((sub.as_str(), tenant.as_str(), operation, act))
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "policy evaluation failed; denying");
                     false
-                })
+                });
+            let mut decisions = self.decisions.write().expect("decision lock");
+            if decisions.len() >= MAX_CACHED_DECISIONS {
+                decisions.clear();
+            }
+            decisions.insert(key, decided);
+            decided
         })
     }
 }
