@@ -222,18 +222,9 @@ impl DevKey {
 
     /// Loads the key of `data_dir`, creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join(Self::FILE);
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(secret) = STANDARD.decode(text.trim())
-            && secret.len() >= 32
-        {
-            return Ok(Self { secret });
-        }
-        std::fs::create_dir_all(data_dir)?;
-        let mut secret = vec![0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        write_private(&path, &STANDARD.encode(&secret))?;
-        Ok(Self { secret })
+        Ok(Self {
+            secret: dev_secret(data_dir, Self::FILE)?,
+        })
     }
 
     /// A token for front-end development.
@@ -266,7 +257,24 @@ impl DevKey {
     }
 }
 
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+/// A random 32-byte secret kept (base64, owner-only) in `data_dir/file`: made on first use, read
+/// afterwards, so that what it signs survives a restart of `pdp dev`.
+pub(crate) fn dev_secret(data_dir: &Path, file: &str) -> std::io::Result<Vec<u8>> {
+    let path = data_dir.join(file);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(secret) = STANDARD.decode(text.trim())
+        && secret.len() >= 32
+    {
+        return Ok(secret);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut secret = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    write_private(&path, &STANDARD.encode(&secret))?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

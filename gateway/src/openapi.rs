@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Value, json};
 
-use crate::transcode::routes::{BodyBinding, Route, RouteTable};
+use crate::transcode::routes::{BodyBinding, Route, RouteTable, field_at};
 
 const WELL_KNOWN: &str = "google.protobuf.";
 
@@ -88,6 +88,7 @@ fn operation(route: &Route) -> (Value, Vec<MessageDescriptor>) {
     let mut parameters = Vec::new();
     for field_path in route.template.fields() {
         let schema = field_at(&input, field_path)
+            .ok()
             .map(|f| scalar_schema(&f))
             .unwrap_or_else(|| json!({"type": "string"}));
         parameters.push(json!({
@@ -167,22 +168,6 @@ fn query_parameters(
             })
         })
         .collect()
-}
-
-fn field_at(message: &MessageDescriptor, path: &str) -> Option<FieldDescriptor> {
-    let mut current = message.clone();
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let field = current.get_field_by_name(part)?;
-        if parts.peek().is_none() {
-            return Some(field);
-        }
-        let Kind::Message(m) = field.kind() else {
-            return None;
-        };
-        current = m;
-    }
-    None
 }
 
 fn message_schema(message: &MessageDescriptor) -> (Value, Vec<MessageDescriptor>) {

@@ -183,16 +183,8 @@ pub fn identity_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
         config.is_dev(),
         "identity.hmac_key is required in cluster mode (PDP_IDENTITY__HMAC_KEY, from a Secret)"
     );
-    let path = config.data_dir.join("dev-identity.key");
-    if let Ok(text) = std::fs::read_to_string(&path)
-        && text.trim().len() >= 32
-    {
-        return Ok(text.trim().as_bytes().to_vec());
-    }
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
-    crate::auth::write_private(&path, &secret)?;
-    Ok(secret.into_bytes())
+    Ok(crate::auth::dev_secret(
+        &config.data_dir,
+        "dev-identity.key",
+    )?)
 }

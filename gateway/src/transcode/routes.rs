@@ -3,7 +3,9 @@
 
 use actix_web::http::Method;
 use pdp_proto::google::api::{HttpRule, http_rule::Pattern};
-use prost_reflect::{DescriptorPool, Kind, MethodDescriptor, Value};
+use prost_reflect::{
+    DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
+};
 
 use super::template::{PathTemplate, TemplateError};
 
@@ -199,21 +201,29 @@ fn add_rule(
     Ok(())
 }
 
-fn check_field_path(message: &prost_reflect::MessageDescriptor, path: &str) -> Result<(), String> {
+/// The field a dotted path (`widget.id`) names in `message`, or why there is none.
+pub fn field_at(message: &MessageDescriptor, path: &str) -> Result<FieldDescriptor, String> {
     let mut current = message.clone();
-    let parts: Vec<&str> = path.split('.').collect();
-    for (i, part) in parts.iter().enumerate() {
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
         let field = current
             .get_field_by_name(part)
             .ok_or_else(|| format!("no field `{part}` in {}", current.full_name()))?;
-        if i + 1 < parts.len() {
-            match field.kind() {
-                Kind::Message(m) => current = m,
-                _ => return Err(format!("`{part}` is not a message")),
-            }
-        } else if field.is_list() || field.is_map() {
-            return Err(format!("`{part}` is repeated"));
+        if parts.peek().is_none() {
+            return Ok(field);
         }
+        match field.kind() {
+            Kind::Message(m) => current = m,
+            _ => return Err(format!("`{part}` is not a message")),
+        }
+    }
+    Err("empty field path".into())
+}
+
+fn check_field_path(message: &MessageDescriptor, path: &str) -> Result<(), String> {
+    let field = field_at(message, path)?;
+    if field.is_list() || field.is_map() {
+        return Err(format!("`{}` is repeated", field.name()));
     }
     Ok(())
 }
