@@ -8,10 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use pdp_kit::calendar::WorkingCalendar;
+use pdp_kit::clock::SystemClock;
 use pdp_kit::config::Config;
 use pdp_kit::events::EventLog;
+use pdp_kit::identity::IdentityKey;
 use pdp_kit::outbox::OutboxRelay;
 use pdp_kit::platform;
+use pdp_kit::service::{Context, Running, serve_grpc};
+use pdp_kit::store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// The platform's own store (audit trail, gateway state); services keep theirs.
@@ -20,8 +25,9 @@ const PLATFORM_STORE: &str = "platform";
 /// Topics that exist whatever services run: the audit trail and the exchanges' contract.
 const PLATFORM_TOPICS: &[&str] = &["pdp.audit", "pdp.exchange.listings"];
 
-/// The domain services this build can serve. Each service's issue adds its entry.
-const SERVICES: &[&str] = &[];
+/// The domain services this build can serve. Each service's issue adds its entry here and in
+/// [`migrations_of`] and [`start_service`].
+const SERVICES: &[&str] = &[pdp_planning::SERVICE];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -165,6 +171,7 @@ fn with_runtime(
 fn migrations_of(owner: &str) -> Vec<pdp_kit::store::Migrations> {
     match owner {
         PLATFORM_STORE => vec![pdp_gateway::policy::MIGRATIONS],
+        pdp_planning::SERVICE => vec![pdp_planning::MIGRATIONS],
         _ => Vec::new(),
     }
 }
@@ -207,13 +214,118 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(_config: Config, service: String) -> anyhow::Result<()> {
-    let available = if SERVICES.is_empty() {
-        "none yet: each domain service lands with its issue".to_string()
-    } else {
-        SERVICES.join(", ")
+async fn start_service(context: &Context, service: &str) -> anyhow::Result<Running> {
+    match service {
+        pdp_planning::SERVICE => pdp_planning::start(context).await,
+        other => anyhow::bail!(
+            "unknown service `{other}` (available: {})",
+            SERVICES.join(", ")
+        ),
+    }
+}
+
+/// A service running in this process: its gRPC address and what to wait for when it stops.
+struct ServiceHandle {
+    name: &'static str,
+    address: SocketAddr,
+    grpc: tokio::task::JoinHandle<anyhow::Result<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    relay: tokio::task::JoinHandle<()>,
+    relay_stop: CancellationToken,
+}
+
+/// Opens the service's store and starts it, its outbox relay and its gRPC server on `listen`.
+async fn launch(
+    config: &Config,
+    name: &'static str,
+    log: Arc<dyn EventLog>,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(ServiceHandle, Store)> {
+    let cfg = config.clone();
+    let (store, _) = tokio::task::spawn_blocking(move || {
+        platform::open_migrated_store(&cfg, name, &migrations_of(name))
+    })
+    .await??;
+    let identity_key = IdentityKey::new(
+        &pdp_gateway::identity_secret(config)?,
+        chrono::Duration::seconds(config.identity.max_age_secs as i64),
+        Arc::new(SystemClock),
+    );
+    let context = Context {
+        config: config.clone(),
+        store: store.clone(),
+        log: log.clone(),
+        identity_key,
+        clock: Arc::new(SystemClock),
+        calendar: Arc::new(WorkingCalendar::load(config.calendar.holidays_file.as_deref())?),
+        shutdown: shutdown.clone(),
     };
-    anyhow::bail!("unknown service `{service}` (available: {available})")
+    let running = start_service(&context, name).await?;
+    let relay_stop = CancellationToken::new();
+    let relay = tokio::spawn(OutboxRelay::new(store.clone(), log).run(relay_stop.clone()));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {listen}: {e}"))?;
+    let address = listener.local_addr()?;
+    let grpc = tokio::spawn(serve_grpc(listener, running.routes, shutdown));
+    Ok((
+        ServiceHandle {
+            name,
+            address,
+            grpc,
+            tasks: running.tasks,
+            relay,
+            relay_stop,
+        },
+        store,
+    ))
+}
+
+impl ServiceHandle {
+    /// Waits for the server and the background work to end, then lets the relay publish what
+    /// they wrote last.
+    async fn stopped(self) -> anyhow::Result<()> {
+        self.grpc.await??;
+        for task in self.tasks {
+            task.await?;
+        }
+        self.relay_stop.cancel();
+        self.relay.await?;
+        tracing::info!(service = self.name, "stopped");
+        Ok(())
+    }
+}
+
+/// `pdp serve <service>`: one service with its gRPC API, health and metrics.
+async fn serve(config: Config, service: String) -> anyhow::Result<()> {
+    let name = SERVICES
+        .iter()
+        .copied()
+        .find(|s| *s == service)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown service `{service}` (available: {})",
+                SERVICES.join(", ")
+            )
+        })?;
+    let boot = config.clone();
+    let log = tokio::task::spawn_blocking(move || platform::open_event_log(&boot)).await??;
+    create_topics(&log).await?;
+    let shutdown = CancellationToken::new();
+    let (handle, store) =
+        launch(&config, name, log.clone(), config.grpc.listen, shutdown.clone()).await?;
+    let http = tokio::spawn(platform::serve_http(
+        config.http.listen,
+        platform::readiness(&store, &log),
+        |_: &mut actix_web::web::ServiceConfig| {},
+        Duration::from_secs(config.http.shutdown_grace_secs),
+        shutdown.clone(),
+    ));
+    platform::shutdown_signal().await;
+    shutdown.cancel();
+    http.await??;
+    handle.stopped().await
 }
 
 fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
@@ -263,7 +375,7 @@ fn token(
 
 /// `pdp dev` and `pdp gateway`: the platform store with its outbox relay, the audit trail, the
 /// gateway, and (in dev) every service that exists.
-async fn run_platform(config: Config) -> anyhow::Result<()> {
+async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), mode = ?config.mode, "starting");
     let boot = config.clone();
     let (store, log) = tokio::task::spawn_blocking(move || {
@@ -281,6 +393,27 @@ async fn run_platform(config: Config) -> anyhow::Result<()> {
     let audit_stop = CancellationToken::new();
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(OutboxRelay::new(store.clone(), log.clone()).run(relay_stop.clone()));
+
+    // In dev every service runs here, each on its own gRPC port (the next one up from
+    // `grpc.listen`, or any free one when that is port 0), and the gateway calls them there.
+    let services_stop = CancellationToken::new();
+    let mut services = Vec::new();
+    if config.is_dev() {
+        for (i, name) in SERVICES.iter().copied().enumerate() {
+            let mut listen = config.grpc.listen;
+            if listen.port() != 0 {
+                listen.set_port(listen.port() + i as u16);
+            }
+            let (handle, _) =
+                launch(&config, name, log.clone(), listen, services_stop.clone()).await?;
+            config
+                .gateway
+                .upstreams
+                .entry(name.to_string())
+                .or_insert_with(|| format!("http://{}", handle.address));
+            services.push(handle);
+        }
+    }
     let gateway = pdp_gateway::start(&config, store.clone(), audit_stop.clone()).await?;
     let http = tokio::spawn(platform::serve_http(
         config.http.listen,
@@ -296,6 +429,10 @@ async fn run_platform(config: Config) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     http.await??;
+    services_stop.cancel();
+    for service in services {
+        service.stopped().await?;
+    }
     audit_stop.cancel();
     gateway.audit_writer.await?;
     relay_stop.cancel();

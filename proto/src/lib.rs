@@ -20,6 +20,11 @@ pub mod pdp {
             tonic::include_proto!("pdp.common.v1");
         }
     }
+    pub mod planning {
+        pub mod v1 {
+            tonic::include_proto!("pdp.planning.v1");
+        }
+    }
 }
 
 #[cfg(test)]

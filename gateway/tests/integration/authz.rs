@@ -8,6 +8,10 @@ use pdp_kit::identity::{Identity, TenantCode};
 
 const SUBMIT_PLAN: (&str, Action) = ("pdp.planning.v1.PlanService/SubmitPlan", Action::Write);
 const GET_PLAN: (&str, Action) = ("pdp.planning.v1.PlanService/GetPlan", Action::Read);
+const CREATE_RESOURCE: (&str, Action) = (
+    "pdp.planning.v1.ResourceService/CreateResource",
+    Action::Write,
+);
 const OPEN_INSPECTION: (&str, Action) = (
     "pdp.oversight.v1.InspectionService/CreateInspection",
     Action::Write,
@@ -45,100 +49,101 @@ async fn every_role_in_its_own_tenant_and_in_another() {
         OPEN_INSPECTION,
         REQUEST_DATA,
         PUBLIC_NOTICES,
+        CREATE_RESOURCE,
     ];
-    // role, home, tenant called, [submit plan, get plan, open inspection, request data, public notices]
-    let matrix: &[(&str, &str, &str, [bool; 5])] = &[
+    // role, home, tenant called, [submit plan, get plan, open inspection, request data, public notices, create resource]
+    let matrix: &[(&str, &str, &str, [bool; 6])] = &[
         (
             "provincial_bureau",
             "230000",
             "230000",
-            [true, true, true, true, true],
+            [true, true, true, true, true, true],
         ),
         // Supervision of a city: read only.
         (
             "provincial_bureau",
             "230000",
             "230100",
-            [false, true, false, false, true],
+            [false, true, false, false, true, false],
         ),
         (
             "city_bureau",
             "230100",
             "230100",
-            [true, true, true, true, true],
+            [true, true, true, true, true, true],
         ),
         (
             "city_bureau",
             "230100",
             "230200",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
         (
             "city_bureau",
             "230100",
             "230000",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
         (
             "provider",
             "230100",
             "230100",
-            [true, true, false, true, false],
+            [false, false, false, true, false, true],
         ),
         (
             "provider",
             "230100",
             "230200",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
-        // Operators apply to selections, so they read them too.
+        // Operators apply to selections, so they read them too, and read (effective) plans.
         (
             "operator",
             "230100",
             "230100",
-            [false, false, false, true, true],
+            [false, true, false, true, true, false],
         ),
         (
             "operator",
             "230100",
             "230200",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
         (
             "developer",
             "230100",
             "230100",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
         (
             "supervisor",
             "230100",
             "230100",
-            [false, true, true, false, true],
+            [false, true, true, false, true, false],
         ),
         (
             "supervisor",
             "230100",
             "230200",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
         (
             "auditor",
             "230100",
             "230100",
-            [false, true, false, false, true],
+            [false, true, false, false, true, false],
         ),
         (
             "auditor",
             "230100",
             "230000",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
         (
             "root",
             "230100",
             "230100",
-            [false, false, false, false, false],
+            [false, false, false, false, false, false],
         ),
     ];
     for (role, home, tenant, expected) in matrix {

@@ -27,6 +27,8 @@ pub struct Config {
     /// Where the embedded default keeps its SQLite files and the dev signing key.
     pub data_dir: PathBuf,
     pub http: HttpConfig,
+    pub grpc: GrpcConfig,
+    pub instance: InstanceConfig,
     pub store: StoreConfig,
     pub events: EventsConfig,
     pub redis: RedisConfig,
@@ -42,6 +44,8 @@ impl Default for Config {
             mode: Mode::Dev,
             data_dir: PathBuf::from("./data"),
             http: HttpConfig::default(),
+            grpc: GrpcConfig::default(),
+            instance: InstanceConfig::default(),
             store: StoreConfig::default(),
             events: EventsConfig::default(),
             redis: RedisConfig::default(),
@@ -75,6 +79,47 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_secs: 30,
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address where the services answer the gateway (and their peers) over gRPC. Port 0 picks a
+    /// free port, which `pdp dev` hands to its own gateway.
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+/// Which platform instance this process belongs to.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    /// The provincial instance: serves the province and every city without its own platform, and
+    /// receives what cities must send to the province (filings, registrations, disclosures).
+    #[default]
+    Shared,
+    /// A city's own instance: serves that city and sends to the province what it must see.
+    Municipal,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    pub mode: InstanceMode,
+}
+
+impl InstanceConfig {
+    /// Whether this instance keeps the province's own records (filings from the cities).
+    pub fn serves_province(&self) -> bool {
+        self.mode == InstanceMode::Shared
     }
 }
 

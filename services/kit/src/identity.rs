@@ -29,12 +29,23 @@ pub const SIGNATURE_HEADER: &str = "x-pdp-identity-signature";
 pub struct TenantCode(String);
 
 impl TenantCode {
+    /// Heilongjiang Province itself (黑龙江省).
+    pub const PROVINCE: &'static str = "230000";
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn province() -> Self {
+        Self(Self::PROVINCE.to_string())
+    }
+
+    pub fn is_province(&self) -> bool {
+        self.0 == Self::PROVINCE
+    }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("tenant code `{0}` is not a six-digit GB/T 2260 code")]
 pub struct InvalidTenantCode(pub String);
 

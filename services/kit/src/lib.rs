@@ -1,6 +1,7 @@
 //! pdp's shared runtime. Every service and the gateway build on these parts; none of them holds a
 //! rule of the regulation (those live in the service that owns them).
 
+pub mod audit;
 pub mod calendar;
 pub mod clock;
 pub mod config;
@@ -9,6 +10,8 @@ pub mod events;
 pub mod identity;
 pub mod inbox;
 pub mod outbox;
+pub mod paging;
 pub mod platform;
+pub mod service;
 pub mod store;
 pub mod telemetry;

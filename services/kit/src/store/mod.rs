@@ -16,7 +16,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 pub use connection::{AnyConnection, MultiBackend};
-pub use tenant::{TenantScope, TenantTable};
+pub use tenant::{Access, ScopeError, TenantScope, TenantTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

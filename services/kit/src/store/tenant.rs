@@ -28,11 +28,71 @@ pub struct TenantScope {
     tenant: TenantCode,
 }
 
+/// What a call does in a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Why a caller may not act in the tenant a call names.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ScopeError {
+    #[error("tenant: {0}")]
+    Invalid(#[from] crate::identity::InvalidTenantCode),
+    #[error(
+        "a caller of tenant {home} may not act in tenant {requested}: only the province's callers \
+         read other tenants, and nobody writes in another tenant"
+    )]
+    OtherTenant {
+        home: TenantCode,
+        requested: TenantCode,
+    },
+}
+
+impl crate::error::ServiceError for ScopeError {
+    fn code(&self) -> crate::error::ErrorCode {
+        match self {
+            Self::Invalid(_) => crate::error::ErrorCode::InvalidArgument,
+            Self::OtherTenant { .. } => crate::error::ErrorCode::PermissionDenied,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "INVALID_TENANT",
+            Self::OtherTenant { .. } => "OTHER_TENANT",
+        }
+    }
+}
+
 impl TenantScope {
-    /// The scope of a verified caller.
+    /// The scope of a verified caller in its own tenant.
     pub fn of(identity: &Identity) -> Self {
         Self {
             tenant: identity.tenant.clone(),
+        }
+    }
+
+    /// The scope of a call that names `requested` (the tenant of its path). The gateway has
+    /// authorized it already; the service checks the tenancy rule again rather than trust that
+    /// every route is covered: a caller acts in its own tenant, and the province's callers may
+    /// also read a city's (supervision, R-TEN-4).
+    pub fn for_call(
+        identity: &Identity,
+        requested: &str,
+        access: Access,
+    ) -> Result<Self, ScopeError> {
+        let requested: TenantCode = requested.parse()?;
+        let allowed = identity.tenant == requested
+            || (identity.tenant.is_province() && access == Access::Read);
+        if allowed {
+            Ok(Self { tenant: requested })
+        } else {
+            Err(ScopeError::OtherTenant {
+                home: identity.tenant.clone(),
+                requested,
+            })
         }
     }
 
@@ -80,4 +140,50 @@ macro_rules! tenant_table {
             type Tenant = $column;
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(tenant: &str) -> Identity {
+        Identity {
+            subject: "u".into(),
+            organization: "o".into(),
+            roles: vec!["city_bureau".into()],
+            tenant: tenant.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_caller_acts_in_its_own_tenant() {
+        let scope = TenantScope::for_call(&caller("230100"), "230100", Access::Write).unwrap();
+        assert_eq!(scope.tenant().as_str(), "230100");
+    }
+
+    #[test]
+    fn the_province_reads_a_city_but_does_not_write_there() {
+        let province = caller("230000");
+        let scope = TenantScope::for_call(&province, "230200", Access::Read).unwrap();
+        assert_eq!(scope.tenant().as_str(), "230200");
+        assert!(matches!(
+            TenantScope::for_call(&province, "230200", Access::Write),
+            Err(ScopeError::OtherTenant { .. })
+        ));
+    }
+
+    #[test]
+    fn a_city_reads_nothing_of_another_city_or_the_province() {
+        let harbin = caller("230100");
+        for other in ["230200", "230000"] {
+            assert!(matches!(
+                TenantScope::for_call(&harbin, other, Access::Read),
+                Err(ScopeError::OtherTenant { .. })
+            ));
+        }
+        assert!(matches!(
+            TenantScope::for_call(&harbin, "23x", Access::Read),
+            Err(ScopeError::Invalid(_))
+        ));
+    }
 }

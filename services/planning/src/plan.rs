@@ -1,0 +1,472 @@
+//! Implementation plans (实施方案): the approval chain as one state machine, and the rules a plan
+//! must meet before it is submitted (第九条, 第十条, 第十一条).
+
+use chrono::NaiveDate;
+use pdp_kit::error::{FieldViolation, PreconditionViolation};
+use pdp_kit::identity::TenantCode;
+use pdp_proto::pdp::planning::v1 as api;
+
+use crate::resource::{ScopeCheck, scope_violations};
+
+/// Where a plan version stands in the approval chain (第十条).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlanState {
+    Draft,
+    /// Submitted by the data bureau for review.
+    Submitted,
+    /// Feasibility review recorded, with the sector departments consulted.
+    Reviewed,
+    /// Collective decision (三重一大) recorded.
+    Decided,
+    /// Approved by the same-level government, with its document number.
+    Approved,
+    Effective,
+    Rejected,
+    /// Replaced by a newer version that took effect.
+    Superseded,
+}
+
+/// What someone (or the scheduler) does to a plan version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Submit,
+    Review,
+    Decide,
+    Approve,
+    TakeEffect,
+    Reject,
+    Supersede,
+}
+
+impl Step {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Submit => ":submit",
+            Self::Review => ":review",
+            Self::Decide => ":decide",
+            Self::Approve => ":approve",
+            Self::TakeEffect => "taking effect",
+            Self::Reject => ":reject",
+            Self::Supersede => "superseding",
+        }
+    }
+}
+
+/// A step the state machine does not allow from the plan's state, with the step that is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} is not allowed while the plan is {}: {}", .step.verb(), .from.name(), .missing)]
+pub struct Refusal {
+    pub from: PlanState,
+    pub step: Step,
+    /// What has to happen first, in words a caller can act on.
+    pub missing: String,
+    pub subject: String,
+}
+
+impl Refusal {
+    pub fn reason(&self) -> &'static str {
+        match self.from {
+            PlanState::Draft => "PLAN_NOT_SUBMITTED",
+            PlanState::Submitted => "PLAN_NOT_REVIEWED",
+            PlanState::Reviewed => "PLAN_NOT_DECIDED",
+            PlanState::Decided => "PLAN_NOT_APPROVED",
+            PlanState::Approved => "PLAN_NOT_EFFECTIVE",
+            PlanState::Effective => "PLAN_EFFECTIVE",
+            PlanState::Rejected => "PLAN_REJECTED",
+            PlanState::Superseded => "PLAN_SUPERSEDED",
+        }
+    }
+
+    pub fn violation(&self) -> PreconditionViolation {
+        PreconditionViolation {
+            kind: "STATE".into(),
+            subject: self.subject.clone(),
+            description: self.to_string(),
+        }
+    }
+}
+
+impl PlanState {
+    /// The one transition function of the approval chain.
+    pub fn after(self, step: Step, subject: &str) -> Result<PlanState, Refusal> {
+        use PlanState::*;
+        let next = match (self, step) {
+            (Draft, Step::Submit) => Some(Submitted),
+            (Submitted, Step::Review) => Some(Reviewed),
+            (Reviewed, Step::Decide) => Some(Decided),
+            (Decided, Step::Approve) => Some(Approved),
+            (Approved, Step::TakeEffect) => Some(Effective),
+            (Submitted | Reviewed | Decided, Step::Reject) => Some(Rejected),
+            (Effective, Step::Supersede) => Some(Superseded),
+            _ => None,
+        };
+        next.ok_or_else(|| Refusal {
+            from: self,
+            step,
+            missing: self.missing_before(step).into(),
+            subject: subject.into(),
+        })
+    }
+
+    /// Why `step` cannot happen now: the next step of the chain, or why none can.
+    fn missing_before(self, step: Step) -> &'static str {
+        use PlanState::*;
+        match self {
+            Draft if step == Step::Reject => {
+                "a draft is not under review; submit it (:submit) or keep editing it"
+            }
+            Draft => "the plan must be submitted first (:submit)",
+            Submitted => "the feasibility review must be recorded first (:review)",
+            Reviewed => "the collective decision (三重一大) must be recorded first (:decide)",
+            Decided => "the government's approval must be recorded first (:approve)",
+            Approved => "the plan is approved and waits for its effective date",
+            Effective => {
+                "an approved plan does not change; record an amendment (POST …/amendments)"
+            }
+            Rejected => "the plan was rejected; draft a new plan",
+            Superseded => "this version was superseded by a newer one",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Draft => "DRAFT",
+            Self::Submitted => "SUBMITTED",
+            Self::Reviewed => "REVIEWED",
+            Self::Decided => "DECIDED",
+            Self::Approved => "APPROVED",
+            Self::Effective => "EFFECTIVE",
+            Self::Rejected => "REJECTED",
+            Self::Superseded => "SUPERSEDED",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub const ALL: [PlanState; 8] = [
+        Self::Draft,
+        Self::Submitted,
+        Self::Reviewed,
+        Self::Decided,
+        Self::Approved,
+        Self::Effective,
+        Self::Rejected,
+        Self::Superseded,
+    ];
+
+    /// Approved versions are immutable: they change only by amendment.
+    pub fn is_approved(self) -> bool {
+        matches!(self, Self::Approved | Self::Effective)
+    }
+
+    pub fn to_api(self) -> api::PlanState {
+        match self {
+            Self::Draft => api::PlanState::Draft,
+            Self::Submitted => api::PlanState::Submitted,
+            Self::Reviewed => api::PlanState::Reviewed,
+            Self::Decided => api::PlanState::Decided,
+            Self::Approved => api::PlanState::Approved,
+            Self::Effective => api::PlanState::Effective,
+            Self::Rejected => api::PlanState::Rejected,
+            Self::Superseded => api::PlanState::Superseded,
+        }
+    }
+
+    pub fn from_api(state: api::PlanState) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.to_api() == state)
+    }
+}
+
+fn required(violations: &mut Vec<FieldViolation>, field: &str, value: &str, rule: &str) {
+    if value.trim().is_empty() {
+        violations.push(FieldViolation::new(field, format!("required: {rule}")));
+    }
+}
+
+/// Parses a civil date field, recording a violation when it is missing or malformed.
+pub fn date_field(
+    violations: &mut Vec<FieldViolation>,
+    field: &str,
+    value: &str,
+    rule: &str,
+) -> Option<NaiveDate> {
+    if value.trim().is_empty() {
+        violations.push(FieldViolation::new(field, format!("required: {rule}")));
+        return None;
+    }
+    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        Ok(day) => Some(day),
+        Err(_) => {
+            violations.push(FieldViolation::new(
+                field,
+                format!("`{value}` is not a date of the form YYYY-MM-DD"),
+            ));
+            None
+        }
+    }
+}
+
+const ART_9: &str = "第九条";
+
+/// The authorization mode rule: set, and whole (整体) for the province's plans (第九条, R-PLAN-1).
+pub fn mode_violations(tenant: &TenantCode, mode: i32) -> Vec<FieldViolation> {
+    let mode = api::AuthorizationMode::try_from(mode).unwrap_or_default();
+    if mode == api::AuthorizationMode::Unspecified {
+        return vec![FieldViolation::new(
+            "plan.mode",
+            format!("required: whole, by domain or by scenario ({ART_9})"),
+        )];
+    }
+    if tenant.is_province() && mode != api::AuthorizationMode::Whole {
+        return vec![FieldViolation::new(
+            "plan.mode",
+            format!("the province's plans use the whole mode (整体授权, {ART_9})"),
+        )];
+    }
+    Vec::new()
+}
+
+/// Every missing or invalid section of a plan about to be submitted, each naming its clause of
+/// 第十一条, in one list. `scope` answers for the resources the scope names.
+pub fn submission_violations(
+    tenant: &TenantCode,
+    name: &str,
+    mode: i32,
+    sections: &api::PlanSections,
+    scope: &dyn ScopeCheck,
+) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    required(&mut v, "plan.name", name, "the name of the authorized operation (第十一条(一))");
+    v.extend(mode_violations(tenant, mode));
+
+    let rule = "necessity and feasibility (第十一条(二))";
+    match &sections.necessity {
+        None => v.push(FieldViolation::new("plan.sections.necessity", format!("required: {rule}"))),
+        Some(n) => {
+            for (field, value) in [
+                ("lifecycle_management", &n.lifecycle_management),
+                ("social_demand", &n.social_demand),
+                ("market_size", &n.market_size),
+                ("expected_results", &n.expected_results),
+                ("benefits", &n.benefits),
+                ("risk_control", &n.risk_control),
+            ] {
+                required(&mut v, &format!("plan.sections.necessity.{field}"), value, rule);
+            }
+        }
+    }
+
+    let rule = "the operator's conditions: funds, management, technology, service, security (第十一条(三))";
+    match &sections.operator_conditions {
+        None => v.push(FieldViolation::new(
+            "plan.sections.operator_conditions",
+            format!("required: {rule}"),
+        )),
+        Some(c) => {
+            for (field, value) in [
+                ("funding", &c.funding),
+                ("management", &c.management),
+                ("technology", &c.technology),
+                ("service", &c.service),
+                ("security", &c.security),
+            ] {
+                required(&mut v, &format!("plan.sections.operator_conditions.{field}"), value, rule);
+            }
+        }
+    }
+
+    let rule = "the resources in scope, with update frequency and quality (第十一条(四))";
+    match &sections.scope {
+        Some(s) if !s.items.is_empty() => {
+            for (i, item) in s.items.iter().enumerate() {
+                let field = format!("plan.sections.scope.items[{i}]");
+                if api::UpdateFrequency::try_from(item.update_frequency).unwrap_or_default()
+                    == api::UpdateFrequency::Unspecified
+                {
+                    v.push(FieldViolation::new(
+                        format!("{field}.update_frequency"),
+                        format!("required: {rule}"),
+                    ));
+                }
+                required(&mut v, &format!("{field}.data_quality"), &item.data_quality, rule);
+            }
+            v.extend(scope_violations(s, scope));
+        }
+        _ => v.push(FieldViolation::new(
+            "plan.sections.scope.items",
+            format!("at least one registered resource: {rule}"),
+        )),
+    }
+
+    let rule = "period, construction, technical safeguards, schedule, evaluation standards, exit \
+                mechanism and asset management (第十一条(五))";
+    match &sections.implementation {
+        None => v.push(FieldViolation::new(
+            "plan.sections.implementation",
+            format!("required: {rule}"),
+        )),
+        Some(im) => {
+            let f = "plan.sections.implementation";
+            let start = date_field(&mut v, &format!("{f}.period_start"), &im.period_start, rule);
+            let end = date_field(&mut v, &format!("{f}.period_end"), &im.period_end, rule);
+            if let (Some(start), Some(end)) = (start, end)
+                && end <= start
+            {
+                v.push(FieldViolation::new(
+                    format!("{f}.period_end"),
+                    format!("must be after period_start {start} (第十一条(五))"),
+                ));
+            }
+            for (field, value) in [
+                ("construction", &im.construction),
+                ("technical_safeguards", &im.technical_safeguards),
+                ("schedule", &im.schedule),
+                ("evaluation_standards", &im.evaluation_standards),
+                ("exit_mechanism", &im.exit_mechanism),
+                ("asset_management", &im.asset_management),
+            ] {
+                required(&mut v, &format!("{f}.{field}"), value, rule);
+            }
+        }
+    }
+
+    let rule = "the application scenarios (第十一条(六))";
+    match &sections.scenarios {
+        Some(s) if !s.items.is_empty() => {
+            for (i, item) in s.items.iter().enumerate() {
+                required(&mut v, &format!("plan.sections.scenarios.items[{i}].name"), &item.name, rule);
+            }
+        }
+        _ => v.push(FieldViolation::new(
+            "plan.sections.scenarios.items",
+            format!("at least one: {rule}"),
+        )),
+    }
+
+    v.extend(product_violations(sections.products.as_ref()));
+
+    let rule = "cost and revenue accounting and revenue distribution (第十一条(八))";
+    match &sections.accounting {
+        None => v.push(FieldViolation::new("plan.sections.accounting", format!("required: {rule}"))),
+        Some(a) => {
+            for (field, value) in [
+                ("cost_accounting", &a.cost_accounting),
+                ("revenue_accounting", &a.revenue_accounting),
+                ("revenue_distribution", &a.revenue_distribution),
+            ] {
+                required(&mut v, &format!("plan.sections.accounting.{field}"), value, rule);
+            }
+        }
+    }
+
+    let rule = "data security, personal-information protection and emergency measures (第十一条(九))";
+    match &sections.security {
+        None => v.push(FieldViolation::new("plan.sections.security", format!("required: {rule}"))),
+        Some(s) => {
+            for (field, value) in [
+                ("data_security", &s.data_security),
+                ("personal_information_protection", &s.personal_information_protection),
+                ("emergency_response", &s.emergency_response),
+            ] {
+                required(&mut v, &format!("plan.sections.security.{field}"), value, rule);
+            }
+        }
+    }
+
+    let rule = "rights and duties of the parties and incentives (第十一条(十))";
+    match &sections.rights_and_duties {
+        None => v.push(FieldViolation::new(
+            "plan.sections.rights_and_duties",
+            format!("required: {rule}"),
+        )),
+        Some(r) => {
+            required(&mut v, "plan.sections.rights_and_duties.rights_and_duties", &r.rights_and_duties, rule);
+            required(&mut v, "plan.sections.rights_and_duties.incentives", &r.incentives, rule);
+        }
+    }
+
+    let rule = "supervision and evaluation requirements (第十一条(十一))";
+    match &sections.supervision {
+        None => v.push(FieldViolation::new("plan.sections.supervision", format!("required: {rule}"))),
+        Some(s) => {
+            required(&mut v, "plan.sections.supervision.supervision", &s.supervision, rule);
+            required(&mut v, "plan.sections.supervision.evaluation", &s.evaluation, rule);
+        }
+    }
+
+    required(
+        &mut v,
+        "plan.sections.other_matters",
+        &sections.other_matters,
+        "other matters, or a statement that there are none (第十一条(十二))",
+    );
+    v
+}
+
+/// The product list covers both classes (第十一条(七), R-PLAN-2).
+fn product_violations(products: Option<&api::Products>) -> Vec<FieldViolation> {
+    let rule = "the products and services, covering public governance and welfare and industry \
+                development (第十一条(七))";
+    let mut v = Vec::new();
+    let items = products.map(|p| p.items.as_slice()).unwrap_or_default();
+    if items.is_empty() {
+        v.push(FieldViolation::new("plan.sections.products.items", format!("at least one of each class: {rule}")));
+        return v;
+    }
+    for (i, item) in items.iter().enumerate() {
+        required(&mut v, &format!("plan.sections.products.items[{i}].name"), &item.name, rule);
+        if api::ProductClass::try_from(item.class).unwrap_or_default() == api::ProductClass::Unspecified {
+            v.push(FieldViolation::new(
+                format!("plan.sections.products.items[{i}].class"),
+                format!("required: {rule}"),
+            ));
+        }
+    }
+    for (class, label) in [
+        (api::ProductClass::PublicGovernanceAndWelfare, "public governance and public welfare (公共治理、公益事业)"),
+        (api::ProductClass::IndustryDevelopment, "industry development (产业发展、行业发展)"),
+    ] {
+        if !items.iter().any(|p| p.class == class as i32) {
+            v.push(FieldViolation::new(
+                "plan.sections.products.items",
+                format!("no product of the class {label}: the list must cover both classes (第十一条(七))"),
+            ));
+        }
+    }
+    v
+}
+
+/// Replaces the sections present in `change` (an update of a draft or an amendment) and names
+/// them, so that an amendment records what it changed.
+pub fn merge_sections(base: &mut api::PlanSections, change: api::PlanSections) -> Vec<String> {
+    let mut changed = Vec::new();
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if let Some(value) = change.$field {
+                if base.$field.as_ref() != Some(&value) {
+                    changed.push(stringify!($field).to_string());
+                }
+                base.$field = Some(value);
+            }
+        )*};
+    }
+    take!(
+        necessity,
+        operator_conditions,
+        scope,
+        implementation,
+        scenarios,
+        products,
+        accounting,
+        security,
+        rights_and_duties,
+        supervision
+    );
+    if !change.other_matters.is_empty() && change.other_matters != base.other_matters {
+        changed.push("other_matters".into());
+        base.other_matters = change.other_matters;
+    }
+    changed
+}
