@@ -258,7 +258,9 @@ async fn launch(
         log: log.clone(),
         identity_key,
         clock: Arc::new(SystemClock),
-        calendar: Arc::new(WorkingCalendar::load(config.calendar.holidays_file.as_deref())?),
+        calendar: Arc::new(WorkingCalendar::load(
+            config.calendar.holidays_file.as_deref(),
+        )?),
         shutdown: shutdown.clone(),
     };
     let running = start_service(&context, name).await?;
@@ -313,8 +315,14 @@ async fn serve(config: Config, service: String) -> anyhow::Result<()> {
     let log = tokio::task::spawn_blocking(move || platform::open_event_log(&boot)).await??;
     create_topics(&log).await?;
     let shutdown = CancellationToken::new();
-    let (handle, store) =
-        launch(&config, name, log.clone(), config.grpc.listen, shutdown.clone()).await?;
+    let (handle, store) = launch(
+        &config,
+        name,
+        log.clone(),
+        config.grpc.listen,
+        shutdown.clone(),
+    )
+    .await?;
     let http = tokio::spawn(platform::serve_http(
         config.http.listen,
         platform::readiness(&store, &log),

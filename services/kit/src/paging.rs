@@ -57,13 +57,20 @@ mod tests {
         let token = first.next_token(&["a", "b"], |s| s);
         let second = Cursor::parse(2, &token).unwrap();
         assert_eq!(second.after.as_deref(), Some("b"));
-        assert_eq!(second.next_token(&["c"], |s| s), "", "a short page is the last");
+        assert_eq!(
+            second.next_token(&["c"], |s| s),
+            "",
+            "a short page is the last"
+        );
     }
 
     #[test]
     fn sizes_default_and_cap_and_bad_tokens_name_the_field() {
         assert_eq!(Cursor::parse(0, "").unwrap().size, DEFAULT_PAGE_SIZE);
         assert_eq!(Cursor::parse(10_000, "").unwrap().size, MAX_PAGE_SIZE);
-        assert_eq!(Cursor::parse(5, "***").unwrap_err().field, "page.page_token");
+        assert_eq!(
+            Cursor::parse(5, "***").unwrap_err().field,
+            "page.page_token"
+        );
     }
 }

@@ -69,14 +69,29 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     let planning = Planning::new(context.store.clone(), context.clock.clone());
     let guard = RequireIdentity(context.identity_key.clone());
     let routes = tonic::service::Routes::new(
-        api::resource_service_server::ResourceServiceServer::with_interceptor(planning.clone(), guard.clone()),
+        api::resource_service_server::ResourceServiceServer::with_interceptor(
+            planning.clone(),
+            guard.clone(),
+        ),
     )
-    .add_service(api::plan_service_server::PlanServiceServer::with_interceptor(planning.clone(), guard.clone()))
-    .add_service(api::filing_service_server::FilingServiceServer::with_interceptor(planning.clone(), guard.clone()))
-    .add_service(api::public_planning_service_server::PublicPlanningServiceServer::with_interceptor(
-        planning.clone(),
-        guard,
-    ));
+    .add_service(
+        api::plan_service_server::PlanServiceServer::with_interceptor(
+            planning.clone(),
+            guard.clone(),
+        ),
+    )
+    .add_service(
+        api::filing_service_server::FilingServiceServer::with_interceptor(
+            planning.clone(),
+            guard.clone(),
+        ),
+    )
+    .add_service(
+        api::public_planning_service_server::PublicPlanningServiceServer::with_interceptor(
+            planning.clone(),
+            guard,
+        ),
+    );
 
     let mut tasks = Vec::new();
     let scheduler = planning.clone();
@@ -86,7 +101,9 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
             match scheduler.take_effect_due().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(plans = n, "plans took effect"),
-                Err(err) => tracing::warn!(error = %err, "effective-date scheduler failed; retrying"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "effective-date scheduler failed; retrying")
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => break,

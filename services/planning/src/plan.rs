@@ -238,12 +238,20 @@ pub fn submission_violations(
     scope: &dyn ScopeCheck,
 ) -> Vec<FieldViolation> {
     let mut v = Vec::new();
-    required(&mut v, "plan.name", name, "the name of the authorized operation (第十一条(一))");
+    required(
+        &mut v,
+        "plan.name",
+        name,
+        "the name of the authorized operation (第十一条(一))",
+    );
     v.extend(mode_violations(tenant, mode));
 
     let rule = "necessity and feasibility (第十一条(二))";
     match &sections.necessity {
-        None => v.push(FieldViolation::new("plan.sections.necessity", format!("required: {rule}"))),
+        None => v.push(FieldViolation::new(
+            "plan.sections.necessity",
+            format!("required: {rule}"),
+        )),
         Some(n) => {
             for (field, value) in [
                 ("lifecycle_management", &n.lifecycle_management),
@@ -253,7 +261,12 @@ pub fn submission_violations(
                 ("benefits", &n.benefits),
                 ("risk_control", &n.risk_control),
             ] {
-                required(&mut v, &format!("plan.sections.necessity.{field}"), value, rule);
+                required(
+                    &mut v,
+                    &format!("plan.sections.necessity.{field}"),
+                    value,
+                    rule,
+                );
             }
         }
     }
@@ -272,7 +285,12 @@ pub fn submission_violations(
                 ("service", &c.service),
                 ("security", &c.security),
             ] {
-                required(&mut v, &format!("plan.sections.operator_conditions.{field}"), value, rule);
+                required(
+                    &mut v,
+                    &format!("plan.sections.operator_conditions.{field}"),
+                    value,
+                    rule,
+                );
             }
         }
     }
@@ -290,7 +308,12 @@ pub fn submission_violations(
                         format!("required: {rule}"),
                     ));
                 }
-                required(&mut v, &format!("{field}.data_quality"), &item.data_quality, rule);
+                required(
+                    &mut v,
+                    &format!("{field}.data_quality"),
+                    &item.data_quality,
+                    rule,
+                );
             }
             v.extend(scope_violations(s, scope));
         }
@@ -336,7 +359,12 @@ pub fn submission_violations(
     match &sections.scenarios {
         Some(s) if !s.items.is_empty() => {
             for (i, item) in s.items.iter().enumerate() {
-                required(&mut v, &format!("plan.sections.scenarios.items[{i}].name"), &item.name, rule);
+                required(
+                    &mut v,
+                    &format!("plan.sections.scenarios.items[{i}].name"),
+                    &item.name,
+                    rule,
+                );
             }
         }
         _ => v.push(FieldViolation::new(
@@ -349,28 +377,48 @@ pub fn submission_violations(
 
     let rule = "cost and revenue accounting and revenue distribution (第十一条(八))";
     match &sections.accounting {
-        None => v.push(FieldViolation::new("plan.sections.accounting", format!("required: {rule}"))),
+        None => v.push(FieldViolation::new(
+            "plan.sections.accounting",
+            format!("required: {rule}"),
+        )),
         Some(a) => {
             for (field, value) in [
                 ("cost_accounting", &a.cost_accounting),
                 ("revenue_accounting", &a.revenue_accounting),
                 ("revenue_distribution", &a.revenue_distribution),
             ] {
-                required(&mut v, &format!("plan.sections.accounting.{field}"), value, rule);
+                required(
+                    &mut v,
+                    &format!("plan.sections.accounting.{field}"),
+                    value,
+                    rule,
+                );
             }
         }
     }
 
-    let rule = "data security, personal-information protection and emergency measures (第十一条(九))";
+    let rule =
+        "data security, personal-information protection and emergency measures (第十一条(九))";
     match &sections.security {
-        None => v.push(FieldViolation::new("plan.sections.security", format!("required: {rule}"))),
+        None => v.push(FieldViolation::new(
+            "plan.sections.security",
+            format!("required: {rule}"),
+        )),
         Some(s) => {
             for (field, value) in [
                 ("data_security", &s.data_security),
-                ("personal_information_protection", &s.personal_information_protection),
+                (
+                    "personal_information_protection",
+                    &s.personal_information_protection,
+                ),
                 ("emergency_response", &s.emergency_response),
             ] {
-                required(&mut v, &format!("plan.sections.security.{field}"), value, rule);
+                required(
+                    &mut v,
+                    &format!("plan.sections.security.{field}"),
+                    value,
+                    rule,
+                );
             }
         }
     }
@@ -382,17 +430,40 @@ pub fn submission_violations(
             format!("required: {rule}"),
         )),
         Some(r) => {
-            required(&mut v, "plan.sections.rights_and_duties.rights_and_duties", &r.rights_and_duties, rule);
-            required(&mut v, "plan.sections.rights_and_duties.incentives", &r.incentives, rule);
+            required(
+                &mut v,
+                "plan.sections.rights_and_duties.rights_and_duties",
+                &r.rights_and_duties,
+                rule,
+            );
+            required(
+                &mut v,
+                "plan.sections.rights_and_duties.incentives",
+                &r.incentives,
+                rule,
+            );
         }
     }
 
     let rule = "supervision and evaluation requirements (第十一条(十一))";
     match &sections.supervision {
-        None => v.push(FieldViolation::new("plan.sections.supervision", format!("required: {rule}"))),
+        None => v.push(FieldViolation::new(
+            "plan.sections.supervision",
+            format!("required: {rule}"),
+        )),
         Some(s) => {
-            required(&mut v, "plan.sections.supervision.supervision", &s.supervision, rule);
-            required(&mut v, "plan.sections.supervision.evaluation", &s.evaluation, rule);
+            required(
+                &mut v,
+                "plan.sections.supervision.supervision",
+                &s.supervision,
+                rule,
+            );
+            required(
+                &mut v,
+                "plan.sections.supervision.evaluation",
+                &s.evaluation,
+                rule,
+            );
         }
     }
 
@@ -412,12 +483,22 @@ fn product_violations(products: Option<&api::Products>) -> Vec<FieldViolation> {
     let mut v = Vec::new();
     let items = products.map(|p| p.items.as_slice()).unwrap_or_default();
     if items.is_empty() {
-        v.push(FieldViolation::new("plan.sections.products.items", format!("at least one of each class: {rule}")));
+        v.push(FieldViolation::new(
+            "plan.sections.products.items",
+            format!("at least one of each class: {rule}"),
+        ));
         return v;
     }
     for (i, item) in items.iter().enumerate() {
-        required(&mut v, &format!("plan.sections.products.items[{i}].name"), &item.name, rule);
-        if api::ProductClass::try_from(item.class).unwrap_or_default() == api::ProductClass::Unspecified {
+        required(
+            &mut v,
+            &format!("plan.sections.products.items[{i}].name"),
+            &item.name,
+            rule,
+        );
+        if api::ProductClass::try_from(item.class).unwrap_or_default()
+            == api::ProductClass::Unspecified
+        {
             v.push(FieldViolation::new(
                 format!("plan.sections.products.items[{i}].class"),
                 format!("required: {rule}"),
@@ -425,8 +506,14 @@ fn product_violations(products: Option<&api::Products>) -> Vec<FieldViolation> {
         }
     }
     for (class, label) in [
-        (api::ProductClass::PublicGovernanceAndWelfare, "public governance and public welfare (公共治理、公益事业)"),
-        (api::ProductClass::IndustryDevelopment, "industry development (产业发展、行业发展)"),
+        (
+            api::ProductClass::PublicGovernanceAndWelfare,
+            "public governance and public welfare (公共治理、公益事业)",
+        ),
+        (
+            api::ProductClass::IndustryDevelopment,
+            "industry development (产业发展、行业发展)",
+        ),
     ] {
         if !items.iter().any(|p| p.class == class as i32) {
             v.push(FieldViolation::new(
@@ -469,4 +556,127 @@ pub fn merge_sections(base: &mut api::PlanSections, change: api::PlanSections) -
         base.other_matters = change.other_matters;
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_runs_in_order_and_a_skipped_step_is_named() {
+        let mut state = PlanState::Draft;
+        for step in [
+            Step::Submit,
+            Step::Review,
+            Step::Decide,
+            Step::Approve,
+            Step::TakeEffect,
+        ] {
+            state = state.after(step, "plans/p").unwrap();
+        }
+        assert_eq!(state, PlanState::Effective);
+
+        let refused = PlanState::Submitted
+            .after(Step::Decide, "plans/p")
+            .unwrap_err();
+        assert!(refused.to_string().contains(":review"), "{refused}");
+        assert_eq!(refused.reason(), "PLAN_NOT_REVIEWED");
+        let refused = PlanState::Draft
+            .after(Step::Approve, "plans/p")
+            .unwrap_err();
+        assert!(refused.to_string().contains(":submit"), "{refused}");
+        let refused = PlanState::Effective
+            .after(Step::Submit, "plans/p")
+            .unwrap_err();
+        assert!(refused.to_string().contains("amendment"), "{refused}");
+    }
+
+    #[test]
+    fn rejection_is_reachable_from_each_review_step_only() {
+        for state in PlanState::ALL {
+            let allowed = state.after(Step::Reject, "p").is_ok();
+            let expected = matches!(
+                state,
+                PlanState::Submitted | PlanState::Reviewed | PlanState::Decided
+            );
+            assert_eq!(allowed, expected, "{state:?}");
+        }
+    }
+
+    struct NoResources;
+    impl ScopeCheck for NoResources {
+        fn resource(&self, _: &str) -> Option<api::DataResource> {
+            None
+        }
+    }
+
+    #[test]
+    fn an_empty_plan_is_refused_with_every_section_of_article_11() {
+        let v = submission_violations(
+            &"230100".parse().unwrap(),
+            "",
+            0,
+            &api::PlanSections::default(),
+            &NoResources,
+        );
+        let text = format!("{v:?}");
+        for clause in [
+            "(一)",
+            "(二)",
+            "(三)",
+            "(四)",
+            "(五)",
+            "(六)",
+            "(七)",
+            "(八)",
+            "(九)",
+            "(十)",
+            "(十一)",
+            "(十二)",
+            "第九条",
+        ] {
+            assert!(text.contains(clause), "{clause} missing in {text}");
+        }
+    }
+
+    #[test]
+    fn the_product_list_covers_both_classes() {
+        let one_class = api::Products {
+            items: vec![api::ProductItem {
+                name: "Traffic index".into(),
+                class: api::ProductClass::IndustryDevelopment as i32,
+                form: "API".into(),
+            }],
+        };
+        let v = product_violations(Some(&one_class));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].description.contains("public governance"), "{v:?}");
+    }
+
+    #[test]
+    fn the_province_uses_the_whole_mode() {
+        let province = TenantCode::province();
+        let city: TenantCode = "230100".parse().unwrap();
+        let by_domain = api::AuthorizationMode::ByDomain as i32;
+        assert_eq!(mode_violations(&province, by_domain).len(), 1);
+        assert!(mode_violations(&city, by_domain).is_empty());
+        assert!(mode_violations(&province, api::AuthorizationMode::Whole as i32).is_empty());
+    }
+
+    #[test]
+    fn merging_names_only_what_changed() {
+        let mut base = api::PlanSections {
+            other_matters: "none".into(),
+            ..Default::default()
+        };
+        let changed = merge_sections(
+            &mut base,
+            api::PlanSections {
+                accounting: Some(api::Accounting::default()),
+                other_matters: "none".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(changed, vec!["accounting".to_string()]);
+    }
 }

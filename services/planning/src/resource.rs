@@ -30,7 +30,9 @@ fn origin_violations(resource: &api::DataResource) -> Vec<FieldViolation> {
     match &resource.shared_origin {
         Some(origin) if origin.source.trim().is_empty() => vec![FieldViolation::new(
             "resource.shared_origin.source",
-            format!("required for a resource obtained through government data sharing: the providing region or department ({ART_8})"),
+            format!(
+                "required for a resource obtained through government data sharing: the providing region or department ({ART_8})"
+            ),
         )],
         _ => Vec::new(),
     }
@@ -47,7 +49,10 @@ pub fn registration_violations(resource: &api::DataResource) -> Vec<FieldViolati
         ("quality_statement", &resource.quality_statement),
     ] {
         if value.trim().is_empty() {
-            v.push(FieldViolation::new(format!("resource.{field}"), rule.clone()));
+            v.push(FieldViolation::new(
+                format!("resource.{field}"),
+                rule.clone(),
+            ));
         }
     }
     if resource.schema.is_empty() {
@@ -58,10 +63,16 @@ pub fn registration_violations(resource: &api::DataResource) -> Vec<FieldViolati
     }
     for (i, field) in resource.schema.iter().enumerate() {
         if field.name.trim().is_empty() {
-            v.push(FieldViolation::new(format!("resource.schema[{i}].name"), rule.clone()));
+            v.push(FieldViolation::new(
+                format!("resource.schema[{i}].name"),
+                rule.clone(),
+            ));
         }
         if field.r#type.trim().is_empty() {
-            v.push(FieldViolation::new(format!("resource.schema[{i}].type"), rule.clone()));
+            v.push(FieldViolation::new(
+                format!("resource.schema[{i}].type"),
+                rule.clone(),
+            ));
         }
     }
     if api::DataClass::try_from(resource.classification).unwrap_or_default()
@@ -83,7 +94,10 @@ pub fn registration_violations(resource: &api::DataResource) -> Vec<FieldViolati
     if api::UpdateFrequency::try_from(resource.update_frequency).unwrap_or_default()
         == api::UpdateFrequency::Unspecified
     {
-        v.push(FieldViolation::new("resource.update_frequency", rule.clone()));
+        v.push(FieldViolation::new(
+            "resource.update_frequency",
+            rule.clone(),
+        ));
     }
     v.extend(origin_violations(resource));
     v
@@ -128,7 +142,9 @@ pub fn scope_violations(scope: &api::Scope, check: &dyn ScopeCheck) -> Vec<Field
         if resource.registration_number.is_empty() {
             v.push(FieldViolation::new(
                 field.clone(),
-                format!("{named} is not registered; register it first (:register, {ART_6}, R-DATA-4)"),
+                format!(
+                    "{named} is not registered; register it first (:register, {ART_6}, R-DATA-4)"
+                ),
             ));
         }
         if resource.classification == api::DataClass::Core as i32 {
@@ -290,11 +306,20 @@ mod tests {
         );
 
         assert!(scope_violations(&scope(&["ok", "consented"]), &catalog).is_empty());
-        let v = scope_violations(&scope(&["core", "new", "shared", "gone", "ok", "ok"]), &catalog);
+        let v = scope_violations(
+            &scope(&["core", "new", "shared", "gone", "ok", "ok"]),
+            &catalog,
+        );
         let text: Vec<_> = v.iter().map(|v| v.description.as_str()).collect();
-        assert!(text[0].contains("core data") && text[0].contains("R-DATA-2"), "{text:?}");
+        assert!(
+            text[0].contains("core data") && text[0].contains("R-DATA-2"),
+            "{text:?}"
+        );
         assert!(text[1].contains("not registered"), "{text:?}");
-        assert!(text[2].contains("without that provider's consent") && text[2].contains("R-DATA-3"), "{text:?}");
+        assert!(
+            text[2].contains("without that provider's consent") && text[2].contains("R-DATA-3"),
+            "{text:?}"
+        );
         assert!(text[3].contains("not in this tenant's catalog"), "{text:?}");
         assert!(text[4].contains("listed twice"), "{text:?}");
         assert_eq!(v.len(), 5);

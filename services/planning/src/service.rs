@@ -53,7 +53,15 @@ impl Act<'_> {
         data: serde_json::Value,
     ) -> Result<()> {
         let tenant = self.scope.tenant();
-        let event = Event::new(SERVICE, tenant, aggregate, verb, subject, self.now, data.clone());
+        let event = Event::new(
+            SERVICE,
+            tenant,
+            aggregate,
+            verb,
+            subject,
+            self.now,
+            data.clone(),
+        );
         outbox::enqueue(conn, TOPIC, &event)?;
         audit::record(
             conn,
@@ -175,8 +183,18 @@ impl Planning {
             resource.create_time = Some(timestamp(now));
             resource.update_time = Some(timestamp(now));
             db::insert_resource(conn, scope, &resource, now)?;
-            let act = Act { scope, actor: Some(&who), now };
-            act.emit(conn, "resource", "created", &resource.id, json!({"resource_id": resource.id, "name": resource.name}))?;
+            let act = Act {
+                scope,
+                actor: Some(&who),
+                now,
+            };
+            act.emit(
+                conn,
+                "resource",
+                "created",
+                &resource.id,
+                json!({"resource_id": resource.id, "name": resource.name}),
+            )?;
             Ok(resource)
         })
         .await
@@ -203,8 +221,18 @@ impl Planning {
             }
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
-            let act = Act { scope, actor: Some(&who), now };
-            act.emit(conn, "resource", "updated", &resource.id, json!({"resource_id": resource.id}))?;
+            let act = Act {
+                scope,
+                actor: Some(&who),
+                now,
+            };
+            act.emit(
+                conn,
+                "resource",
+                "updated",
+                &resource.id,
+                json!({"resource_id": resource.id}),
+            )?;
             Ok(resource)
         })
         .await
@@ -246,10 +274,16 @@ impl Planning {
         .await
     }
 
-    pub async fn get_resource(&self, who: &Identity, tenant: &str, id: String) -> Result<api::DataResource> {
+    pub async fn get_resource(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<api::DataResource> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
-            db::find_resource(conn, scope, &id)?.ok_or_else(|| PlanningError::not_found("resource", &id))
+            db::find_resource(conn, scope, &id)?
+                .ok_or_else(|| PlanningError::not_found("resource", &id))
         })
         .await
     }
@@ -283,20 +317,31 @@ impl Planning {
 
     // --- plans ---------------------------------------------------------------------------------
 
-    pub async fn create_plan(&self, who: &Identity, tenant: &str, input: api::Plan) -> Result<api::Plan> {
+    pub async fn create_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        input: api::Plan,
+    ) -> Result<api::Plan> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let sections = input.sections.unwrap_or_default();
             let mut v = Vec::new();
             if input.name.trim().is_empty() {
-                v.push(FieldViolation::new("plan.name", "required: the name of the authorized operation (第十一条(一))"));
+                v.push(FieldViolation::new(
+                    "plan.name",
+                    "required: the name of the authorized operation (第十一条(一))",
+                ));
             }
             if input.mode != 0 {
                 v.extend(plan::mode_violations(scope.tenant(), input.mode));
             }
             if let Some(s) = &sections.scope {
-                v.extend(resource::scope_violations(s, &catalog_for(conn, scope, &sections)?));
+                v.extend(resource::scope_violations(
+                    s,
+                    &catalog_for(conn, scope, &sections)?,
+                ));
             }
             invalid_if_any("plan", v)?;
             let plan = api::Plan {
@@ -313,24 +358,40 @@ impl Planning {
                 ..Default::default()
             };
             db::insert_plan_version(conn, scope, &plan, now)?;
-            Act { scope, actor: Some(&who), now }.emit(conn, "plan", "created", &plan.id, plan_event(&plan))?;
+            Act {
+                scope,
+                actor: Some(&who),
+                now,
+            }
+            .emit(conn, "plan", "created", &plan.id, plan_event(&plan))?;
             Ok(plan)
         })
         .await
     }
 
-    pub async fn update_plan(&self, who: &Identity, tenant: &str, id: String, change: api::Plan) -> Result<api::Plan> {
+    pub async fn update_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        change: api::Plan,
+    ) -> Result<api::Plan> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
-            let mut plan = db::latest_plan(conn, scope, &id)?.ok_or_else(|| PlanningError::not_found("plan", &id))?;
+            let mut plan = db::latest_plan(conn, scope, &id)?
+                .ok_or_else(|| PlanningError::not_found("plan", &id))?;
             if state_of(&plan) != PlanState::Draft {
                 return Err(PlanningError::Precondition {
                     subject: plan_subject(&plan),
                     description: format!(
                         "only a draft changes by update; this version is {}{}",
                         state_of(&plan).name(),
-                        if state_of(&plan).is_approved() { ": record an amendment (POST …/amendments)" } else { "" }
+                        if state_of(&plan).is_approved() {
+                            ": record an amendment (POST …/amendments)"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
@@ -344,14 +405,22 @@ impl Planning {
             }
             if let Some(sections) = change.sections {
                 if let Some(s) = &sections.scope {
-                    v.extend(resource::scope_violations(s, &catalog_for(conn, scope, &sections)?));
+                    v.extend(resource::scope_violations(
+                        s,
+                        &catalog_for(conn, scope, &sections)?,
+                    ));
                 }
                 plan::merge_sections(plan.sections.get_or_insert_default(), sections);
             }
             invalid_if_any("plan", v)?;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            Act { scope, actor: Some(&who), now }.emit(conn, "plan", "updated", &plan.id, plan_event(&plan))?;
+            Act {
+                scope,
+                actor: Some(&who),
+                now,
+            }
+            .emit(conn, "plan", "updated", &plan.id, plan_event(&plan))?;
             Ok(plan)
         })
         .await
@@ -364,11 +433,19 @@ impl Planning {
 
     pub async fn get_plan(&self, who: &Identity, tenant: &str, id: String) -> Result<api::Plan> {
         let versions = self.plan_versions(who, tenant, id.clone()).await?;
-        versions.into_iter().last().ok_or_else(|| PlanningError::not_found("plan", &id))
+        versions
+            .into_iter()
+            .last()
+            .ok_or_else(|| PlanningError::not_found("plan", &id))
     }
 
     /// Every version the caller may see, oldest first.
-    pub async fn plan_versions(&self, who: &Identity, tenant: &str, id: String) -> Result<Vec<api::Plan>> {
+    pub async fn plan_versions(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<Vec<api::Plan>> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         let all = Self::sees_unpublished(who);
         self.in_scope(&scope, move |conn, scope, _| {
@@ -384,12 +461,20 @@ impl Planning {
         .await
     }
 
-    pub async fn plan_version(&self, who: &Identity, tenant: &str, id: String, version: u32) -> Result<api::Plan> {
+    pub async fn plan_version(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        version: u32,
+    ) -> Result<api::Plan> {
         self.plan_versions(who, tenant, id.clone())
             .await?
             .into_iter()
             .find(|p| p.version == version)
-            .ok_or_else(|| PlanningError::not_found("plan version", format!("{id}/versions/{version}")))
+            .ok_or_else(|| {
+                PlanningError::not_found("plan version", format!("{id}/versions/{version}"))
+            })
     }
 
     pub async fn list_plans(
@@ -416,24 +501,42 @@ impl Planning {
         .await
     }
 
-    pub async fn list_amendments(&self, who: &Identity, tenant: &str, id: String) -> Result<Vec<api::Amendment>> {
+    pub async fn list_amendments(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<Vec<api::Amendment>> {
         // Reading the plan first applies its visibility to its amendments.
         self.get_plan(who, tenant, id.clone()).await?;
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        self.in_scope(&scope, move |conn, scope, _| db::amendments(conn, scope, &id)).await
+        self.in_scope(&scope, move |conn, scope, _| {
+            db::amendments(conn, scope, &id)
+        })
+        .await
     }
 
     /// One step of the chain on the newest version: `record` checks and records what the step
     /// needs (and may pick a different step, as a decision that does not agree rejects).
-    async fn step<F>(&self, who: &Identity, tenant: &str, id: String, step: Step, record: F) -> Result<api::Plan>
+    async fn step<F>(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        step: Step,
+        record: F,
+    ) -> Result<api::Plan>
     where
-        F: FnOnce(&mut api::Plan, &Identity, DateTime<Utc>, NaiveDate) -> Result<Step> + Send + 'static,
+        F: FnOnce(&mut api::Plan, &Identity, DateTime<Utc>, NaiveDate) -> Result<Step>
+            + Send
+            + 'static,
     {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         let today = self.today();
         self.in_scope(&scope, move |conn, scope, now| {
-            let mut plan = db::latest_plan(conn, scope, &id)?.ok_or_else(|| PlanningError::not_found("plan", &id))?;
+            let mut plan = db::latest_plan(conn, scope, &id)?
+                .ok_or_else(|| PlanningError::not_found("plan", &id))?;
             let subject = plan_subject(&plan);
             // The state is checked before the input, so that a step out of order names the
             // missing step rather than complaining about fields.
@@ -443,7 +546,13 @@ impl Planning {
                 let catalog = catalog_for(conn, scope, &sections)?;
                 invalid_if_any(
                     "plan",
-                    plan::submission_violations(scope.tenant(), &plan.name, plan.mode, &sections, &catalog),
+                    plan::submission_violations(
+                        scope.tenant(),
+                        &plan.name,
+                        plan.mode,
+                        &sections,
+                        &catalog,
+                    ),
                 )?;
             }
             let step = record(&mut plan, &who, now, today)?;
@@ -451,7 +560,11 @@ impl Planning {
             plan.state = next.to_api() as i32;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            let act = Act { scope, actor: Some(&who), now };
+            let act = Act {
+                scope,
+                actor: Some(&who),
+                now,
+            };
             let verb = match next {
                 PlanState::Submitted => "submitted",
                 PlanState::Reviewed => "reviewed",
@@ -477,19 +590,36 @@ impl Planning {
     }
 
     pub async fn submit_plan(&self, who: &Identity, tenant: &str, id: String) -> Result<api::Plan> {
-        self.step(who, tenant, id, Step::Submit, |_, _, _, _| Ok(Step::Submit)).await
+        self.step(who, tenant, id, Step::Submit, |_, _, _, _| Ok(Step::Submit))
+            .await
     }
 
-    pub async fn review_plan(&self, who: &Identity, tenant: &str, id: String, review: Option<api::FeasibilityReview>) -> Result<api::Plan> {
+    pub async fn review_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        review: Option<api::FeasibilityReview>,
+    ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Review, move |plan, who, _, _| {
             let mut review = review.unwrap_or_default();
             let rule = "the feasibility review, with the sector departments consulted (第十条)";
             let mut v = Vec::new();
             if review.summary.trim().is_empty() {
-                v.push(FieldViolation::new("review.summary", format!("required: {rule}")));
+                v.push(FieldViolation::new(
+                    "review.summary",
+                    format!("required: {rule}"),
+                ));
             }
-            if review.departments_consulted.iter().all(|d| d.trim().is_empty()) {
-                v.push(FieldViolation::new("review.departments_consulted", format!("at least one: {rule}")));
+            if review
+                .departments_consulted
+                .iter()
+                .all(|d| d.trim().is_empty())
+            {
+                v.push(FieldViolation::new(
+                    "review.departments_consulted",
+                    format!("at least one: {rule}"),
+                ));
             }
             plan::date_field(&mut v, "review.reviewed_on", &review.reviewed_on, rule);
             invalid_if_any("review", v)?;
@@ -500,18 +630,31 @@ impl Planning {
         .await
     }
 
-    pub async fn decide_plan(&self, who: &Identity, tenant: &str, id: String, decision: Option<api::CollectiveDecision>) -> Result<api::Plan> {
+    pub async fn decide_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        decision: Option<api::CollectiveDecision>,
+    ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Decide, move |plan, who, now, _| {
             let mut decision = decision.unwrap_or_default();
-            let rule = "the collective decision (三重一大) with its date, body and outcome (第十条)";
+            let rule =
+                "the collective decision (三重一大) with its date, body and outcome (第十条)";
             let mut v = Vec::new();
             plan::date_field(&mut v, "decision.decided_on", &decision.decided_on, rule);
             if decision.body.trim().is_empty() {
-                v.push(FieldViolation::new("decision.body", format!("required: {rule}")));
+                v.push(FieldViolation::new(
+                    "decision.body",
+                    format!("required: {rule}"),
+                ));
             }
             let outcome = api::DecisionOutcome::try_from(decision.outcome).unwrap_or_default();
             if outcome == api::DecisionOutcome::Unspecified {
-                v.push(FieldViolation::new("decision.outcome", format!("agreed or not agreed: {rule}")));
+                v.push(FieldViolation::new(
+                    "decision.outcome",
+                    format!("agreed or not agreed: {rule}"),
+                ));
             }
             invalid_if_any("decision", v)?;
             decision.recorded_by = who.subject.clone();
@@ -530,20 +673,38 @@ impl Planning {
         .await
     }
 
-    pub async fn approve_plan(&self, who: &Identity, tenant: &str, id: String, approval: Option<api::GovernmentApproval>) -> Result<api::Plan> {
+    pub async fn approve_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        approval: Option<api::GovernmentApproval>,
+    ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Approve, move |plan, who, _, _| {
             let mut approval = approval.unwrap_or_default();
             let rule = "the same-level government's approval (第十条)";
             let mut v = Vec::new();
             if approval.document_number.trim().is_empty() {
-                v.push(FieldViolation::new("approval.document_number", format!("required: {rule}")));
+                v.push(FieldViolation::new(
+                    "approval.document_number",
+                    format!("required: {rule}"),
+                ));
             }
-            let approved = plan::date_field(&mut v, "approval.approved_on", &approval.approved_on, rule);
-            let effective = plan::date_field(&mut v, "approval.effective_on", &approval.effective_on, "the day the plan takes effect");
+            let approved =
+                plan::date_field(&mut v, "approval.approved_on", &approval.approved_on, rule);
+            let effective = plan::date_field(
+                &mut v,
+                "approval.effective_on",
+                &approval.effective_on,
+                "the day the plan takes effect",
+            );
             if let (Some(a), Some(e)) = (approved, effective)
                 && e < a
             {
-                v.push(FieldViolation::new("approval.effective_on", format!("cannot be before approved_on {a}")));
+                v.push(FieldViolation::new(
+                    "approval.effective_on",
+                    format!("cannot be before approved_on {a}"),
+                ));
             }
             invalid_if_any("approval", v)?;
             approval.recorded_by = who.subject.clone();
@@ -553,11 +714,23 @@ impl Planning {
         .await
     }
 
-    pub async fn reject_plan(&self, who: &Identity, tenant: &str, id: String, reasons: Vec<String>) -> Result<api::Plan> {
+    pub async fn reject_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        reasons: Vec<String>,
+    ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Reject, move |plan, who, now, _| {
-            let reasons: Vec<String> = reasons.into_iter().filter(|r| !r.trim().is_empty()).collect();
+            let reasons: Vec<String> = reasons
+                .into_iter()
+                .filter(|r| !r.trim().is_empty())
+                .collect();
             if reasons.is_empty() {
-                return Err(PlanningError::invalid("rejection", vec![FieldViolation::new("reasons", "at least one reason")]));
+                return Err(PlanningError::invalid(
+                    "rejection",
+                    vec![FieldViolation::new("reasons", "at least one reason")],
+                ));
             }
             plan.rejection = Some(api::Rejection {
                 at: plan.state,
@@ -570,7 +743,13 @@ impl Planning {
         .await
     }
 
-    pub async fn amend_plan(&self, who: &Identity, tenant: &str, id: String, request: api::AmendPlanRequest) -> Result<api::Amendment> {
+    pub async fn amend_plan(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        request: api::AmendPlanRequest,
+    ) -> Result<api::Amendment> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -679,13 +858,24 @@ impl Planning {
                     if !db::take_due(conn, &id, version)? {
                         return Ok(false);
                     }
-                    let Some(mut plan) = db::plan_versions(conn, scope, &id)?.into_iter().find(|p| p.version == version) else {
+                    let Some(mut plan) = db::plan_versions(conn, scope, &id)?
+                        .into_iter()
+                        .find(|p| p.version == version)
+                    else {
                         return Ok(false);
                     };
                     if state_of(&plan) != PlanState::Approved {
                         return Ok(false);
                     }
-                    take_effect(conn, &Act { scope, actor: None, now }, &mut plan)?;
+                    take_effect(
+                        conn,
+                        &Act {
+                            scope,
+                            actor: None,
+                            now,
+                        },
+                        &mut plan,
+                    )?;
                     Ok(true)
                 })
                 .await?;
@@ -696,7 +886,13 @@ impl Planning {
 
     // --- filings -------------------------------------------------------------------------------
 
-    pub async fn list_filings(&self, who: &Identity, tenant: &str, state: Option<api::FilingState>, cursor: Cursor) -> Result<(Vec<api::Filing>, String)> {
+    pub async fn list_filings(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        state: Option<api::FilingState>,
+        cursor: Cursor,
+    ) -> Result<(Vec<api::Filing>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
             let items = db::list_filings(conn, scope, state, &cursor)?;
@@ -706,15 +902,27 @@ impl Planning {
         .await
     }
 
-    pub async fn get_filing(&self, who: &Identity, tenant: &str, id: String) -> Result<api::Filing> {
+    pub async fn get_filing(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<api::Filing> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
-            db::find_filing(conn, scope, &id)?.ok_or_else(|| PlanningError::not_found("filing", &id))
+            db::find_filing(conn, scope, &id)?
+                .ok_or_else(|| PlanningError::not_found("filing", &id))
         })
         .await
     }
 
-    pub async fn acknowledge_filing(&self, who: &Identity, tenant: &str, id: String, note: String) -> Result<api::Filing> {
+    pub async fn acknowledge_filing(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        note: String,
+    ) -> Result<api::Filing> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -744,18 +952,30 @@ impl Planning {
 
     /// Records the filing of a city plan version that took effect, in the province's tenant.
     /// Called by the filings consumer inside its inbox transaction.
-    pub fn receive_filing(conn: &mut AnyConnection, event: &Event, now: DateTime<Utc>) -> Result<()> {
+    pub fn receive_filing(
+        conn: &mut AnyConnection,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         if event.tenant.is_province() {
             return Ok(());
         }
         let data = &event.data;
-        let text = |k: &str| data.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let text = |k: &str| {
+            data.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let filing = api::Filing {
             id: Uuid::now_v7().to_string(),
             tenant: TenantCode::PROVINCE.into(),
             city: event.tenant.to_string(),
             plan_id: text("plan_id"),
-            plan_version: data.get("version").and_then(|v| v.as_u64()).unwrap_or_default() as u32,
+            plan_version: data
+                .get("version")
+                .and_then(|v| v.as_u64())
+                .unwrap_or_default() as u32,
             plan_name: text("name"),
             mode: api::AuthorizationMode::from_str_name(&text("mode")).unwrap_or_default() as i32,
             approval_document: text("approval_document"),
@@ -780,7 +1000,12 @@ impl Planning {
 
     // --- public --------------------------------------------------------------------------------
 
-    pub async fn list_public_plans(&self, who: &Identity, tenant: &str, cursor: Cursor) -> Result<(Vec<api::PublicPlan>, String)> {
+    pub async fn list_public_plans(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        cursor: Cursor,
+    ) -> Result<(Vec<api::PublicPlan>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
             let plans = db::list_plans(conn, scope, Some(&[PlanState::Effective]), &cursor)?;
@@ -834,7 +1059,9 @@ fn take_effect(conn: &mut AnyConnection, act: &Act<'_>, plan: &mut api::Plan) ->
     for mut older in db::plan_versions(conn, act.scope, &plan.id)? {
         if older.version < plan.version && state_of(&older) == PlanState::Effective {
             let older_subject = plan_subject(&older);
-            older.state = state_of(&older).after(Step::Supersede, &older_subject)?.to_api() as i32;
+            older.state = state_of(&older)
+                .after(Step::Supersede, &older_subject)?
+                .to_api() as i32;
             older.update_time = Some(timestamp(act.now));
             db::save_plan_version(conn, act.scope, &older, act.now)?;
             act.emit(conn, "plan", "superseded", &older.id, plan_event(&older))?;

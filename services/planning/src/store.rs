@@ -77,7 +77,6 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
     M::decode(bytes).map_err(|e| PlanningError::Corrupt(e.to_string()))
 }
 
-
 // --- resources -------------------------------------------------------------------------------
 
 pub fn insert_resource(
@@ -104,14 +103,19 @@ pub fn save_resource(
     resource: &api::DataResource,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let number = (!resource.registration_number.is_empty()).then_some(&resource.registration_number);
-    diesel::update(scope.rows(resources::table).filter(resources::id.eq(&resource.id)))
-        .set((
-            resources::registration_number.eq(number),
-            resources::body.eq(resource.encode_to_vec()),
-            resources::updated_at.eq(now.naive_utc()),
-        ))
-        .execute(conn)?;
+    let number =
+        (!resource.registration_number.is_empty()).then_some(&resource.registration_number);
+    diesel::update(
+        scope
+            .rows(resources::table)
+            .filter(resources::id.eq(&resource.id)),
+    )
+    .set((
+        resources::registration_number.eq(number),
+        resources::body.eq(resource.encode_to_vec()),
+        resources::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 
@@ -357,7 +361,11 @@ pub fn due(conn: &mut AnyConnection, today: NaiveDate) -> Result<Vec<(String, St
     let rows = plan_schedule::table
         .filter(plan_schedule::effective_on.le(today.format("%Y-%m-%d").to_string()))
         .order(plan_schedule::effective_on)
-        .select((plan_schedule::tenant, plan_schedule::plan_id, plan_schedule::version))
+        .select((
+            plan_schedule::tenant,
+            plan_schedule::plan_id,
+            plan_schedule::version,
+        ))
         .load::<(String, String, i32)>(conn)?;
     Ok(rows
         .into_iter()
@@ -420,13 +428,17 @@ pub fn save_filing(
     filing: &api::Filing,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    diesel::update(scope.rows(filings::table).filter(filings::id.eq(&filing.id)))
-        .set((
-            filings::state.eq(filing_state(filing)),
-            filings::body.eq(filing.encode_to_vec()),
-            filings::updated_at.eq(now.naive_utc()),
-        ))
-        .execute(conn)?;
+    diesel::update(
+        scope
+            .rows(filings::table)
+            .filter(filings::id.eq(&filing.id)),
+    )
+    .set((
+        filings::state.eq(filing_state(filing)),
+        filings::body.eq(filing.encode_to_vec()),
+        filings::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 

@@ -1,0 +1,38 @@
+//! Planning against real stores: every test runs on SQLite and on PostgreSQL (one schema per
+//! test; `TEST_DATABASE_URL`, default the local server `.ci/run` starts — a missing server fails,
+//! it never skips). The instances test adds Kafka (`TEST_KAFKA_BROKERS`).
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
+
+mod flows;
+mod instances;
+mod support;
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crate::flows::$name(crate::support::Backend::sqlite()).await;
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crate::flows::$name(crate::support::Backend::postgres()).await;
+            }
+        )*}
+    };
+}
+
+on_both_stores!(
+    registration_needs_complete_metadata_and_numbers_are_stable,
+    ineligible_resources_never_enter_a_scope,
+    a_plan_walks_the_chain_and_is_filed_with_the_province,
+    steps_out_of_order_name_the_missing_step,
+    a_major_amendment_goes_through_the_chain_again,
+    a_minor_amendment_applies_with_its_record,
+    the_effective_date_is_kept_by_the_scheduler,
+    no_tenant_sees_another_tenants_rows,
+    the_public_sees_effective_plans_and_no_personal_information,
+    lists_page_with_tokens,
+);
