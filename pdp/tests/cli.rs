@@ -1,23 +1,10 @@
 //! The `pdp` binary as IT teams and developers run it.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-fn pdp(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pdp"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .expect("pdp runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod support;
+use support::*;
 
 #[test]
 fn an_unknown_variable_stops_every_command_and_is_named() {
@@ -113,85 +100,6 @@ fn migrate_applies_once_on_postgres() {
     assert!(String::from_utf8_lossy(&first.stdout).contains("platform: applied"));
     let second = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
     assert!(String::from_utf8_lossy(&second.stdout).contains("platform: up to date"));
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    get_with(port, path, "")
-}
-
-/// A GET with extra header lines (each ending in CRLF).
-fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, text))
-}
-
-fn start_dev(data: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pdp"))
-        .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env_clear()
-        .stdout(Stdio::null())
-        // A file, not a pipe nobody reads: a full pipe would block the process.
-        .stderr(std::fs::File::create(data.join("pdp.log")).unwrap())
-        .spawn()
-        .expect("pdp dev starts")
-}
-
-fn wait_ready(child: &mut Child, port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some((200, body)) = get(port, "/readyz") {
-            return body;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("pdp dev exited early: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("pdp dev not ready within 30s");
-}
-
-fn interrupt_and_wait(child: Child, data: &std::path::Path) -> std::process::ExitStatus {
-    let status = interrupt_and_wait_inner(child);
-    if status.is_none() {
-        let log = std::fs::read_to_string(data.join("pdp.log")).unwrap_or_default();
-        panic!("pdp dev did not stop after Ctrl-C; its log:\n{log}");
-    }
-    status.unwrap()
-}
-
-fn interrupt_and_wait_inner(mut child: Child) -> Option<std::process::ExitStatus> {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
