@@ -7,6 +7,7 @@
 //! service.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use actix_web::HttpRequest;
 use base64::Engine as _;
@@ -17,6 +18,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use pdp_kit::identity::{Identity, TenantCode};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::Authenticator;
 
@@ -76,10 +79,37 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
     }
 }
 
+/// A JWKS key: its id and the one algorithm it may verify.
+type JwksKey = (Option<String>, Algorithm, DecodingKey);
+
 enum Keys {
-    /// Keys by id, with the one algorithm each may verify.
-    Jwks(Vec<(Option<String>, Algorithm, DecodingKey)>),
+    /// Replaced whole when the identity provider's JWKS is fetched again (key rotation).
+    Jwks(RwLock<Arc<Vec<JwksKey>>>),
     Dev(DecodingKey),
+}
+
+/// The RS256 and ES256 keys of a JWKS document.
+fn parse_jwks(jwks: &str) -> Result<Vec<JwksKey>, String> {
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("JWKS: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let alg = match &jwk.common.key_algorithm {
+            Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
+            Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
+            None => match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key: {e}"))?;
+        keys.push((jwk.common.key_id.clone(), alg, key));
+    }
+    if keys.is_empty() {
+        return Err("JWKS has no RS256 or ES256 key".into());
+    }
+    Ok(keys)
 }
 
 /// Verifies bearer tokens.
@@ -101,30 +131,64 @@ impl std::fmt::Debug for JwtAuthenticator {
 impl JwtAuthenticator {
     /// Verifies against a JWKS document; only its RS256 and ES256 keys are used.
     pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, String> {
-        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("JWKS: {e}"))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let alg = match &jwk.common.key_algorithm {
-                Some(jsonwebtoken::jwk::KeyAlgorithm::RS256) => Algorithm::RS256,
-                Some(jsonwebtoken::jwk::KeyAlgorithm::ES256) => Algorithm::ES256,
-                None => match &jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                    _ => continue,
-                },
-                _ => continue,
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key: {e}"))?;
-            keys.push((jwk.common.key_id.clone(), alg, key));
-        }
-        if keys.is_empty() {
-            return Err("JWKS has no RS256 or ES256 key".into());
-        }
         Ok(Self {
-            keys: Keys::Jwks(keys),
+            keys: Keys::Jwks(RwLock::new(Arc::new(parse_jwks(jwks)?))),
             issuer: issuer.into(),
             audience: audience.into(),
         })
+    }
+
+    /// Verifies against the JWKS published at `url`, fetched now (so that a wrong URL stops the
+    /// start) and again every `refresh` until `shutdown`, so that the provider can rotate keys.
+    pub async fn from_jwks_url(
+        url: &str,
+        issuer: &str,
+        audience: &str,
+        refresh: std::time::Duration,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, String> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let jwks = fetch_jwks(&client, url).await?;
+        let auth = Arc::new(Self::from_jwks(&jwks, issuer, audience)?);
+        let follower = auth.clone();
+        let url = url.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(refresh) => {}
+                }
+                // A failed refresh keeps the keys in hand: tokens keep verifying while the
+                // provider is briefly away.
+                match fetch_jwks(&client, &url)
+                    .await
+                    .and_then(|j| follower.replace_jwks(&j))
+                {
+                    Ok(n) => tracing::debug!(keys = n, "JWKS refreshed"),
+                    Err(err) => {
+                        tracing::warn!(%url, error = %err, "JWKS refresh failed; keeping the keys in hand")
+                    }
+                }
+            }
+        });
+        Ok(auth)
+    }
+
+    /// Replaces the JWKS keys (key rotation); returns how many are in use. A document without a
+    /// usable key changes nothing.
+    pub fn replace_jwks(&self, jwks: &str) -> Result<usize, String> {
+        let Keys::Jwks(keys) = &self.keys else {
+            return Err("the dev authenticator has no JWKS".into());
+        };
+        let parsed = parse_jwks(jwks)?;
+        let n = parsed.len();
+        *keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(parsed);
+        Ok(n)
     }
 
     /// Verifies tokens of the dev issuer.
@@ -142,10 +206,15 @@ impl JwtAuthenticator {
             ErrorKind::Json(_) if token_alg(token).is_some() => AuthError::Algorithm,
             _ => AuthError::from(e),
         })?;
+        let current;
         let (alg, key) = match &self.keys {
             Keys::Dev(key) => (Algorithm::HS256, key),
             Keys::Jwks(keys) => {
-                let found = keys.iter().find(|(kid, alg, _)| {
+                current = keys
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let found = current.iter().find(|(kid, alg, _)| {
                     *alg == header.alg && (header.kid.is_none() || *kid == header.kid)
                 });
                 match found {
@@ -170,6 +239,21 @@ impl JwtAuthenticator {
         validation.leeway = 30;
         Ok(jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims)
     }
+}
+
+async fn fetch_jwks(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("JWKS {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("JWKS {url}: HTTP {}", response.status()));
+    }
+    response
+        .text()
+        .await
+        .map_err(|e| format!("JWKS {url}: {e}"))
 }
 
 /// The `alg` a token claims, read without trusting it (to explain a refusal).

@@ -38,7 +38,7 @@ pub async fn start(
     let pool = prost_reflect::DescriptorPool::decode(pdp_proto::FILE_DESCRIPTOR_SET)
         .context("the descriptor set of pdp-proto")?;
     let routes = RouteTable::from_pool(&pool)?;
-    let authenticator = authenticator(config)?;
+    let authenticator = authenticator(config, shutdown.clone()).await?;
     let from_store = config.gateway.policy_file.is_none() && !config.is_dev();
     let policy = match &config.gateway.policy_file {
         Some(path) => std::fs::read_to_string(path)
@@ -147,27 +147,52 @@ async fn upstreams(
     Ok(Arc::new(SingleInstance(upstreams)))
 }
 
-fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
-    if config.is_dev() && config.gateway.jwks_file.is_none() {
+async fn authenticator(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Arc<dyn Authenticator>> {
+    let g = &config.gateway;
+    if config.is_dev() && g.jwks_file.is_none() && g.jwks_url.is_none() {
         let key = DevKey::load_or_create(&config.data_dir)
             .with_context(|| format!("dev token key in {}", config.data_dir.display()))?;
         return Ok(Arc::new(JwtAuthenticator::dev(&key)));
     }
-    let file = config
-        .gateway
-        .jwks_file
-        .as_ref()
-        .context("gateway.jwks_file is required in cluster mode (PDP_GATEWAY__JWKS_FILE)")?;
-    let issuer = config
-        .gateway
+    let issuer = g
         .issuer
         .as_ref()
         .context("gateway.issuer is required with a JWKS (PDP_GATEWAY__ISSUER)")?;
-    let jwks = std::fs::read_to_string(file)
-        .with_context(|| format!("gateway.jwks_file {}", file.display()))?;
-    let auth = JwtAuthenticator::from_jwks(&jwks, issuer, &config.gateway.audience)
-        .map_err(|e| anyhow::anyhow!("gateway.jwks_file {}: {e}", file.display()))?;
-    Ok(Arc::new(auth))
+    match (&g.jwks_url, &g.jwks_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("gateway.jwks_url and gateway.jwks_file are both set; keep one")
+        }
+        (Some(url), None) => {
+            anyhow::ensure!(
+                g.jwks_refresh_secs > 0,
+                "gateway.jwks_refresh_secs must be at least 1"
+            );
+            let auth = JwtAuthenticator::from_jwks_url(
+                url,
+                issuer,
+                &g.audience,
+                Duration::from_secs(g.jwks_refresh_secs),
+                shutdown,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("gateway.jwks_url: {e}"))?;
+            Ok(auth)
+        }
+        (None, Some(file)) => {
+            let jwks = std::fs::read_to_string(file)
+                .with_context(|| format!("gateway.jwks_file {}", file.display()))?;
+            let auth = JwtAuthenticator::from_jwks(&jwks, issuer, &g.audience)
+                .map_err(|e| anyhow::anyhow!("gateway.jwks_file {}: {e}", file.display()))?;
+            Ok(Arc::new(auth))
+        }
+        (None, None) => anyhow::bail!(
+            "cluster mode needs the identity provider's keys: gateway.jwks_url \
+             (PDP_GATEWAY__JWKS_URL) or gateway.jwks_file (PDP_GATEWAY__JWKS_FILE)"
+        ),
+    }
 }
 
 /// The HMAC key shared with the services: configured, or in dev kept in the data directory.

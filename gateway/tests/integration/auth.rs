@@ -181,3 +181,75 @@ fn dev_tokens_survive_a_restart_and_foreign_ones_do_not_verify() {
         Err(AuthError::Expired)
     );
 }
+
+/// Serves whatever `doc` holds at any path, as an identity provider's JWKS endpoint.
+async fn jwks_endpoint(doc: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/realms/pdp/certs", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let body = doc.lock().unwrap().clone();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_jwks_url_is_fetched_at_start_and_followed_when_keys_rotate() {
+    let old = keys();
+    let new = keys();
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(old.jwks.clone()));
+    let url = jwks_endpoint(doc.clone()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let auth = JwtAuthenticator::from_jwks_url(
+        &url,
+        ISS,
+        AUD,
+        std::time::Duration::from_millis(100),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let before = sign(Algorithm::ES256, "ec-1", &old.es, &claims());
+    let after = sign(Algorithm::ES256, "ec-1", &new.es, &claims());
+    assert!(auth.verify(&before).is_ok());
+    assert_eq!(auth.verify(&after).unwrap_err(), AuthError::BadSignature);
+
+    // The provider rotates its key under the same id.
+    *doc.lock().unwrap() = new.jwks.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while auth.verify(&after).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation not followed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(auth.verify(&before).unwrap_err(), AuthError::BadSignature);
+
+    // A broken document keeps the keys in hand.
+    *doc.lock().unwrap() = "{\"keys\": []}".into();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(auth.verify(&after).is_ok());
+    stop.cancel();
+
+    let refused = JwtAuthenticator::from_jwks_url(
+        "http://127.0.0.1:9/nothing",
+        ISS,
+        AUD,
+        std::time::Duration::from_secs(60),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("127.0.0.1:9"), "{refused}");
+}

@@ -233,6 +233,10 @@ pub struct GatewayConfig {
     /// JWKS document of the province's identity provider (cluster mode). `pdp dev` uses its own
     /// dev key instead.
     pub jwks_file: Option<PathBuf>,
+    /// Where the identity provider publishes its JWKS (cluster mode), instead of `jwks_file`:
+    /// fetched at start and again every `jwks_refresh_secs`, so that keys can rotate.
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_secs: u64,
     /// Expected `iss` of tokens (cluster mode).
     pub issuer: Option<String>,
     /// Expected `aud` of tokens.
@@ -268,6 +272,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
             issuer: None,
             audience: "pdp".into(),
             policy_file: None,
