@@ -4,7 +4,7 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379
 
-.PHONY: run fmt lint test check bench
+.PHONY: run fmt lint test check bench chart-check image
 
 ## run: pdp on the embedded defaults (SQLite and the embedded log under ./data), http on :8080
 run:
@@ -22,8 +22,20 @@ lint:
 test:
 	$(CARGO) test --workspace --lib --bins --tests
 
+## chart-check: the Helm chart and k8s/ manifests, rendered by the real Helm engine and validated
+## against the Kubernetes schemas (helm-python-sdk, kubernetes-validate; `.ci/run` installs them)
+chart-check:
+	python3 charts/check.py
+
+## image: the pdp image, where a container engine exists (docker or podman)
+IMAGE ?= registry.hlj.example/pdp/pdp:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+ENGINE ?= $(shell command -v docker || command -v podman)
+image:
+	@test -n "$(ENGINE)" || { echo "no container engine (docker or podman) on this machine" >&2; exit 1; }
+	$(ENGINE) build -t $(IMAGE) .
+
 ## check: what CI runs once the servers are up
-check: lint test
+check: lint test chart-check
 
 ## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker),
 ## and the gateway's overhead against direct gRPC calls

@@ -91,6 +91,7 @@ pub async fn registration_needs_complete_metadata_and_numbers_are_stable(backend
         qiqihar.registration_number, "HLJ-230200-2026-000001",
         "numbered per tenant"
     );
+    i.assert_events_documented().await;
 }
 
 pub async fn ineligible_resources_never_enter_a_scope(backend: Backend) {
@@ -236,6 +237,7 @@ pub async fn a_plan_walks_the_chain_and_is_filed_with_the_province(backend: Back
             .await
             .is_err()
     );
+    i.assert_events_documented().await;
 }
 
 pub async fn steps_out_of_order_name_the_missing_step(backend: Backend) {
@@ -343,6 +345,7 @@ pub async fn steps_out_of_order_name_the_missing_step(backend: Backend) {
         .await
         .unwrap_err();
     assert!(err.field_violations().len() >= 11, "{err}");
+    i.assert_events_documented().await;
 }
 
 pub async fn a_major_amendment_goes_through_the_chain_again(backend: Backend) {
@@ -454,6 +457,7 @@ pub async fn a_major_amendment_goes_through_the_chain_again(backend: Backend) {
         [1, 2],
         "each version that took effect is filed"
     );
+    i.assert_events_documented().await;
 }
 
 pub async fn a_minor_amendment_applies_with_its_record(backend: Backend) {

@@ -99,6 +99,52 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Publishes the outbox and checks that every event type planning wrote is documented in
+    /// the AsyncAPI document beside the protos.
+    pub async fn assert_events_documented(&self) {
+        self.deliver().await;
+        let doc: serde_yaml::Value = serde_yaml::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../proto/asyncapi/pdp.yaml"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let documented: Vec<String> = doc["components"]["messages"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect();
+        let mut sub = self
+            .log
+            .subscribe(&unique("doc"), &[pdp_planning::TOPIC])
+            .await
+            .unwrap();
+        let mut seen = 0;
+        loop {
+            let batch = sub
+                .next_batch(500, Duration::from_millis(500))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for d in &batch {
+                seen += 1;
+                assert!(
+                    documented.contains(&d.event.event_type),
+                    "{} is not in proto/asyncapi/pdp.yaml",
+                    d.event.event_type
+                );
+            }
+        }
+        assert!(seen > 0, "the flow wrote events");
+    }
+}
+
 /// Applies every event waiting on `pdp.planning` for `group` through the inbox.
 pub async fn apply_filings(store: &Store, log: &Arc<dyn EventLog>, group: &str) -> usize {
     let mut sub = log.subscribe(group, &[pdp_planning::TOPIC]).await.unwrap();

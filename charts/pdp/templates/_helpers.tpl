@@ -1,0 +1,171 @@
+{{/* The release's name prefix for every object. */}}
+{{- define "pdp.fullname" -}}
+{{- if contains "pdp" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-pdp" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pdp.labels" -}}
+app.kubernetes.io/name: pdp
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+pdp.hlj.gov.cn/instance-mode: {{ .Values.instance.mode }}
+{{- end -}}
+
+{{/* Labels of a pod beside its selector labels. */}}
+{{- define "pdp.podLabels" -}}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+pdp.hlj.gov.cn/instance-mode: {{ .Values.instance.mode }}
+{{- end -}}
+
+{{/* Selector labels of one component (gateway, planning, migrate). */}}
+{{- define "pdp.selector" -}}
+app.kubernetes.io/name: pdp
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "pdp.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The TOML configuration every pod reads (PDP_CONFIG). */}}
+{{- define "pdp.config" -}}
+mode = "cluster"
+data_dir = "/tmp/pdp"
+
+[http]
+listen = "0.0.0.0:8080"
+shutdown_grace_secs = 25
+
+[grpc]
+listen = "0.0.0.0:{{ .Values.instance.grpcPort }}"
+
+[instance]
+mode = {{ .Values.instance.mode | quote }}
+
+[store]
+pool_size = {{ .Values.config.storePoolSize }}
+
+[events]
+brokers = {{ .Values.config.kafkaBrokers | quote }}
+partitions = {{ .Values.config.kafkaPartitions }}
+replication_factor = {{ .Values.config.kafkaReplicationFactor }}
+
+[telemetry]
+log_format = "json"
+log_level = {{ .Values.config.logLevel | quote }}
+service_name = "pdp"
+{{- with .Values.config.otlpEndpoint }}
+otlp_endpoint = {{ . | quote }}
+{{- end }}
+
+[gateway]
+audience = {{ .Values.gateway.audience | quote }}
+issuer = {{ .Values.gateway.issuer | quote }}
+{{- with .Values.gateway.jwksUrl }}
+jwks_url = {{ . | quote }}
+{{- end }}
+{{- if .Values.gateway.jwksSecret.name }}
+jwks_file = "/etc/pdp/jwks/{{ .Values.gateway.jwksSecret.key }}"
+{{- end }}
+cors_origins = [{{ range $i, $o := .Values.gateway.corsOrigins }}{{ if $i }}, {{ end }}{{ $o | quote }}{{ end }}]
+watch_routes = {{ .Values.gateway.watchTenantRoutes }}
+routes_namespace = {{ .Release.Namespace | quote }}
+
+[gateway.upstreams]
+{{- $root := . }}
+{{- range $name, $svc := .Values.instance.services }}
+{{- if $svc.enabled }}
+{{ $name }} = "http://{{ include "pdp.fullname" $root }}-{{ $name }}:{{ $root.Values.instance.grpcPort }}"
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Secrets as environment variables, by reference only. */}}
+{{- define "pdp.secretEnv" -}}
+- name: PDP_CONFIG
+  value: /etc/pdp/config/pdp.toml
+- name: PDP_STORE__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.database.name }}
+      key: {{ .Values.secrets.database.key }}
+- name: PDP_IDENTITY__HMAC_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.identity.name }}
+      key: {{ .Values.secrets.identity.key }}
+{{- if .Values.secrets.redis.name }}
+- name: PDP_REDIS__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.redis.name }}
+      key: {{ .Values.secrets.redis.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "pdp.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "pdp.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "pdp.probes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 2
+  failureThreshold: 30
+livenessProbe:
+  httpGet: {path: /healthz, port: http}
+  periodSeconds: 10
+readinessProbe:
+  httpGet: {path: /readyz, port: http}
+  periodSeconds: 5
+{{- end -}}
+
+{{/* Volumes every pdp container mounts: the config and a writable /tmp. */}}
+{{- define "pdp.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "pdp.fullname" . }}-config
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end -}}
+
+{{- define "pdp.volumeMounts" -}}
+- name: config
+  mountPath: /etc/pdp/config
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* An egress rule: a port (TCP) and its peers, if any. */}}
+{{- define "pdp.egressRule" -}}
+- ports:
+    - port: {{ .port }}
+      protocol: TCP
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
