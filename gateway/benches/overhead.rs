@@ -162,7 +162,7 @@ fn main() {
                     Widgets,
                     RequireIdentity(key.clone()),
                 ))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                .serve_with_incoming(pdp_kit::service::nodelay(listener)),
         );
         let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
             .expect("url")
