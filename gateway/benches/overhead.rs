@@ -4,6 +4,10 @@
 //!
 //! `BENCH_SECONDS` (default 5) and `BENCH_CONCURRENCY` (default 32) set the load.
 
+/// The allocator the `pdp` binary runs with, so that the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,6 +4,7 @@
 //! broker is down. Requests hand records to a channel and a writer inserts them in batches (one
 //! transaction per batch), so that no request waits for the database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -94,23 +95,29 @@ impl OutboxAudit {
 
 async fn write(store: &Store, records: Vec<AuditRecord>) {
     let count = records.len();
+    // Built once: a retry writes the very same events (same ids), never new ones.
+    let events: Arc<Vec<Event>> = Arc::new(
+        records
+            .iter()
+            .map(|r| {
+                Event::new(
+                    "gateway",
+                    &r.tenant,
+                    "request",
+                    "audited",
+                    r.request_id.clone(),
+                    r.time,
+                    serde_json::to_value(r).expect("audit records serialize"),
+                )
+            })
+            .collect(),
+    );
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=5 {
-        let batch = records.clone();
+        let batch = events.clone();
         let result = store
             .transaction(move |conn| {
-                for r in &batch {
-                    let event = Event::new(
-                        "gateway",
-                        &r.tenant,
-                        "request",
-                        "audited",
-                        r.request_id.clone(),
-                        r.time,
-                        serde_json::to_value(r).expect("audit records serialize"),
-                    );
-                    outbox::enqueue(conn, TOPIC, &event)?;
-                }
+                outbox::enqueue_all(conn, TOPIC, &batch)?;
                 Ok::<_, StoreError>(())
             })
             .await;

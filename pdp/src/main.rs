@@ -19,6 +19,11 @@ use pdp_kit::service::{Context, Running, serve_grpc};
 use pdp_kit::store::Store;
 use tokio_util::sync::CancellationToken;
 
+/// glibc's malloc serializes threads on its arena locks under load; mimalloc does not (the
+/// gateway's overhead bench measured 18.5k → 21k requests/s with it).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The platform's own store (audit trail, gateway state); services keep theirs.
 const PLATFORM_STORE: &str = "platform";
 

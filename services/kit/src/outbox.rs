@@ -40,16 +40,43 @@ diesel::table! {
 
 /// Records `event` for `topic` in the caller's transaction.
 pub fn enqueue(conn: &mut AnyConnection, topic: &str, event: &Event) -> QueryResult<()> {
-    let envelope = serde_json::to_string(event).expect("events serialize");
-    diesel::insert_into(pdp_outbox::table)
-        .values((
-            pdp_outbox::event_id.eq(&event.id),
-            pdp_outbox::topic.eq(topic),
-            pdp_outbox::event_key.eq(event.key()),
-            pdp_outbox::envelope.eq(envelope),
-            pdp_outbox::created_at.eq(Utc::now().naive_utc()),
-        ))
-        .execute(conn)?;
+    enqueue_all(conn, topic, std::slice::from_ref(event))
+}
+
+/// Records many events for `topic` in the caller's transaction, with one statement per few
+/// hundred rows (what a high-volume writer such as the gateway's audit trail needs).
+pub fn enqueue_all(conn: &mut AnyConnection, topic: &str, events: &[Event]) -> QueryResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now().naive_utc();
+    for chunk in events.chunks(500) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|event| {
+                (
+                    pdp_outbox::event_id.eq(&event.id),
+                    pdp_outbox::topic.eq(topic),
+                    pdp_outbox::event_key.eq(event.key()),
+                    pdp_outbox::envelope
+                        .eq(serde_json::to_string(event).expect("events serialize")),
+                    pdp_outbox::created_at.eq(now),
+                )
+            })
+            .collect();
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                diesel::insert_into(pdp_outbox::table)
+                    .values(&rows)
+                    .execute(pg)?;
+            }
+            AnyConnection::Sqlite(lite) => {
+                diesel::insert_into(pdp_outbox::table)
+                    .values(&rows)
+                    .execute(lite)?;
+            }
+        }
+    }
     if let AnyConnection::Postgresql(pg) = conn {
         // Delivered at commit, and only if the transaction commits.
         pg.batch_execute(&format!(
