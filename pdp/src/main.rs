@@ -32,7 +32,7 @@ const PLATFORM_TOPICS: &[&str] = &["pdp.audit", "pdp.exchange.listings"];
 
 /// The domain services this build can serve. Each service's issue adds its entry here and in
 /// [`migrations_of`] and [`start_service`].
-const SERVICES: &[&str] = &[pdp_planning::SERVICE];
+const SERVICES: &[&str] = &[pdp_planning::SERVICE, pdp_selection::SERVICE];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -177,6 +177,7 @@ fn migrations_of(owner: &str) -> Vec<pdp_kit::store::Migrations> {
     match owner {
         PLATFORM_STORE => vec![pdp_gateway::policy::MIGRATIONS],
         pdp_planning::SERVICE => vec![pdp_planning::MIGRATIONS],
+        pdp_selection::SERVICE => vec![pdp_selection::MIGRATIONS],
         _ => Vec::new(),
     }
 }
@@ -222,6 +223,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 async fn start_service(context: &Context, service: &str) -> anyhow::Result<Running> {
     match service {
         pdp_planning::SERVICE => pdp_planning::start(context).await,
+        pdp_selection::SERVICE => pdp_selection::start(context).await,
         other => anyhow::bail!(
             "unknown service `{other}` (available: {})",
             SERVICES.join(", ")

@@ -21,7 +21,7 @@ const REQUEST_DATA: (&str, Action) = (
     Action::Write,
 );
 const PUBLIC_NOTICES: (&str, Action) = (
-    "pdp.selection.v1.PublicSelectionService/ListSelections",
+    "pdp.selection.v1.PublicSelectionService/ListPublicSelections",
     Action::Read,
 );
 
@@ -96,12 +96,13 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "230200",
             [false, false, false, false, false, false],
         ),
-        // Operators apply to selections, so they read them too, and read (effective) plans.
+        // Operators read (effective) plans; the public routes need no token, so a token's roles
+        // do not reach them.
         (
             "operator",
             "230100",
             "230100",
-            [false, true, false, true, true, false],
+            [false, true, false, true, false, false],
         ),
         (
             "operator",
@@ -171,7 +172,33 @@ async fn the_public_reads_public_services_of_any_tenant_and_nothing_else() {
             "{tenant}"
         );
         assert!(!authz.allows(None, &code(tenant), GET_PLAN.0, Action::Read));
+        // …and objects to a selection's result during its notice.
+        let objection = "pdp.selection.v1.PublicSelectionService/FileObjection";
+        assert!(authz.allows(None, &code(tenant), objection, Action::Write));
+        assert!(!authz.allows(
+            None,
+            &code(tenant),
+            "pdp.selection.v1.SelectionService/ConcludeSelection",
+            Action::Write
+        ));
     }
+}
+
+#[tokio::test]
+async fn operators_apply_to_selections_but_do_not_run_them() {
+    let authz = CasbinAuthorizer::new(DEV_POLICY, &Tenants::shipped())
+        .await
+        .unwrap();
+    let operator = caller("operator", "230100");
+    let harbin = code("230100");
+    let apply = "pdp.selection.v1.ApplicationService/SubmitApplication";
+    assert!(authz.allows(Some(&operator), &harbin, apply, Action::Write));
+    let read = "pdp.selection.v1.SelectionService/GetSelection";
+    assert!(authz.allows(Some(&operator), &harbin, read, Action::Read));
+    let create = "pdp.selection.v1.SelectionService/CreateSelection";
+    assert!(!authz.allows(Some(&operator), &harbin, create, Action::Write));
+    let bureau = caller("city_bureau", "230100");
+    assert!(authz.allows(Some(&bureau), &harbin, create, Action::Write));
 }
 
 #[tokio::test]

@@ -1,0 +1,121 @@
+//! Selection (运营机构遴选): calls for an effective plan, applications checked against the
+//! conditions of 第十二条, evaluation and shortlist, the public notice (公示) with objections,
+//! and the conclusion that names the operator (第十三条). Laid out as `services/README.md` says.
+
+mod eligibility;
+pub mod error;
+mod grpc;
+pub mod selection;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pdp_kit::events::Event;
+use pdp_kit::identity::RequireIdentity;
+use pdp_kit::inbox::{EventHandler, InboxConsumer};
+use pdp_kit::service::{Context, Running};
+use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
+use pdp_proto::pdp::selection::v1 as api;
+
+pub use eligibility::{CreditChecker, EvidenceCreditChecker};
+pub use error::SelectionError;
+pub use service::Selections;
+
+pub const SERVICE: &str = "selection";
+pub const TOPIC: &str = "pdp.selection";
+/// The consumer group that follows planning's effective plans.
+pub const PLANS_CONSUMER: &str = "selection-plans";
+const PLANNING_TOPIC: &str = "pdp.planning";
+
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &POSTGRES,
+    sqlite: &SQLITE,
+};
+
+static POSTGRES: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+static SQLITE: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+
+/// Keeps the plans in force, as planning's events tell, so that a call is opened only for an
+/// effective plan without reading planning's tables.
+#[derive(Debug, Clone)]
+pub struct PlansInForce;
+
+impl EventHandler for PlansInForce {
+    type Error = SelectionError;
+
+    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), SelectionError> {
+        let verb = event.event_type.rsplit('.').next().unwrap_or_default();
+        if !matches!(verb, "became_effective" | "superseded") {
+            return Ok(());
+        }
+        let plan_id = event.data["plan_id"].as_str().unwrap_or_default();
+        let version = event.data["version"].as_i64().unwrap_or_default() as i32;
+        let scope = TenantScope::system(event.tenant.clone());
+        scope.enter(conn)?;
+        if verb == "became_effective" {
+            let name = event.data["name"].as_str().unwrap_or_default();
+            store::plan_in_force(conn, &scope, plan_id, version, name)
+        } else {
+            store::plan_out_of_force(conn, &scope, plan_id, version)
+        }
+    }
+}
+
+/// Starts selection: its gRPC services behind the identity check, and the follower of
+/// planning's effective plans.
+pub async fn start(context: &Context) -> anyhow::Result<Running> {
+    for topic in [TOPIC, PLANNING_TOPIC] {
+        context.log.create_topic(topic).await?;
+    }
+    let selections = Selections::new(
+        context.store.clone(),
+        context.clock.clone(),
+        context.calendar.clone(),
+        Arc::new(EvidenceCreditChecker),
+    );
+    let guard = RequireIdentity(context.identity_key.clone());
+    let routes = tonic::service::Routes::new(
+        api::selection_service_server::SelectionServiceServer::with_interceptor(
+            selections.clone(),
+            guard.clone(),
+        ),
+    )
+    .add_service(
+        api::application_service_server::ApplicationServiceServer::with_interceptor(
+            selections.clone(),
+            guard.clone(),
+        ),
+    )
+    .add_service(
+        api::public_selection_service_server::PublicSelectionServiceServer::with_interceptor(
+            selections, guard,
+        ),
+    );
+
+    let consumer = InboxConsumer {
+        store: context.store.clone(),
+        log: context.log.clone(),
+        consumer: PLANS_CONSUMER.into(),
+        topics: vec![PLANNING_TOPIC.into()],
+        batch_size: 100,
+    };
+    let stop = context.shutdown.clone();
+    let follower = tokio::spawn(async move {
+        let handler = Arc::new(PlansInForce);
+        while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
+            tracing::warn!(error = %err, "plan follower failed; restarting");
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    Ok(Running {
+        routes,
+        tasks: vec![follower],
+    })
+}

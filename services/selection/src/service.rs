@@ -1,0 +1,790 @@
+//! Selection's operations: each checks the caller's tenant, loads what it needs, applies the
+//! rules, and writes the change with its domain event and audit record in one transaction.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pdp_kit::audit;
+use pdp_kit::calendar::{WorkingCalendar, civil_date};
+use pdp_kit::clock::Clock;
+use pdp_kit::error::FieldViolation;
+use pdp_kit::events::Event;
+use pdp_kit::identity::Identity;
+use pdp_kit::outbox;
+use pdp_kit::paging::Cursor;
+use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
+use pdp_proto::pdp::selection::v1 as api;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::eligibility::{self, CreditChecker};
+use crate::error::SelectionError;
+use crate::selection::{self as rules, SelectionState, Step};
+use crate::store as db;
+use crate::{SERVICE, TOPIC};
+
+type Result<T> = std::result::Result<T, SelectionError>;
+
+/// Roles that see calls before they are published and every application.
+const STAFF: &[&str] = &["provincial_bureau", "city_bureau", "supervisor", "auditor"];
+
+#[derive(Debug, Clone)]
+pub struct Selections {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    calendar: Arc<WorkingCalendar>,
+    credit: Arc<dyn CreditChecker>,
+}
+
+struct Act<'a> {
+    scope: &'a TenantScope,
+    actor: Option<&'a Identity>,
+    now: DateTime<Utc>,
+}
+
+impl Act<'_> {
+    fn emit(
+        &self,
+        conn: &mut AnyConnection,
+        aggregate: &str,
+        verb: &str,
+        subject: &str,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        let tenant = self.scope.tenant();
+        let event = Event::new(
+            SERVICE,
+            tenant,
+            aggregate,
+            verb,
+            subject,
+            self.now,
+            data.clone(),
+        );
+        outbox::enqueue(conn, TOPIC, &event)?;
+        audit::record(
+            conn,
+            audit::Action {
+                service: SERVICE,
+                tenant,
+                actor: self.actor,
+                action: &format!("{aggregate}.{verb}"),
+                target: format!("{aggregate}s/{subject}"),
+                time: self.now,
+                details: data,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn instant(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    ts.as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+}
+
+fn invalid_if_any(what: &'static str, violations: Vec<FieldViolation>) -> Result<()> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(SelectionError::invalid(what, violations))
+    }
+}
+
+fn precondition(subject: String, description: String) -> SelectionError {
+    SelectionError::Precondition {
+        subject,
+        description,
+    }
+}
+
+fn is_staff(who: &Identity) -> bool {
+    STAFF.iter().any(|r| who.has_role(r))
+}
+
+fn subject(s: &api::Selection) -> String {
+    format!("selections/{}", s.id)
+}
+
+fn summary(s: &api::Selection) -> serde_json::Value {
+    json!({
+        "selection_id": s.id,
+        "plan_id": s.plan_id,
+        "plan_version": s.plan_version,
+        "state": SelectionState::of(s).name(),
+    })
+}
+
+/// Moves `selection` by `step`, or says which step is missing.
+fn advance(selection: &mut api::Selection, step: Step) -> Result<()> {
+    let next = SelectionState::of(selection).after(step, &subject(selection))?;
+    selection.state = next.to_api() as i32;
+    Ok(())
+}
+
+impl Selections {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        calendar: Arc<WorkingCalendar>,
+        credit: Arc<dyn CreditChecker>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            calendar,
+            credit,
+        }
+    }
+
+    async fn in_scope<F, R>(&self, scope: &TenantScope, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut AnyConnection, &TenantScope, DateTime<Utc>) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let now = self.clock.now();
+        let inner = scope.clone();
+        self.store
+            .scoped(scope, move |conn| f(conn, &inner, now))
+            .await
+    }
+
+    fn load(conn: &mut AnyConnection, scope: &TenantScope, id: &str) -> Result<api::Selection> {
+        db::find_selection(conn, scope, id)?
+            .ok_or_else(|| SelectionError::not_found("selection", id))
+    }
+
+    // --- the call ------------------------------------------------------------------------------
+
+    pub async fn create(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        input: api::Selection,
+    ) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        invalid_if_any("selection", rules::call_violations(&input))?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let Some(version) = db::effective_plan(conn, scope, &input.plan_id)? else {
+                return Err(precondition(
+                    format!("plans/{}", input.plan_id),
+                    format!(
+                        "plan {} is not in force in tenant {}: no selection without an effective plan (第九条, R-PLAN-6)",
+                        input.plan_id,
+                        scope.tenant()
+                    ),
+                ));
+            };
+            let selection = api::Selection {
+                id: Uuid::now_v7().to_string(),
+                tenant: scope.tenant().to_string(),
+                plan_version: version as u32,
+                operators_wanted: input.operators_wanted.max(1),
+                state: SelectionState::Draft.to_api() as i32,
+                shortlist: Vec::new(),
+                notice: None,
+                conclusion: None,
+                created_by: who.subject.clone(),
+                create_time: Some(timestamp(now)),
+                update_time: Some(timestamp(now)),
+                ..input
+            };
+            db::insert_selection(conn, scope, &selection, now)?;
+            Act { scope, actor: Some(&who), now }.emit(conn, "selection", "created", &selection.id, summary(&selection))?;
+            Ok(selection)
+        })
+        .await
+    }
+
+    pub async fn get(&self, who: &Identity, tenant: &str, id: String) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        let staff = is_staff(who);
+        self.in_scope(&scope, move |conn, scope, _| {
+            let s = Self::load(conn, scope, &id)?;
+            if !staff && SelectionState::of(&s) == SelectionState::Draft {
+                return Err(SelectionError::not_found("selection", &id));
+            }
+            Ok(s)
+        })
+        .await
+    }
+
+    pub async fn list(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        state: Option<SelectionState>,
+        cursor: Cursor,
+    ) -> Result<(Vec<api::Selection>, String)> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        let states: Option<Vec<SelectionState>> = match (is_staff(who), state) {
+            (_, Some(SelectionState::Draft)) if !is_staff(who) => Some(Vec::new()),
+            (_, Some(s)) => Some(vec![s]),
+            (true, None) => None,
+            (false, None) => Some(
+                SelectionState::ALL
+                    .into_iter()
+                    .filter(|s| *s != SelectionState::Draft)
+                    .collect(),
+            ),
+        };
+        self.in_scope(&scope, move |conn, scope, _| {
+            let items = match &states {
+                Some(s) if s.is_empty() => Vec::new(),
+                s => db::list_selections(conn, scope, s.as_deref(), &cursor)?,
+            };
+            let next = cursor.next_token(&items, |s| &s.id);
+            Ok((items, next))
+        })
+        .await
+    }
+
+    /// A step on the selection that needs nothing but the state machine (publishing).
+    pub async fn publish(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut s = Self::load(conn, scope, &id)?;
+            advance(&mut s, Step::Publish)?;
+            s.update_time = Some(timestamp(now));
+            db::save_selection(conn, scope, &s, now)?;
+            Act {
+                scope,
+                actor: Some(&who),
+                now,
+            }
+            .emit(conn, "selection", "published", &s.id, summary(&s))?;
+            Ok(s)
+        })
+        .await
+    }
+
+    // --- applications --------------------------------------------------------------------------
+
+    pub async fn apply(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        selection_id: String,
+        input: api::Application,
+    ) -> Result<api::Application> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        let credit = self.credit.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let s = Self::load(conn, scope, &selection_id)?;
+            if SelectionState::of(&s) != SelectionState::Published {
+                return Err(precondition(subject(&s), format!("the selection is {}, not taking applications", SelectionState::of(&s).name())));
+            }
+            let (opens, closes) = (instant(&s.opens_at), instant(&s.closes_at));
+            if opens.is_some_and(|o| now < o) || closes.is_some_and(|c| now >= c) {
+                return Err(precondition(
+                    subject(&s),
+                    format!(
+                        "applications are taken from {} until {}; now is {now}",
+                        opens.map(|o| o.to_rfc3339()).unwrap_or_default(),
+                        closes.map(|c| c.to_rfc3339()).unwrap_or_default()
+                    ),
+                ));
+            }
+            if s.method == api::SelectionMethod::InvitedTender as i32 && !s.invited_organizations.contains(&who.organization) {
+                return Err(SelectionError::NotInvited { organization: who.organization.clone(), selection: s.id.clone() });
+            }
+            let evidence = input.evidence.unwrap_or_default();
+            let results = eligibility::check(&who.organization, &evidence, &s.additional_conditions, civil_date(now), credit.as_ref());
+            let application = api::Application {
+                id: Uuid::now_v7().to_string(),
+                tenant: scope.tenant().to_string(),
+                selection_id: s.id.clone(),
+                organization: who.organization.clone(),
+                evidence: Some(evidence),
+                eligible: results.iter().all(|r| r.passed),
+                eligibility: results,
+                evaluations: Vec::new(),
+                submitted_by: who.subject.clone(),
+                submit_time: Some(timestamp(now)),
+            };
+            if !db::insert_application(conn, scope, &application, now)? {
+                return Err(precondition(subject(&s), format!("{} has applied to this selection already", who.organization)));
+            }
+            Act { scope, actor: Some(&who), now }.emit(
+                conn,
+                "application",
+                "submitted",
+                &application.id,
+                json!({"application_id": application.id, "selection_id": s.id, "organization": application.organization, "eligible": application.eligible}),
+            )?;
+            Ok(application)
+        })
+        .await
+    }
+
+    /// Staff see every application; an organization sees its own only.
+    pub async fn applications(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        selection_id: String,
+    ) -> Result<Vec<api::Application>> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        let staff = is_staff(who);
+        let org = who.organization.clone();
+        self.in_scope(&scope, move |conn, scope, _| {
+            Self::load(conn, scope, &selection_id)?;
+            Ok(db::applications_of(conn, scope, &selection_id)?
+                .into_iter()
+                .filter(|a| staff || a.organization == org)
+                .collect())
+        })
+        .await
+    }
+
+    pub async fn application(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        selection_id: String,
+        id: String,
+    ) -> Result<api::Application> {
+        self.applications(who, tenant, selection_id)
+            .await?
+            .into_iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| SelectionError::not_found("application", id))
+    }
+
+    pub async fn evaluate(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        selection_id: String,
+        id: String,
+        input: api::Evaluation,
+    ) -> Result<api::Application> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let s = Self::load(conn, scope, &selection_id)?;
+            let state = SelectionState::of(&s);
+            if !matches!(state, SelectionState::Published | SelectionState::Shortlisted) {
+                return Err(precondition(subject(&s), format!("applications are evaluated while the selection is PUBLISHED or SHORTLISTED; it is {}", state.name())));
+            }
+            if instant(&s.closes_at).is_some_and(|c| now < c) {
+                return Err(precondition(subject(&s), "evaluation starts when the application window has closed".into()));
+            }
+            let mut a = db::applications_of(conn, scope, &selection_id)?
+                .into_iter()
+                .find(|a| a.id == id)
+                .ok_or_else(|| SelectionError::not_found("application", &id))?;
+            if !a.eligible {
+                return Err(precondition(format!("applications/{id}"), "an ineligible application is not evaluated".into()));
+            }
+            invalid_if_any("evaluation", rules::evaluation_violations(&s.criteria, &input.scores))?;
+            let evaluation = api::Evaluation {
+                total: rules::weighted_total(&s.criteria, &input.scores),
+                evaluator: who.subject.clone(),
+                evaluate_time: Some(timestamp(now)),
+                ..input
+            };
+            // One evaluation per evaluator: a second one replaces the first.
+            a.evaluations.retain(|e| e.evaluator != evaluation.evaluator);
+            a.evaluations.push(evaluation.clone());
+            db::save_application(conn, scope, &a, now)?;
+            Act { scope, actor: Some(&who), now }.emit(
+                conn,
+                "application",
+                "evaluated",
+                &a.id,
+                json!({"application_id": a.id, "selection_id": s.id, "evaluator": evaluation.evaluator, "total": evaluation.total}),
+            )?;
+            Ok(a)
+        })
+        .await
+    }
+
+    // --- shortlist, notice, objections, conclusion ----------------------------------------------
+
+    pub async fn shortlist(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut s = Self::load(conn, scope, &id)?;
+            SelectionState::of(&s).after(Step::Shortlist, &subject(&s))?;
+            if instant(&s.closes_at).is_some_and(|c| now < c) {
+                return Err(precondition(
+                    subject(&s),
+                    "the application window has not closed yet".into(),
+                ));
+            }
+            let ranked = rules::rank(&db::applications_of(conn, scope, &id)?, s.operators_wanted);
+            if ranked.is_empty() {
+                return Err(precondition(
+                    subject(&s),
+                    "no eligible application has been evaluated".into(),
+                ));
+            }
+            advance(&mut s, Step::Shortlist)?;
+            s.shortlist = ranked;
+            s.update_time = Some(timestamp(now));
+            db::save_selection(conn, scope, &s, now)?;
+            let proposed: Vec<_> = s
+                .shortlist
+                .iter()
+                .filter(|e| e.proposed)
+                .map(|e| e.organization.clone())
+                .collect();
+            let mut data = summary(&s);
+            data["proposed_organizations"] = json!(proposed);
+            Act {
+                scope,
+                actor: Some(&who),
+                now,
+            }
+            .emit(conn, "selection", "shortlisted", &s.id, data)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    pub async fn publish_notice(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        notice: api::Notice,
+    ) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        let calendar = self.calendar.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut s = Self::load(conn, scope, &id)?;
+            SelectionState::of(&s).after(Step::PublishNotice, &subject(&s))?;
+            let mut v = Vec::new();
+            let parse = |v: &mut Vec<FieldViolation>, field: &str, value: &str| {
+                match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+                    Ok(d) => Some(d),
+                    Err(_) => {
+                        v.push(FieldViolation::new(
+                            field,
+                            format!("`{value}` is not a date of the form YYYY-MM-DD"),
+                        ));
+                        None
+                    }
+                }
+            };
+            let starts = parse(&mut v, "notice.starts_on", &notice.starts_on);
+            let ends = parse(&mut v, "notice.ends_on", &notice.ends_on);
+            invalid_if_any("notice", v)?;
+            let (Some(starts), Some(ends)) = (starts, ends) else {
+                unreachable!("violations returned above")
+            };
+            let ends_at = rules::notice_end(&calendar, starts, ends, civil_date(now))
+                .map_err(|v| SelectionError::invalid("notice", vec![v]))?;
+            advance(&mut s, Step::PublishNotice)?;
+            s.notice = Some(api::Notice {
+                starts_on: notice.starts_on,
+                ends_on: notice.ends_on,
+                ends_at: Some(timestamp(ends_at)),
+                working_days: rules::NOTICE_WORKING_DAYS,
+                publish_time: Some(timestamp(now)),
+            });
+            s.update_time = Some(timestamp(now));
+            db::save_selection(conn, scope, &s, now)?;
+            let mut data = summary(&s);
+            data["ends_at"] = json!(ends_at.to_rfc3339());
+            Act {
+                scope,
+                actor: Some(&who),
+                now,
+            }
+            .emit(conn, "selection", "notice_published", &s.id, data)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    /// Anyone may object while the notice runs (公示期内).
+    pub async fn object(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        input: api::Objection,
+    ) -> Result<api::Objection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let s = Self::load(conn, scope, &id)?;
+            let ends_at = s.notice.as_ref().and_then(|n| instant(&n.ends_at));
+            match (SelectionState::of(&s), ends_at) {
+                (SelectionState::InNotice, Some(end)) if now < end => {}
+                (SelectionState::InNotice, Some(end)) => {
+                    return Err(precondition(
+                        subject(&s),
+                        format!(
+                            "the public notice ended at {}; objections are no longer taken",
+                            end.to_rfc3339()
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(precondition(
+                        subject(&s),
+                        "the selection is not in public notice".into(),
+                    ));
+                }
+            }
+            let mut v = Vec::new();
+            if input.reason.trim().is_empty() {
+                v.push(FieldViolation::new(
+                    "objection.reason",
+                    "required: what is objected to and why",
+                ));
+            }
+            if input.objector.trim().is_empty() {
+                v.push(FieldViolation::new(
+                    "objection.objector",
+                    "required: who objects (a name or organization)",
+                ));
+            }
+            invalid_if_any("objection", v)?;
+            let objection = api::Objection {
+                id: Uuid::now_v7().to_string(),
+                selection_id: s.id.clone(),
+                state: api::ObjectionState::Open as i32,
+                resolution_reasons: Vec::new(),
+                resolved_by: String::new(),
+                file_time: Some(timestamp(now)),
+                resolve_time: None,
+                ..input
+            };
+            db::insert_objection(conn, scope, &objection, now)?;
+            Act {
+                scope,
+                actor: Some(&who),
+                now,
+            }
+            .emit(
+                conn,
+                "objection",
+                "filed",
+                &objection.id,
+                json!({"objection_id": objection.id, "selection_id": s.id}),
+            )?;
+            Ok(objection)
+        })
+        .await
+    }
+
+    pub async fn objections(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<Vec<api::Objection>> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        self.in_scope(&scope, move |conn, scope, _| {
+            Self::load(conn, scope, &id)?;
+            db::objections_of(conn, scope, &id)
+        })
+        .await
+    }
+
+    pub async fn resolve(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        objection_id: String,
+        outcome: api::ObjectionState,
+        reasons: Vec<String>,
+    ) -> Result<api::Objection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut s = Self::load(conn, scope, &id)?;
+            let mut objection = db::objections_of(conn, scope, &id)?
+                .into_iter()
+                .find(|o| o.id == objection_id)
+                .ok_or_else(|| SelectionError::not_found("objection", &objection_id))?;
+            if objection.state != api::ObjectionState::Open as i32 {
+                return Err(precondition(format!("objections/{objection_id}"), "the objection was resolved already".into()));
+            }
+            let reasons: Vec<String> = reasons.into_iter().filter(|r| !r.trim().is_empty()).collect();
+            let mut v = Vec::new();
+            if !matches!(outcome, api::ObjectionState::Upheld | api::ObjectionState::Dismissed) {
+                v.push(FieldViolation::new("outcome", "OBJECTION_STATE_UPHELD or OBJECTION_STATE_DISMISSED"));
+            }
+            if reasons.is_empty() {
+                v.push(FieldViolation::new("reasons", "at least one reason"));
+            }
+            invalid_if_any("resolution", v)?;
+            let act = Act { scope, actor: Some(&who), now };
+            if outcome == api::ObjectionState::Upheld {
+                // The result is reconsidered: back to shortlisting, with a new notice to follow.
+                advance(&mut s, Step::UpholdObjection)?;
+                s.notice = None;
+                s.shortlist.clear();
+                s.update_time = Some(timestamp(now));
+                db::save_selection(conn, scope, &s, now)?;
+                act.emit(conn, "selection", "returned_to_shortlisting", &s.id, summary(&s))?;
+            }
+            objection.state = outcome as i32;
+            objection.resolution_reasons = reasons;
+            objection.resolved_by = who.subject.clone();
+            objection.resolve_time = Some(timestamp(now));
+            db::save_objection(conn, scope, &objection, now)?;
+            act.emit(
+                conn,
+                "objection",
+                "resolved",
+                &objection.id,
+                json!({"objection_id": objection.id, "selection_id": s.id, "outcome": outcome.as_str_name()}),
+            )?;
+            Ok(objection)
+        })
+        .await
+    }
+
+    pub async fn conclude(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        decision: Option<api::DecisionRecord>,
+    ) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut s = Self::load(conn, scope, &id)?;
+            SelectionState::of(&s).after(Step::Conclude, &subject(&s))?;
+            let ends_at = s.notice.as_ref().and_then(|n| instant(&n.ends_at));
+            if let Some(end) = ends_at.filter(|end| now < *end) {
+                return Err(precondition(subject(&s), format!("the public notice runs until {}; conclude after it has ended", end.to_rfc3339())));
+            }
+            let open: Vec<String> = db::objections_of(conn, scope, &id)?
+                .into_iter()
+                .filter(|o| o.state == api::ObjectionState::Open as i32)
+                .map(|o| o.id)
+                .collect();
+            if !open.is_empty() {
+                return Err(precondition(subject(&s), format!("objections {open:?} are not resolved yet (:resolve)")));
+            }
+            let mut decision = decision.unwrap_or_default();
+            let rule = "the collective decision (三重一大) with its date, body and outcome";
+            let mut v = Vec::new();
+            if NaiveDate::parse_from_str(&decision.decided_on, "%Y-%m-%d").is_err() {
+                v.push(FieldViolation::new("decision.decided_on", format!("a YYYY-MM-DD date: {rule}")));
+            }
+            if decision.body.trim().is_empty() {
+                v.push(FieldViolation::new("decision.body", format!("required: {rule}")));
+            }
+            if decision.outcome != "AGREED" {
+                v.push(FieldViolation::new("decision.outcome", "AGREED: a selection concludes only on an agreeing decision; otherwise shortlist again"));
+            }
+            invalid_if_any("decision", v)?;
+            decision.recorded_by = who.subject.clone();
+            advance(&mut s, Step::Conclude)?;
+            let selected: Vec<String> = s.shortlist.iter().filter(|e| e.proposed).map(|e| e.organization.clone()).collect();
+            s.conclusion = Some(api::Conclusion {
+                selected_organizations: selected.clone(),
+                decision: Some(decision),
+                conclude_time: Some(timestamp(now)),
+            });
+            s.update_time = Some(timestamp(now));
+            db::save_selection(conn, scope, &s, now)?;
+            let mut data = summary(&s);
+            data["selected_organizations"] = json!(selected);
+            Act { scope, actor: Some(&who), now }.emit(conn, "selection", "concluded", &s.id, data)?;
+            Ok(s)
+        })
+        .await
+    }
+
+    // --- public --------------------------------------------------------------------------------
+
+    fn public_view(s: api::Selection) -> api::PublicSelection {
+        let state = SelectionState::of(&s);
+        let proposed = if matches!(state, SelectionState::InNotice | SelectionState::Concluded) {
+            s.shortlist
+                .iter()
+                .filter(|e| e.proposed)
+                .map(|e| e.organization.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        api::PublicSelection {
+            id: s.id,
+            tenant: s.tenant,
+            name: s.name,
+            method: s.method,
+            additional_conditions: s.additional_conditions,
+            criteria: s.criteria,
+            opens_at: s.opens_at,
+            closes_at: s.closes_at,
+            procedure: s.procedure,
+            state: s.state,
+            proposed_organizations: proposed,
+            notice: s.notice,
+            selected_organizations: s
+                .conclusion
+                .map(|c| c.selected_organizations)
+                .unwrap_or_default(),
+        }
+    }
+
+    pub async fn public_list(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        cursor: Cursor,
+    ) -> Result<(Vec<api::PublicSelection>, String)> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        self.in_scope(&scope, move |conn, scope, _| {
+            let public: Vec<_> = SelectionState::ALL
+                .into_iter()
+                .filter(|s| *s != SelectionState::Draft)
+                .collect();
+            let items = db::list_selections(conn, scope, Some(&public), &cursor)?;
+            let next = cursor.next_token(&items, |s| &s.id);
+            Ok((items.into_iter().map(Self::public_view).collect(), next))
+        })
+        .await
+    }
+
+    pub async fn public_get(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+    ) -> Result<api::PublicSelection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        self.in_scope(&scope, move |conn, scope, _| {
+            let s = Self::load(conn, scope, &id)?;
+            if SelectionState::of(&s) == SelectionState::Draft {
+                return Err(SelectionError::not_found("selection", &id));
+            }
+            Ok(Self::public_view(s))
+        })
+        .await
+    }
+}

@@ -1,0 +1,335 @@
+//! Selection's rows. Every function takes the connection of a transaction that entered the
+//! tenant's scope, and every query of a tenant table starts from that scope.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use pdp_kit::paging::Cursor;
+use pdp_kit::store::{AnyConnection, TenantScope};
+use pdp_kit::tenant_table;
+use pdp_proto::pdp::selection::v1 as api;
+use prost::Message;
+
+use crate::error::SelectionError;
+use crate::selection::SelectionState;
+
+diesel::table! {
+    selections (id) {
+        id -> Text,
+        tenant -> Text,
+        state -> Text,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    applications (id) {
+        id -> Text,
+        tenant -> Text,
+        selection_id -> Text,
+        organization -> Text,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    objections (id) {
+        id -> Text,
+        tenant -> Text,
+        selection_id -> Text,
+        state -> Text,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    effective_plans (tenant, plan_id) {
+        plan_id -> Text,
+        tenant -> Text,
+        version -> Integer,
+        name -> Text,
+    }
+}
+
+tenant_table!(selections::table, selections::tenant);
+tenant_table!(applications::table, applications::tenant);
+tenant_table!(objections::table, objections::tenant);
+tenant_table!(effective_plans::table, effective_plans::tenant);
+
+type Result<T> = std::result::Result<T, SelectionError>;
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(|e| SelectionError::Corrupt(e.to_string()))
+}
+
+fn decode_all<M: Message + Default>(rows: Vec<Vec<u8>>) -> Result<Vec<M>> {
+    rows.iter().map(|b| decode(b)).collect()
+}
+
+// --- selections --------------------------------------------------------------------------------
+
+pub fn insert_selection(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    s: &api::Selection,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::insert_into(selections::table)
+        .values((
+            selections::id.eq(&s.id),
+            selections::tenant.eq(scope.tenant().as_str()),
+            selections::state.eq(SelectionState::of(s).name()),
+            selections::body.eq(s.encode_to_vec()),
+            selections::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn save_selection(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    s: &api::Selection,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::update(
+        scope
+            .rows(selections::table)
+            .filter(selections::id.eq(&s.id)),
+    )
+    .set((
+        selections::state.eq(SelectionState::of(s).name()),
+        selections::body.eq(s.encode_to_vec()),
+        selections::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_selection(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::Selection>> {
+    let body = scope
+        .rows(selections::table)
+        .filter(selections::id.eq(id))
+        .select(selections::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode(&b)).transpose()
+}
+
+pub fn list_selections(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    states: Option<&[SelectionState]>,
+    page: &Cursor,
+) -> Result<Vec<api::Selection>> {
+    let mut query = scope
+        .rows(selections::table)
+        .select(selections::body)
+        .order(selections::id)
+        .limit(i64::from(page.size))
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(selections::id.gt(after.clone()));
+    }
+    if let Some(states) = states {
+        query = query.filter(selections::state.eq_any(states.iter().map(|s| s.name())));
+    }
+    decode_all(query.load::<Vec<u8>>(conn)?)
+}
+
+// --- applications ------------------------------------------------------------------------------
+
+/// Inserts an application; `false` when the organization already applied to that selection.
+pub fn insert_application(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    a: &api::Application,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let exists = scope
+        .rows(applications::table)
+        .filter(applications::selection_id.eq(&a.selection_id))
+        .filter(applications::organization.eq(&a.organization))
+        .count()
+        .get_result::<i64>(conn)?;
+    if exists > 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(applications::table)
+        .values((
+            applications::id.eq(&a.id),
+            applications::tenant.eq(scope.tenant().as_str()),
+            applications::selection_id.eq(&a.selection_id),
+            applications::organization.eq(&a.organization),
+            applications::body.eq(a.encode_to_vec()),
+            applications::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+pub fn save_application(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    a: &api::Application,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::update(
+        scope
+            .rows(applications::table)
+            .filter(applications::id.eq(&a.id)),
+    )
+    .set((
+        applications::body.eq(a.encode_to_vec()),
+        applications::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn applications_of(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    selection_id: &str,
+) -> Result<Vec<api::Application>> {
+    let rows = scope
+        .rows(applications::table)
+        .filter(applications::selection_id.eq(selection_id))
+        .order(applications::id)
+        .select(applications::body)
+        .load::<Vec<u8>>(conn)?;
+    decode_all(rows)
+}
+
+// --- objections --------------------------------------------------------------------------------
+
+fn objection_state(o: &api::Objection) -> &'static str {
+    api::ObjectionState::try_from(o.state)
+        .unwrap_or_default()
+        .as_str_name()
+}
+
+pub fn insert_objection(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    o: &api::Objection,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::insert_into(objections::table)
+        .values((
+            objections::id.eq(&o.id),
+            objections::tenant.eq(scope.tenant().as_str()),
+            objections::selection_id.eq(&o.selection_id),
+            objections::state.eq(objection_state(o)),
+            objections::body.eq(o.encode_to_vec()),
+            objections::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn save_objection(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    o: &api::Objection,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::update(
+        scope
+            .rows(objections::table)
+            .filter(objections::id.eq(&o.id)),
+    )
+    .set((
+        objections::state.eq(objection_state(o)),
+        objections::body.eq(o.encode_to_vec()),
+        objections::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn objections_of(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    selection_id: &str,
+) -> Result<Vec<api::Objection>> {
+    let rows = scope
+        .rows(objections::table)
+        .filter(objections::selection_id.eq(selection_id))
+        .order(objections::id)
+        .select(objections::body)
+        .load::<Vec<u8>>(conn)?;
+    decode_all(rows)
+}
+
+// --- effective plans (read model) ----------------------------------------------------------------
+
+/// Records that `plan_id` is in force at `version` (a newer version replaces an older one).
+pub fn plan_in_force(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    plan_id: &str,
+    version: i32,
+    name: &str,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(effective_plans::table)
+            .filter(effective_plans::plan_id.eq(plan_id))
+            .filter(effective_plans::version.lt(version)),
+    )
+    .execute(conn)?;
+    let present = scope
+        .rows(effective_plans::table)
+        .filter(effective_plans::plan_id.eq(plan_id))
+        .count()
+        .get_result::<i64>(conn)?;
+    if present == 0 {
+        diesel::insert_into(effective_plans::table)
+            .values((
+                effective_plans::plan_id.eq(plan_id),
+                effective_plans::tenant.eq(scope.tenant().as_str()),
+                effective_plans::version.eq(version),
+                effective_plans::name.eq(name),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A version that is no longer in force (superseded).
+pub fn plan_out_of_force(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    plan_id: &str,
+    version: i32,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(effective_plans::table)
+            .filter(effective_plans::plan_id.eq(plan_id))
+            .filter(effective_plans::version.eq(version)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The version of `plan_id` in force in the scope's tenant, if any.
+pub fn effective_plan(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    plan_id: &str,
+) -> Result<Option<i32>> {
+    Ok(scope
+        .rows(effective_plans::table)
+        .filter(effective_plans::plan_id.eq(plan_id))
+        .select(effective_plans::version)
+        .first::<i32>(conn)
+        .optional()?)
+}

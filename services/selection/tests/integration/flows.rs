@@ -1,0 +1,496 @@
+//! Selection's rules, end to end through the service and a real store.
+
+use pdp_kit::error::ServiceError;
+use pdp_kit::paging::Cursor;
+use pdp_proto::pdp::selection::v1 as api;
+
+use crate::support::*;
+
+const HARBIN: &str = "230100";
+
+fn state(s: &api::Selection) -> api::SelectionState {
+    api::SelectionState::try_from(s.state).unwrap()
+}
+
+pub async fn no_call_without_an_effective_plan(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    let err = i
+        .selections
+        .create(&bureau, HARBIN, call("plan-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+    assert!(err.to_string().contains("R-PLAN-6"), "{err}");
+    // In force in another tenant is not in force here.
+    i.plan_event("230200", "became_effective", "plan-1", 1)
+        .await;
+    assert!(
+        i.selections
+            .create(&bureau, HARBIN, call("plan-1"))
+            .await
+            .is_err()
+    );
+    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
+    let s = i
+        .selections
+        .create(&bureau, HARBIN, call("plan-1"))
+        .await
+        .unwrap();
+    assert_eq!((s.plan_version, state(&s)), (1, api::SelectionState::Draft));
+    // A newer version in force replaces the old; superseding the old keeps the plan in force.
+    i.plan_event(HARBIN, "became_effective", "plan-1", 2).await;
+    i.plan_event(HARBIN, "superseded", "plan-1", 1).await;
+    assert_eq!(
+        i.selections
+            .create(&bureau, HARBIN, call("plan-1"))
+            .await
+            .unwrap()
+            .plan_version,
+        2
+    );
+    i.plan_event(HARBIN, "superseded", "plan-1", 2).await;
+    assert!(
+        i.selections
+            .create(&bureau, HARBIN, call("plan-1"))
+            .await
+            .is_err()
+    );
+
+    let mut bad = call("plan-1");
+    bad.criteria[0].weight = 10;
+    bad.procedure.clear();
+    let err = i.selections.create(&bureau, HARBIN, bad).await.unwrap_err();
+    let fields: Vec<_> = err
+        .field_violations()
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["selection.criteria", "selection.procedure"]);
+}
+
+pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
+    let s = i
+        .selections
+        .create(&bureau, HARBIN, call("plan-1"))
+        .await
+        .unwrap();
+    let id = s.id.clone();
+    let acme = caller("operator", HARBIN, "acme");
+    let err = i
+        .selections
+        .apply(&acme, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not taking applications"), "{err}");
+    let public = caller("public", HARBIN, "public");
+    let (listed, _) = i
+        .selections
+        .public_list(&public, HARBIN, Cursor::parse(0, "").unwrap())
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "a draft call is not public");
+    i.selections
+        .publish(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let (listed, _) = i
+        .selections
+        .public_list(&public, HARBIN, Cursor::parse(0, "").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+
+    let a = i
+        .selections
+        .apply(&acme, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap();
+    assert!(a.eligible, "{:?}", a.eligibility);
+    let again = i
+        .selections
+        .apply(&acme, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("applied to this selection already"),
+        "{again}"
+    );
+    let beta = caller("operator", HARBIN, "beta");
+    let b = i
+        .selections
+        .apply(&beta, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap();
+    let gamma = caller("operator", HARBIN, "gamma");
+    let mut incident = evidence();
+    incident.incidents.push(api::SecurityIncident {
+        occurred_on: "2024-11-23".into(),
+        description: "data leak".into(),
+    });
+    let c = i
+        .selections
+        .apply(&gamma, HARBIN, id.clone(), application(incident))
+        .await
+        .unwrap();
+    assert!(!c.eligible);
+    let failed = c.eligibility.iter().find(|r| !r.passed).unwrap();
+    assert_eq!(failed.condition, "no_security_incident_in_three_years");
+    assert!(failed.reason.contains("2024-11-23"), "{}", failed.reason);
+
+    // Operators see their own application only.
+    let own = i
+        .selections
+        .applications(&acme, HARBIN, id.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        own.iter()
+            .map(|a| a.organization.as_str())
+            .collect::<Vec<_>>(),
+        ["acme"]
+    );
+    assert_eq!(
+        i.selections
+            .applications(&bureau, HARBIN, id.clone())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Evaluation waits for the window to close; late applications are refused.
+    let early = i
+        .selections
+        .evaluate(&bureau, HARBIN, id.clone(), a.id.clone(), scores(80, 80))
+        .await
+        .unwrap_err();
+    assert!(early.to_string().contains("window has closed"), "{early}");
+    i.set("2026-11-25 10:00");
+    let late = i
+        .selections
+        .apply(
+            &caller("operator", HARBIN, "delta"),
+            HARBIN,
+            id.clone(),
+            application(evidence()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        late.to_string().contains("applications are taken from"),
+        "{late}"
+    );
+    i.selections
+        .evaluate(&bureau, HARBIN, id.clone(), a.id.clone(), scores(70, 80))
+        .await
+        .unwrap();
+    let scored = i
+        .selections
+        .evaluate(&bureau, HARBIN, id.clone(), b.id.clone(), scores(90, 85))
+        .await
+        .unwrap();
+    assert_eq!(scored.evaluations[0].total, 88.0);
+    let err = i
+        .selections
+        .evaluate(&bureau, HARBIN, id.clone(), c.id.clone(), scores(99, 99))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ineligible"), "{err}");
+    let err = i
+        .selections
+        .evaluate(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            a.id.clone(),
+            api::Evaluation::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.field_violations().len(), 2, "both criteria unscored");
+
+    let s = i
+        .selections
+        .shortlist(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.shortlist.len(),
+        2,
+        "the ineligible application is not ranked"
+    );
+    assert_eq!(
+        (
+            s.shortlist[0].organization.as_str(),
+            s.shortlist[0].proposed
+        ),
+        ("beta", true)
+    );
+    assert!(!s.shortlist[1].proposed);
+
+    // The notice: at least 5 working days after its publication day.
+    let short = api::Notice {
+        starts_on: "2026-11-25".into(),
+        ends_on: "2026-12-01".into(),
+        ..Default::default()
+    };
+    let err = i
+        .selections
+        .publish_notice(&bureau, HARBIN, id.clone(), short)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("earliest last day") && err.to_string().contains("2026-12-02"),
+        "{err}"
+    );
+    let notice = api::Notice {
+        starts_on: "2026-11-25".into(),
+        ends_on: "2026-12-02".into(),
+        ..Default::default()
+    };
+    let s = i
+        .selections
+        .publish_notice(&bureau, HARBIN, id.clone(), notice)
+        .await
+        .unwrap();
+    assert_eq!(state(&s), api::SelectionState::InNotice);
+    let public_view = i
+        .selections
+        .public_get(&public, HARBIN, id.clone())
+        .await
+        .unwrap();
+    assert_eq!(public_view.proposed_organizations, ["beta"]);
+
+    i.set("2026-11-26 09:00");
+    let objection = i
+        .selections
+        .object(
+            &public,
+            HARBIN,
+            id.clone(),
+            api::Objection {
+                objector: "citizen".into(),
+                reason: "beta lacks experience".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    i.set("2026-12-02 23:59");
+    let err = i
+        .selections
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("runs until"), "{err}");
+    i.set("2026-12-03 00:00");
+    let err = i
+        .selections
+        .object(
+            &public,
+            HARBIN,
+            id.clone(),
+            api::Objection {
+                objector: "x".into(),
+                reason: "late".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ended"), "{err}");
+    let err = i
+        .selections
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not resolved"), "{err}");
+    let resolved = i
+        .selections
+        .resolve(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            objection.id.clone(),
+            api::ObjectionState::Dismissed,
+            vec!["experience verified".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.state, api::ObjectionState::Dismissed as i32);
+    let err = i
+        .selections
+        .conclude(&bureau, HARBIN, id.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::InvalidArgument);
+    let s = i
+        .selections
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .await
+        .unwrap();
+    assert_eq!(state(&s), api::SelectionState::Concluded);
+    assert_eq!(s.conclusion.unwrap().selected_organizations, ["beta"]);
+    assert_events_documented(&i.store).await;
+}
+
+pub async fn an_upheld_objection_sends_the_result_back_to_shortlisting(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
+    let id = i
+        .selections
+        .create(&bureau, HARBIN, call("plan-1"))
+        .await
+        .unwrap()
+        .id;
+    i.selections
+        .publish(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let a = i
+        .selections
+        .apply(
+            &caller("operator", HARBIN, "acme"),
+            HARBIN,
+            id.clone(),
+            application(evidence()),
+        )
+        .await
+        .unwrap();
+    i.set("2026-11-25 10:00");
+    i.selections
+        .evaluate(&bureau, HARBIN, id.clone(), a.id, scores(70, 70))
+        .await
+        .unwrap();
+    i.selections
+        .shortlist(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let notice = api::Notice {
+        starts_on: "2026-11-25".into(),
+        ends_on: "2026-12-02".into(),
+        ..Default::default()
+    };
+    i.selections
+        .publish_notice(&bureau, HARBIN, id.clone(), notice.clone())
+        .await
+        .unwrap();
+    let public = caller("public", HARBIN, "public");
+    let o = i
+        .selections
+        .object(
+            &public,
+            HARBIN,
+            id.clone(),
+            api::Objection {
+                objector: "rival".into(),
+                reason: "scores miscounted".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = i
+        .selections
+        .resolve(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            o.id.clone(),
+            api::ObjectionState::Upheld,
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.field_violations()[0].field, "reasons");
+    i.selections
+        .resolve(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            o.id.clone(),
+            api::ObjectionState::Upheld,
+            vec!["recount".into()],
+        )
+        .await
+        .unwrap();
+    let s = i.selections.get(&bureau, HARBIN, id.clone()).await.unwrap();
+    assert_eq!(state(&s), api::SelectionState::Shortlisted);
+    assert!(s.notice.is_none() && s.shortlist.is_empty());
+    let err = i
+        .selections
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("public notice first"), "{err}");
+    // Shortlisted again, a new notice, and the procedure goes on.
+    i.selections
+        .shortlist(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    i.selections
+        .publish_notice(&bureau, HARBIN, id.clone(), notice)
+        .await
+        .unwrap();
+}
+
+pub async fn an_invited_tender_takes_only_the_invited(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
+    let mut invited = call("plan-1");
+    invited.method = api::SelectionMethod::InvitedTender as i32;
+    invited.invited_organizations = vec!["acme".into()];
+    let id = i
+        .selections
+        .create(&bureau, HARBIN, invited)
+        .await
+        .unwrap()
+        .id;
+    i.selections
+        .publish(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let err = i
+        .selections
+        .apply(
+            &caller("operator", HARBIN, "beta"),
+            HARBIN,
+            id.clone(),
+            application(evidence()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
+    assert!(
+        i.selections
+            .apply(
+                &caller("operator", HARBIN, "acme"),
+                HARBIN,
+                id.clone(),
+                application(evidence())
+            )
+            .await
+            .unwrap()
+            .eligible
+    );
+    // Another city's operator is refused by tenancy before anything else.
+    let err = i
+        .selections
+        .apply(
+            &caller("operator", "230200", "acme"),
+            HARBIN,
+            id,
+            application(evidence()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
+}

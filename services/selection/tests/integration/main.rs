@@ -1,0 +1,30 @@
+//! Selection against real stores: every flow on SQLite and on PostgreSQL (one schema per test;
+//! `TEST_DATABASE_URL`; a missing server fails, it never skips).
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
+
+mod flows;
+mod support;
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crate::flows::$name(crate::support::Backend::sqlite()).await;
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crate::flows::$name(crate::support::Backend::postgres()).await;
+            }
+        )*}
+    };
+}
+
+on_both_stores!(
+    no_call_without_an_effective_plan,
+    a_selection_from_call_to_conclusion,
+    an_upheld_objection_sends_the_result_back_to_shortlisting,
+    an_invited_tender_takes_only_the_invited,
+);

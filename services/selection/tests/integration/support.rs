@@ -1,0 +1,236 @@
+//! Stores, a test clock, callers and complete inputs for the flows.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use pdp_kit::calendar::WorkingCalendar;
+use pdp_kit::clock::ManualClock;
+use pdp_kit::events::Event;
+use pdp_kit::identity::Identity;
+use pdp_kit::inbox::EventHandler;
+use pdp_kit::store::{KIT_MIGRATIONS, Store, StoreError};
+use pdp_proto::pdp::selection::v1 as api;
+use pdp_selection::{EvidenceCreditChecker, PlansInForce, Selections};
+
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub fn postgres() -> Self {
+        Self::Postgres(format!("selection_{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    pub fn store(&self) -> Store {
+        let store = match self {
+            Self::Sqlite(dir) => Store::open(
+                &dir.path().join("selection.db").to_string_lossy(),
+                "selection",
+                1,
+            ),
+            Self::Postgres(schema) => Store::open(&database_url(), schema, 4),
+        }
+        .expect("store opens (is PostgreSQL running? see README)");
+        store
+            .migrate(&[KIT_MIGRATIONS, pdp_selection::MIGRATIONS])
+            .unwrap();
+        store
+    }
+}
+
+/// A Shanghai wall-clock time as an instant: `at("2026-11-23 10:00")`.
+pub fn at(local: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("{}:00+08:00", local.replace(' ', "T")))
+        .unwrap()
+        .into()
+}
+
+pub fn ts(local: &str) -> prost_types::Timestamp {
+    let t = at(local);
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    }
+}
+
+pub struct Instance {
+    pub selections: Selections,
+    pub store: Store,
+    pub clock: ManualClock,
+}
+
+impl Instance {
+    pub fn new(backend: &Backend) -> Self {
+        let store = backend.store();
+        let clock = ManualClock::at(at("2026-11-23 10:00"));
+        Self {
+            selections: Selections::new(
+                store.clone(),
+                Arc::new(clock.clone()),
+                Arc::new(WorkingCalendar::shipped()),
+                Arc::new(EvidenceCreditChecker),
+            ),
+            store,
+            clock,
+        }
+    }
+
+    /// Applies a planning event as the plan follower does.
+    pub async fn plan_event(&self, tenant: &str, verb: &str, plan_id: &str, version: u32) {
+        let event = Event::new(
+            "planning",
+            &tenant.parse().unwrap(),
+            "plan",
+            verb,
+            plan_id,
+            Utc::now(),
+            serde_json::json!({"plan_id": plan_id, "version": version, "name": "Harbin transit"}),
+        );
+        self.store
+            .transaction(move |conn| {
+                PlansInForce
+                    .handle(conn, &event)
+                    .map_err(|e| StoreError::Task(e.to_string()))
+            })
+            .await
+            .unwrap();
+    }
+
+    pub fn set(&self, local: &str) {
+        self.clock.set(at(local));
+    }
+}
+
+pub fn caller(role: &str, tenant: &str, org: &str) -> Identity {
+    Identity {
+        subject: format!("{role}-{org}"),
+        organization: org.into(),
+        roles: vec![role.into()],
+        tenant: tenant.parse().unwrap(),
+    }
+}
+
+pub fn call(plan_id: &str) -> api::Selection {
+    api::Selection {
+        plan_id: plan_id.into(),
+        name: "Operator for Harbin transit data".into(),
+        method: api::SelectionMethod::OpenTender as i32,
+        additional_conditions: vec!["office in Harbin".into()],
+        criteria: vec![
+            api::Criterion {
+                name: "plan".into(),
+                weight: 60,
+                description: "business plan".into(),
+            },
+            api::Criterion {
+                name: "security".into(),
+                weight: 40,
+                description: "security regime".into(),
+            },
+        ],
+        opens_at: Some(ts("2026-11-23 09:00")),
+        closes_at: Some(ts("2026-11-24 18:00")),
+        procedure: "open tender per the published rules".into(),
+        operators_wanted: 1,
+        ..Default::default()
+    }
+}
+
+pub fn evidence() -> api::Evidence {
+    api::Evidence {
+        premises_and_equipment: "office and machine room".into(),
+        qualifications: "CMMI 3".into(),
+        staff: "40 engineers".into(),
+        experience: "5 data products".into(),
+        security_regime: "ISO 27001".into(),
+        credit_record: "no adverse record".into(),
+        additional: [(
+            "office in Harbin".to_string(),
+            "Nangang district".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+pub fn application(evidence: api::Evidence) -> api::Application {
+    api::Application {
+        evidence: Some(evidence),
+        ..Default::default()
+    }
+}
+
+pub fn scores(plan: u32, security: u32) -> api::Evaluation {
+    api::Evaluation {
+        scores: vec![
+            api::Score {
+                criterion: "plan".into(),
+                score: plan,
+            },
+            api::Score {
+                criterion: "security".into(),
+                score: security,
+            },
+        ],
+        comment: "scored".into(),
+        ..Default::default()
+    }
+}
+
+pub fn agreed() -> api::DecisionRecord {
+    api::DecisionRecord {
+        decided_on: "2026-12-03".into(),
+        body: "bureau party group meeting".into(),
+        outcome: "AGREED".into(),
+        recorded_by: String::new(),
+    }
+}
+
+/// Every event type selection wrote to its outbox is documented in proto/asyncapi/pdp.yaml.
+pub async fn assert_events_documented(store: &Store) {
+    use diesel::prelude::*;
+    use pdp_kit::outbox::pdp_outbox;
+    let envelopes: Vec<String> = store
+        .run(|conn| {
+            pdp_outbox::table
+                .filter(pdp_outbox::topic.eq(pdp_selection::TOPIC))
+                .select(pdp_outbox::envelope)
+                .load::<String>(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../proto/asyncapi/pdp.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let documented: Vec<&str> = doc["components"]["messages"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(!envelopes.is_empty());
+    for envelope in envelopes {
+        let event: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+        let kind = event["type"].as_str().unwrap();
+        assert!(
+            documented.contains(&kind),
+            "{kind} is not in proto/asyncapi/pdp.yaml"
+        );
+    }
+}
