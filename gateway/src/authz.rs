@@ -64,9 +64,15 @@ fn check(policy: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// The role an operator's organization holds in a tenant while it has an active agreement there
+/// (granted by [`crate::grants`], never by a token).
+pub const AUTHORIZED_OPERATOR: &str = "authorized_operator";
+
 pub struct CasbinAuthorizer {
     enforcer: RwLock<Enforcer>,
     tenants: Tenants,
+    /// (tenant, organization) pairs with an active agreement.
+    grants: RwLock<crate::grants::Grants>,
     /// Decisions already made, by (subject, tenant, operation, action): the policy is small and
     /// changes rarely, while every request asks. Emptied on reload.
     decisions: RwLock<HashMap<DecisionKey, bool>>,
@@ -94,8 +100,29 @@ impl CasbinAuthorizer {
         Ok(Self {
             enforcer: RwLock::new(Self::enforcer(policy, tenants).await?),
             tenants: tenants.clone(),
+            grants: RwLock::new(Default::default()),
             decisions: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Replaces the organizations authorized by active agreements.
+    pub fn set_grants(&self, grants: crate::grants::Grants) {
+        let mut current = self.grants.write().expect("grants lock");
+        if *current != grants {
+            tracing::info!(grants = grants.len(), "authorizations by agreement changed");
+            *current = grants;
+        }
+    }
+
+    /// Whether `identity`'s organization holds an active agreement in `tenant`.
+    fn granted(&self, identity: &Identity, tenant: &TenantCode) -> bool {
+        identity.tenant == *tenant
+            && identity.has_role("operator")
+            && self
+                .grants
+                .read()
+                .expect("grants lock")
+                .contains(&(tenant.to_string(), identity.organization.clone()))
     }
 
     /// Swaps in a new policy; a policy that does not load leaves the old one in force.
@@ -111,7 +138,7 @@ impl CasbinAuthorizer {
         let model = DefaultModel::from_str(MODEL).await?;
         let mut lines = vec![policy.to_string()];
         for tenant in tenants.all() {
-            for role in ROLES {
+            for role in ROLES.iter().chain([&AUTHORIZED_OPERATOR]) {
                 lines.push(format!(
                     "g, {}, {role}, {}",
                     subject(role, &tenant.code),
@@ -146,7 +173,13 @@ impl Authorizer for CasbinAuthorizer {
             Some(identity) => identity
                 .roles
                 .iter()
+                // Only an agreement grants it: a token that claims it gets nothing by it.
+                .filter(|role| *role != AUTHORIZED_OPERATOR)
                 .map(|role| subject(role, &identity.tenant))
+                .chain(
+                    self.granted(identity, tenant)
+                        .then(|| subject(AUTHORIZED_OPERATOR, &identity.tenant)),
+                )
                 .collect(),
         };
         subjects.iter().any(|sub| {

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod grants;
 pub mod limits;
 pub mod openapi;
 pub mod policy;

@@ -32,6 +32,7 @@ pub struct Handle {
 pub async fn start(
     config: &Config,
     platform_store: Store,
+    log: Arc<dyn pdp_kit::events::EventLog>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Handle> {
     let tenants = Tenants::shipped();
@@ -68,6 +69,14 @@ pub async fn start(
         .await
         .with_context(|| format!("policy notices from redis.url {}", url.masked()))?;
     }
+    crate::grants::follow(
+        platform_store.clone(),
+        log,
+        authorizer.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("following the agreements' authorizations")?;
     let upstreams = upstreams(config, shutdown.clone()).await?;
     let identity_key = IdentityKey::new(
         &identity_secret(config)?,

@@ -32,7 +32,11 @@ const PLATFORM_TOPICS: &[&str] = &["pdp.audit", "pdp.exchange.listings"];
 
 /// The domain services this build can serve. Each service's issue adds its entry here and in
 /// [`migrations_of`] and [`start_service`].
-const SERVICES: &[&str] = &[pdp_planning::SERVICE, pdp_selection::SERVICE];
+const SERVICES: &[&str] = &[
+    pdp_planning::SERVICE,
+    pdp_selection::SERVICE,
+    pdp_agreements::SERVICE,
+];
 
 #[derive(Parser, Debug)]
 #[command(
@@ -178,6 +182,7 @@ fn migrations_of(owner: &str) -> Vec<pdp_kit::store::Migrations> {
         PLATFORM_STORE => vec![pdp_gateway::policy::MIGRATIONS],
         pdp_planning::SERVICE => vec![pdp_planning::MIGRATIONS],
         pdp_selection::SERVICE => vec![pdp_selection::MIGRATIONS],
+        pdp_agreements::SERVICE => vec![pdp_agreements::MIGRATIONS],
         _ => Vec::new(),
     }
 }
@@ -224,6 +229,7 @@ async fn start_service(context: &Context, service: &str) -> anyhow::Result<Runni
     match service {
         pdp_planning::SERVICE => pdp_planning::start(context).await,
         pdp_selection::SERVICE => pdp_selection::start(context).await,
+        pdp_agreements::SERVICE => pdp_agreements::start(context).await,
         other => anyhow::bail!(
             "unknown service `{other}` (available: {})",
             SERVICES.join(", ")
@@ -264,7 +270,7 @@ async fn launch(
         store: store.clone(),
         log: log.clone(),
         identity_key,
-        clock: Arc::new(SystemClock),
+        clock: clock(config)?,
         calendar: Arc::new(WorkingCalendar::load(
             config.calendar.holidays_file.as_deref(),
         )?),
@@ -303,6 +309,20 @@ impl ServiceHandle {
         self.relay.await?;
         tracing::info!(service = self.name, "stopped");
         Ok(())
+    }
+}
+
+/// The system clock, or in dev the clock a test shifts (`dev.clock_shift_file`).
+fn clock(config: &Config) -> anyhow::Result<Arc<dyn pdp_kit::clock::Clock>> {
+    match &config.dev.clock_shift_file {
+        Some(_) if !config.is_dev() => {
+            anyhow::bail!("dev.clock_shift_file is for pdp dev only; cluster mode keeps real time")
+        }
+        Some(file) => {
+            tracing::warn!(file = %file.display(), "the clock follows a shift file (dev)");
+            Ok(Arc::new(pdp_kit::clock::ShiftedClock::new(file)))
+        }
+        None => Ok(Arc::new(SystemClock)),
     }
 }
 
@@ -429,7 +449,8 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
             services.push(handle);
         }
     }
-    let gateway = pdp_gateway::start(&config, store.clone(), audit_stop.clone()).await?;
+    let gateway =
+        pdp_gateway::start(&config, store.clone(), log.clone(), audit_stop.clone()).await?;
     let http = tokio::spawn(platform::serve_http(
         config.http.listen,
         platform::readiness(&store, &log),

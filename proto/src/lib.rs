@@ -25,6 +25,11 @@ pub mod pdp {
             tonic::include_proto!("pdp.planning.v1");
         }
     }
+    pub mod agreements {
+        pub mod v1 {
+            tonic::include_proto!("pdp.agreements.v1");
+        }
+    }
     pub mod selection {
         pub mod v1 {
             tonic::include_proto!("pdp.selection.v1");

@@ -96,13 +96,13 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "230200",
             [false, false, false, false, false, false],
         ),
-        // Operators read (effective) plans; the public routes need no token, so a token's roles
-        // do not reach them.
+        // Operators read (effective) plans; data requests need an active agreement (see below);
+        // the public routes need no token, so a token's roles do not reach them.
         (
             "operator",
             "230100",
             "230100",
-            [false, true, false, true, false, false],
+            [false, true, false, false, false, false],
         ),
         (
             "operator",
@@ -199,6 +199,50 @@ async fn operators_apply_to_selections_but_do_not_run_them() {
     assert!(!authz.allows(Some(&operator), &harbin, create, Action::Write));
     let bureau = caller("city_bureau", "230100");
     assert!(authz.allows(Some(&bureau), &harbin, create, Action::Write));
+}
+
+#[tokio::test]
+async fn only_an_active_agreement_authorizes_an_operator() {
+    let authz = CasbinAuthorizer::new(DEV_POLICY, &Tenants::shipped())
+        .await
+        .unwrap();
+    let mut acme = caller("operator", "230100");
+    acme.organization = "acme".into();
+    let harbin = code("230100");
+    let (request, action) = REQUEST_DATA;
+    assert!(
+        !authz.allows(Some(&acme), &harbin, request, action),
+        "no agreement yet"
+    );
+
+    authz.set_grants([("230100".to_string(), "acme".to_string())].into());
+    assert!(
+        authz.allows(Some(&acme), &harbin, request, action),
+        "agreement active"
+    );
+    let mut other = acme.clone();
+    other.organization = "beta".into();
+    assert!(
+        !authz.allows(Some(&other), &harbin, request, action),
+        "another organization"
+    );
+    let mut elsewhere = acme.clone();
+    elsewhere.tenant = code("230200");
+    assert!(
+        !authz.allows(Some(&elsewhere), &code("230200"), request, action),
+        "another tenant"
+    );
+
+    authz.set_grants(Default::default());
+    assert!(
+        !authz.allows(Some(&acme), &harbin, request, action),
+        "agreement expired"
+    );
+
+    // A token cannot claim what only an agreement grants.
+    let mut forged = acme.clone();
+    forged.roles = vec!["authorized_operator".into()];
+    assert!(!authz.allows(Some(&forged), &harbin, request, action));
 }
 
 #[tokio::test]

@@ -58,3 +58,34 @@ mod tests {
         assert_eq!(clock.now(), start + Duration::days(2));
     }
 }
+
+/// The wall clock shifted by the number of seconds written in a file, read on every call: how a
+/// test or a demonstration of `pdp dev` moves time for dated rules (windows, notices, terms)
+/// from outside the process. A missing or unreadable file means no shift. Never used in cluster
+/// mode (the configuration refuses it).
+#[derive(Debug, Clone)]
+pub struct ShiftedClock {
+    file: std::path::PathBuf,
+}
+
+impl ShiftedClock {
+    pub fn new(file: impl Into<std::path::PathBuf>) -> Self {
+        Self { file: file.into() }
+    }
+
+    /// Writes the shift that makes the clock read `at` now.
+    pub fn shift_to(file: &std::path::Path, at: DateTime<Utc>) -> std::io::Result<()> {
+        let seconds = (at - Utc::now()).num_seconds();
+        std::fs::write(file, seconds.to_string())
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        let shift = std::fs::read_to_string(&self.file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        Utc::now() + Duration::seconds(shift)
+    }
+}

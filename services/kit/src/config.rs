@@ -36,6 +36,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub calendar: CalendarConfig,
     pub gateway: GatewayConfig,
+    pub dev: DevConfig,
 }
 
 impl Default for Config {
@@ -53,6 +54,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             calendar: CalendarConfig::default(),
             gateway: GatewayConfig::default(),
+            dev: DevConfig::default(),
         }
     }
 }
@@ -110,10 +112,22 @@ pub enum InstanceMode {
     Municipal,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InstanceConfig {
     pub mode: InstanceMode,
+    /// How often the services look for dated work that has come due (plans taking effect,
+    /// agreements activating and expiring). Dates are civil days, so a minute is plenty.
+    pub scheduler_interval_secs: u64,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            mode: InstanceMode::default(),
+            scheduler_interval_secs: 60,
+        }
+    }
 }
 
 impl InstanceConfig {
@@ -225,6 +239,15 @@ impl Default for IdentityConfig {
 pub struct CalendarConfig {
     /// A holiday file replacing the one shipped with pdp (same format as `data/holidays-cn.toml`).
     pub holidays_file: Option<PathBuf>,
+}
+
+/// What only `pdp dev` accepts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// A file holding seconds to add to the clock (kit's `ShiftedClock`): tests and demos move
+    /// time for dated rules from outside the process. Refused in cluster mode.
+    pub clock_shift_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

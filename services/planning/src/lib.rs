@@ -31,8 +31,6 @@ pub const SERVICE: &str = "planning";
 pub const TOPIC: &str = "pdp.planning";
 /// The consumer group that files city plans with the province.
 pub const FILINGS_CONSUMER: &str = "planning-filings";
-/// How often the scheduler looks for plans whose effective date has come.
-const SCHEDULE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub const MIGRATIONS: Migrations = Migrations {
     postgres: &POSTGRES,
@@ -96,6 +94,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let scheduler = planning.clone();
     let stop = context.shutdown.clone();
+    let interval = Duration::from_secs(context.config.instance.scheduler_interval_secs.max(1));
     tasks.push(tokio::spawn(async move {
         loop {
             match scheduler.take_effect_due().await {
@@ -107,7 +106,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(SCHEDULE_INTERVAL) => {}
+                _ = tokio::time::sleep(interval) => {}
             }
         }
     }));

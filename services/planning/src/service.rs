@@ -1071,6 +1071,15 @@ fn take_effect(conn: &mut AnyConnection, act: &Act<'_>, plan: &mut api::Plan) ->
     let mut data = plan_event(plan);
     data["approval_document"] = json!(approval.document_number);
     data["effective_on"] = json!(approval.effective_on);
+    // The scope travels with the event: agreements check that theirs lies within it.
+    let scope: Vec<&str> = plan
+        .sections
+        .iter()
+        .flat_map(|s| s.scope.iter())
+        .flat_map(|s| s.items.iter())
+        .map(|i| i.resource_id.as_str())
+        .collect();
+    data["resource_ids"] = json!(scope);
     act.emit(conn, "plan", "became_effective", &plan.id, data)?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use pdp_kit::calendar::{CalendarError, WorkingCalendar, end_of_day};
 use pdp_kit::error::{FieldViolation, PreconditionViolation};
 use pdp_proto::pdp::selection::v1 as api;
 
-/// The shortest public notice, in working days (R-SEL-2).
+/// The shortest public notice, in working days (R-SEL-3).
 pub const NOTICE_WORKING_DAYS: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +221,7 @@ pub fn notice_end(
         return Err(FieldViolation::new(
             "notice.ends_on",
             format!(
-                "a public notice lasts at least {NOTICE_WORKING_DAYS} working days, not counting the day of publication (R-SEL-2; 民法典 第二百零一条): the earliest last day for a notice published on {starts_on} is {earliest}"
+                "a public notice lasts at least {NOTICE_WORKING_DAYS} working days, not counting the day of publication (R-SEL-3; 民法典 第二百零一条): the earliest last day for a notice published on {starts_on} is {earliest}"
             ),
         ));
     }

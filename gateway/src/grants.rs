@@ -1,0 +1,118 @@
+//! Authorization that follows the agreements (R-AGR-3): an operator's organization holds the
+//! `authorized_operator` role in a tenant only while one of its agreements there is ACTIVE.
+//!
+//! The gateway consumes the agreements' events into `gateway_grants` (one consumer group for all
+//! replicas, through the inbox), and every replica reloads the grants from that table each
+//! second, so that an activation or an expiry takes effect everywhere within seconds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use pdp_kit::events::{Event, EventLog};
+use pdp_kit::inbox::{EventHandler, InboxConsumer};
+use pdp_kit::store::{AnyConnection, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::authz::CasbinAuthorizer;
+
+/// The agreements' topic.
+pub const TOPIC: &str = "pdp.agreements";
+pub const CONSUMER: &str = "gateway-grants";
+
+diesel::table! {
+    gateway_grants (agreement_id) {
+        agreement_id -> Text,
+        tenant -> Text,
+        organization -> Text,
+    }
+}
+
+/// (tenant, organization) pairs that hold an active agreement.
+pub type Grants = HashSet<(String, String)>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct GrantFollower;
+
+impl EventHandler for GrantFollower {
+    type Error = diesel::result::Error;
+
+    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), Self::Error> {
+        let agreement = event.data["agreement_id"]
+            .as_str()
+            .unwrap_or(&event.subject);
+        match event.event_type.rsplit('.').next().unwrap_or_default() {
+            "activated" => {
+                let organization = event.data["operator"].as_str().unwrap_or_default();
+                diesel::delete(gateway_grants::table.find(agreement)).execute(conn)?;
+                diesel::insert_into(gateway_grants::table)
+                    .values((
+                        gateway_grants::agreement_id.eq(agreement),
+                        gateway_grants::tenant.eq(event.tenant.as_str()),
+                        gateway_grants::organization.eq(organization),
+                    ))
+                    .execute(conn)?;
+            }
+            "expired" | "suspended" | "terminated" => {
+                diesel::delete(gateway_grants::table.find(agreement)).execute(conn)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub async fn load(store: &Store) -> Result<Grants, StoreError> {
+    store
+        .run(|conn| {
+            let rows: Vec<(String, String)> = gateway_grants::table
+                .select((gateway_grants::tenant, gateway_grants::organization))
+                .load(conn)?;
+            Ok(rows.into_iter().collect())
+        })
+        .await
+}
+
+/// Starts following: the consumer of the agreements' events and the reload of the grants.
+pub async fn follow(
+    store: Store,
+    log: Arc<dyn EventLog>,
+    authorizer: Arc<CasbinAuthorizer>,
+    shutdown: CancellationToken,
+) -> Result<(), pdp_kit::events::EventLogError> {
+    log.create_topic(TOPIC).await?;
+    let consumer = InboxConsumer {
+        store: store.clone(),
+        log,
+        consumer: CONSUMER.into(),
+        topics: vec![TOPIC.into()],
+        batch_size: 100,
+    };
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let handler = Arc::new(GrantFollower);
+        while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
+            tracing::warn!(error = %err, "grant follower failed; restarting");
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            match load(&store).await {
+                Ok(grants) => authorizer.set_grants(grants),
+                Err(err) => {
+                    tracing::warn!(error = %err, "grants not reloaded; keeping those in hand")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    Ok(())
+}

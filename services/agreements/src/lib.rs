@@ -1,0 +1,141 @@
+//! Agreements (授权运营协议): drafted from a concluded selection with the thirteen items of
+//! 第十四条, signed by both parties, ACTIVE from the first day of a term of at most three years to
+//! its last, renewed within that bound; the authorization query other services ask, and its
+//! public disclosure. Laid out as `services/README.md` says.
+
+pub mod agreement;
+pub mod error;
+mod grpc;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pdp_kit::events::Event;
+use pdp_kit::identity::RequireIdentity;
+use pdp_kit::inbox::{EventHandler, InboxConsumer};
+use pdp_kit::service::{Context, Running};
+use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
+use pdp_proto::pdp::agreements::v1 as api;
+
+pub use error::AgreementError;
+pub use service::Agreements;
+
+pub const SERVICE: &str = "agreements";
+pub const TOPIC: &str = "pdp.agreements";
+/// The consumer group that follows plans' scopes and concluded selections.
+pub const FOLLOW_CONSUMER: &str = "agreements-follow";
+const FOLLOWED: [&str; 2] = ["pdp.planning", "pdp.selection"];
+
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &POSTGRES,
+    sqlite: &SQLITE,
+};
+
+static POSTGRES: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/postgres");
+static SQLITE: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations/sqlite");
+
+/// Keeps what agreements must know of other services: each effective plan's scope and each
+/// concluded selection's operators.
+#[derive(Debug, Clone)]
+pub struct Follow;
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl EventHandler for Follow {
+    type Error = AgreementError;
+
+    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), AgreementError> {
+        let d = &event.data;
+        let scope = TenantScope::system(event.tenant.clone());
+        match event.event_type.as_str() {
+            "pdp.planning.plan.became_effective" => {
+                scope.enter(conn)?;
+                store::put_plan_scope(
+                    conn,
+                    &scope,
+                    d["plan_id"].as_str().unwrap_or_default(),
+                    d["version"].as_i64().unwrap_or_default() as i32,
+                    &strings(&d["resource_ids"]),
+                )
+            }
+            "pdp.selection.selection.concluded" => {
+                scope.enter(conn)?;
+                store::put_concluded(
+                    conn,
+                    &scope,
+                    d["selection_id"].as_str().unwrap_or_default(),
+                    d["plan_id"].as_str().unwrap_or_default(),
+                    d["plan_version"].as_i64().unwrap_or_default() as i32,
+                    &strings(&d["selected_organizations"]),
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Starts agreements: its gRPC services behind the identity check, the follower of planning
+/// and selection, and the scheduler of activations and expiries.
+pub async fn start(context: &Context) -> anyhow::Result<Running> {
+    for topic in std::iter::once(TOPIC).chain(FOLLOWED) {
+        context.log.create_topic(topic).await?;
+    }
+    let agreements = Agreements::new(context.store.clone(), context.clock.clone());
+    let guard = RequireIdentity(context.identity_key.clone());
+    let routes = tonic::service::Routes::new(
+        api::agreement_service_server::AgreementServiceServer::with_interceptor(agreements.clone(), guard.clone()),
+    )
+    .add_service(api::authorization_service_server::AuthorizationServiceServer::with_interceptor(agreements.clone(), guard.clone()))
+    .add_service(api::public_authorization_service_server::PublicAuthorizationServiceServer::with_interceptor(agreements.clone(), guard));
+
+    let consumer = InboxConsumer {
+        store: context.store.clone(),
+        log: context.log.clone(),
+        consumer: FOLLOW_CONSUMER.into(),
+        topics: FOLLOWED.iter().map(|t| t.to_string()).collect(),
+        batch_size: 100,
+    };
+    let stop = context.shutdown.clone();
+    let follower = tokio::spawn(async move {
+        let handler = Arc::new(Follow);
+        while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
+            tracing::warn!(error = %err, "agreements follower failed; restarting");
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    });
+    let interval = Duration::from_secs(context.config.instance.scheduler_interval_secs.max(1));
+    let stop = context.shutdown.clone();
+    let scheduler = tokio::spawn(async move {
+        loop {
+            match agreements.run_schedule().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(agreements = n, "agreements activated or expired"),
+                Err(err) => tracing::warn!(error = %err, "agreement scheduler failed; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+    Ok(Running {
+        routes,
+        tasks: vec![follower, scheduler],
+    })
+}

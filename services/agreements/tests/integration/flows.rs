@@ -1,0 +1,248 @@
+//! Agreements' rules, end to end through the service and a real store.
+
+use pdp_kit::error::ServiceError;
+use pdp_kit::paging::Cursor;
+use pdp_proto::pdp::agreements::v1 as api;
+
+use crate::support::*;
+
+const HARBIN: &str = "230100";
+
+pub async fn an_agreement_needs_a_concluded_selection_and_complete_terms(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", "harbin-bureau");
+    let err = i
+        .agreements
+        .create(&bureau, HARBIN, draft("2026-12-01", "2027-11-30"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+    assert!(err.to_string().contains(":conclude"), "{err}");
+    i.concluded_selection().await;
+
+    let mut wrong = draft("2026-12-01", "2029-12-01");
+    wrong.operator = "acme".into();
+    let scope = wrong.terms.as_mut().unwrap().scope.as_mut().unwrap();
+    scope.resource_ids.push("r9".into());
+    wrong.terms.as_mut().unwrap().liability.clear();
+    let err = i
+        .agreements
+        .create(&bureau, HARBIN, wrong)
+        .await
+        .unwrap_err();
+    let v = err.field_violations();
+    let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "agreement.operator",
+            "agreement.terms.scope.resource_ids[1]",
+            "agreement.terms.term.last_day",
+            "agreement.terms.liability"
+        ]
+    );
+    assert!(
+        v[2].description.contains("2029-11-30"),
+        "the latest allowed last day: {}",
+        v[2].description
+    );
+    let (listed, _) = i
+        .agreements
+        .list(&bureau, HARBIN, None, Cursor::parse(0, "").unwrap())
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "a refusal writes nothing");
+
+    let a = i
+        .agreements
+        .create(&bureau, HARBIN, draft("2026-12-01", "2029-11-30"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (state(&a), a.plan_id.as_str()),
+        (api::AgreementState::Draft, "plan-1")
+    );
+}
+
+pub async fn signing_activation_and_expiry_happen_on_time(backend: Backend) {
+    let i = Instance::new(&backend);
+    i.concluded_selection().await;
+    let bureau = caller("city_bureau", "harbin-bureau");
+    let beta = caller("operator", "beta");
+    let a = i
+        .agreements
+        .create(&bureau, HARBIN, draft("2026-12-01", "2027-11-30"))
+        .await
+        .unwrap();
+    let id = a.id.clone();
+    let err = i
+        .agreements
+        .sign(
+            &caller("operator", "acme"),
+            HARBIN,
+            id.clone(),
+            api::Party::Operator,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
+    let err = i
+        .agreements
+        .sign(&beta, HARBIN, id.clone(), api::Party::Bureau)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
+    let a = i
+        .agreements
+        .sign(&bureau, HARBIN, id.clone(), api::Party::Bureau)
+        .await
+        .unwrap();
+    assert_eq!(state(&a), api::AgreementState::Draft);
+    assert!(
+        i.agreements
+            .sign(&bureau, HARBIN, id.clone(), api::Party::Bureau)
+            .await
+            .is_err()
+    );
+    let a = i
+        .agreements
+        .sign(&beta, HARBIN, id.clone(), api::Party::Operator)
+        .await
+        .unwrap();
+    assert_eq!(state(&a), api::AgreementState::Signed);
+
+    let check = |org: &str, r: &str| i.agreements.check(&bureau, HARBIN, org.into(), r.into());
+    assert!(
+        !check("beta", "r1").await.unwrap().authorized,
+        "signed is not active"
+    );
+    assert_eq!(i.agreements.run_schedule().await.unwrap(), 0);
+    i.set("2026-12-01 00:00");
+    assert_eq!(i.agreements.run_schedule().await.unwrap(), 1);
+    assert_eq!(i.agreements.run_schedule().await.unwrap(), 0, "once");
+    assert_eq!(
+        state(&i.agreements.get(&bureau, HARBIN, id.clone()).await.unwrap()),
+        api::AgreementState::Active
+    );
+    assert!(check("beta", "r1").await.unwrap().authorized);
+    let outside = check("beta", "r2").await.unwrap();
+    assert!(
+        !outside.authorized && outside.reason.contains("r2"),
+        "{outside:?}"
+    );
+    assert!(!check("acme", "r1").await.unwrap().authorized);
+    assert_eq!(
+        i.agreements
+            .authorized_resources(&beta, HARBIN)
+            .await
+            .unwrap()
+            .resource_ids,
+        ["r1"]
+    );
+    // Operators see their own agreements only.
+    let (own, _) = i
+        .agreements
+        .list(
+            &caller("operator", "acme"),
+            HARBIN,
+            None,
+            Cursor::parse(0, "").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(own.is_empty());
+    let public = caller("public", "public");
+    let (disclosed, _) = i
+        .agreements
+        .public_list(&public, HARBIN, Cursor::parse(0, "").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            disclosed[0].operator.as_str(),
+            disclosed[0].last_day.as_str()
+        ),
+        ("beta", "2027-11-30")
+    );
+
+    i.set("2027-11-30 23:59");
+    assert_eq!(
+        i.agreements.run_schedule().await.unwrap(),
+        0,
+        "the last day is still in the term"
+    );
+    i.set("2027-12-01 00:00");
+    assert_eq!(i.agreements.run_schedule().await.unwrap(), 1);
+    assert_eq!(
+        state(&i.agreements.get(&bureau, HARBIN, id).await.unwrap()),
+        api::AgreementState::Expired
+    );
+    assert!(!check("beta", "r1").await.unwrap().authorized);
+    assert_events_documented(&i.store).await;
+}
+
+pub async fn renewal_stays_within_three_uninterrupted_years(backend: Backend) {
+    let i = Instance::new(&backend);
+    i.concluded_selection().await;
+    let bureau = caller("city_bureau", "harbin-bureau");
+    let beta = caller("operator", "beta");
+    let a = i
+        .agreements
+        .create(&bureau, HARBIN, draft("2026-11-26", "2027-11-25"))
+        .await
+        .unwrap();
+    i.agreements
+        .sign(&bureau, HARBIN, a.id.clone(), api::Party::Bureau)
+        .await
+        .unwrap();
+    let a = i
+        .agreements
+        .sign(&beta, HARBIN, a.id.clone(), api::Party::Operator)
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&a),
+        api::AgreementState::Active,
+        "the first day has come: active at once"
+    );
+
+    let err = i
+        .agreements
+        .renew(&bureau, HARBIN, a.id.clone(), "2029-11-26".into())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("2029-11-25") && err.to_string().contains("new selection"),
+        "{err}"
+    );
+    let renewed = i
+        .agreements
+        .renew(&bureau, HARBIN, a.id.clone(), "2028-11-25".into())
+        .await
+        .unwrap();
+    let term = renewed.terms.as_ref().unwrap().term.clone().unwrap();
+    assert_eq!(
+        (term.first_day.as_str(), renewed.renews.as_str()),
+        ("2027-11-26", a.id.as_str())
+    );
+    assert_eq!(state(&renewed), api::AgreementState::Draft);
+    i.agreements
+        .sign(&bureau, HARBIN, renewed.id.clone(), api::Party::Bureau)
+        .await
+        .unwrap();
+    i.agreements
+        .sign(&beta, HARBIN, renewed.id.clone(), api::Party::Operator)
+        .await
+        .unwrap();
+    // The chain started on 2026-11-26: a second renewal may reach 2029-11-25, not beyond.
+    let err = i
+        .agreements
+        .renew(&bureau, HARBIN, renewed.id.clone(), "2029-11-26".into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("since 2026-11-26"), "{err}");
+    i.agreements
+        .renew(&bureau, HARBIN, renewed.id, "2029-11-25".into())
+        .await
+        .unwrap();
+}

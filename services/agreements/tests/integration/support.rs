@@ -1,0 +1,211 @@
+//! Stores, a test clock, callers and complete terms for the flows.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use pdp_agreements::{Agreements, Follow};
+use pdp_kit::clock::ManualClock;
+use pdp_kit::events::Event;
+use pdp_kit::identity::Identity;
+use pdp_kit::inbox::EventHandler;
+use pdp_kit::store::{KIT_MIGRATIONS, Store, StoreError};
+use pdp_proto::pdp::agreements::v1 as api;
+
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub fn postgres() -> Self {
+        Self::Postgres(format!("agreements_{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    pub fn store(&self) -> Store {
+        let store = match self {
+            Self::Sqlite(dir) => Store::open(
+                &dir.path().join("agreements.db").to_string_lossy(),
+                "agreements",
+                1,
+            ),
+            Self::Postgres(schema) => Store::open(&database_url(), schema, 4),
+        }
+        .expect("store opens (is PostgreSQL running? see README)");
+        store
+            .migrate(&[KIT_MIGRATIONS, pdp_agreements::MIGRATIONS])
+            .unwrap();
+        store
+    }
+}
+
+pub fn at(local: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("{}:00+08:00", local.replace(' ', "T")))
+        .unwrap()
+        .into()
+}
+
+pub struct Instance {
+    pub agreements: Agreements,
+    pub store: Store,
+    pub clock: ManualClock,
+}
+
+impl Instance {
+    pub fn new(backend: &Backend) -> Self {
+        let store = backend.store();
+        let clock = ManualClock::at(at("2026-11-26 10:00"));
+        Self {
+            agreements: Agreements::new(store.clone(), Arc::new(clock.clone())),
+            store,
+            clock,
+        }
+    }
+
+    pub fn set(&self, local: &str) {
+        self.clock.set(at(local));
+    }
+
+    async fn apply(&self, event: Event) {
+        self.store
+            .transaction(move |conn| {
+                Follow
+                    .handle(conn, &event)
+                    .map_err(|e| StoreError::Task(e.to_string()))
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Plan `plan-1` v1 of Harbin in force with resources r1 and r2, and selection `sel-1`
+    /// concluded with `beta`, as planning's and selection's events tell.
+    pub async fn concluded_selection(&self) {
+        let harbin = "230100".parse().unwrap();
+        self.apply(Event::new(
+            "planning",
+            &harbin,
+            "plan",
+            "became_effective",
+            "plan-1",
+            Utc::now(),
+            serde_json::json!({"plan_id": "plan-1", "version": 1, "resource_ids": ["r1", "r2"]}),
+        ))
+        .await;
+        self.apply(Event::new("selection", &harbin, "selection", "concluded", "sel-1", Utc::now(),
+            serde_json::json!({"selection_id": "sel-1", "plan_id": "plan-1", "plan_version": 1, "selected_organizations": ["beta"]}))).await;
+    }
+}
+
+pub fn caller(role: &str, org: &str) -> Identity {
+    Identity {
+        subject: format!("{role}-{org}"),
+        organization: org.into(),
+        roles: vec![role.into()],
+        tenant: "230100".parse().unwrap(),
+    }
+}
+
+pub fn terms(first_day: &str, last_day: &str) -> api::AgreementTerms {
+    let t = |s: &str| s.to_string();
+    api::AgreementTerms {
+        scope: Some(api::ResourceScope {
+            resource_ids: vec![t("r1")],
+            catalog: t("bus arrivals"),
+        }),
+        term: Some(api::Term {
+            first_day: first_day.into(),
+            last_day: last_day.into(),
+        }),
+        products: Some(api::ProductTerms {
+            products: vec![t("arrival prediction API")],
+            technical_standards: t("GB/T 35274"),
+            security_review: t("before each release"),
+            business_review: t("quarterly"),
+        }),
+        technical_platform: t("the provincial authorized-operation platform"),
+        assets: Some(api::AssetOwnership {
+            equipment: t("the operator's"),
+            products: t("the operator's"),
+        }),
+        disclosure_duties: t("quarterly public report"),
+        accounting: Some(api::AccountingTerms {
+            cost_and_revenue_accounting: t("separate ledger"),
+            revenue_sharing: t("who invests, who benefits"),
+        }),
+        security: Some(api::SecurityTerms {
+            data_security: t("level 3"),
+            personal_information_protection: t("de-identified results only"),
+            risk_monitoring: t("continuous"),
+            emergency_response: t("24h reporting"),
+        }),
+        evaluation: Some(api::EvaluationTerms {
+            evaluation: t("yearly"),
+            renewal: t("on good evaluation"),
+            exit: t("handover and destruction"),
+        }),
+        liability: t("per the Civil Code"),
+        dispute_resolution: t("Harbin arbitration commission"),
+        change_and_termination: t("written amendment; termination on breach"),
+        other_matters: t("none"),
+    }
+}
+
+pub fn draft(first_day: &str, last_day: &str) -> api::Agreement {
+    api::Agreement {
+        selection_id: "sel-1".into(),
+        operator: "beta".into(),
+        terms: Some(terms(first_day, last_day)),
+        ..Default::default()
+    }
+}
+
+pub fn state(a: &api::Agreement) -> api::AgreementState {
+    api::AgreementState::try_from(a.state).unwrap()
+}
+
+/// Every event type agreements wrote is documented in proto/asyncapi/pdp.yaml.
+pub async fn assert_events_documented(store: &Store) {
+    use diesel::prelude::*;
+    use pdp_kit::outbox::pdp_outbox;
+    let envelopes: Vec<String> = store
+        .run(|conn| {
+            pdp_outbox::table
+                .filter(pdp_outbox::topic.eq(pdp_agreements::TOPIC))
+                .select(pdp_outbox::envelope)
+                .load::<String>(conn)
+                .map_err(StoreError::from)
+        })
+        .await
+        .unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../proto/asyncapi/pdp.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let documented: Vec<&str> = doc["components"]["messages"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(!envelopes.is_empty());
+    for envelope in envelopes {
+        let event: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+        let kind = event["type"].as_str().unwrap();
+        assert!(
+            documented.contains(&kind),
+            "{kind} is not in proto/asyncapi/pdp.yaml"
+        );
+    }
+}
