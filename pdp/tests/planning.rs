@@ -5,54 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod support;
 use support::*;
-
-fn today_in_shanghai() -> String {
-    (chrono::Utc::now() + chrono::Duration::hours(8))
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
-fn plan_body(resource_id: &str) -> Value {
-    json!({
-        "name": "哈尔滨公共交通数据授权运营",
-        "mode": "AUTHORIZATION_MODE_BY_SCENARIO",
-        "sections": {
-            "necessity": {
-                "lifecycle_management": "on the platform", "social_demand": "commuters",
-                "market_size": "CNY 40m", "expected_results": "transit products",
-                "benefits": "shorter commutes", "risk_control": "sandbox only"
-            },
-            "operator_conditions": {
-                "funding": "CNY 10m", "management": "ISO 27001", "technology": "privacy computing",
-                "service": "7x24", "security": "no incident in 3 years"
-            },
-            "scope": { "items": [{
-                "resource_id": resource_id, "update_frequency": "UPDATE_FREQUENCY_DAILY",
-                "data_quality": "complete"
-            }]},
-            "implementation": {
-                "period_start": "2027-01-01", "period_end": "2029-12-31",
-                "construction": "products", "technical_safeguards": "platform",
-                "schedule": "three phases", "evaluation_standards": "yearly",
-                "exit_mechanism": "handover", "asset_management": "operator owns products"
-            },
-            "scenarios": { "items": [{ "name": "bus arrival prediction" }] },
-            "products": { "items": [
-                { "name": "arrivals", "class": "PRODUCT_CLASS_PUBLIC_GOVERNANCE_AND_WELFARE", "form": "app" },
-                { "name": "logistics index", "class": "PRODUCT_CLASS_INDUSTRY_DEVELOPMENT", "form": "API" }
-            ]},
-            "accounting": { "cost_accounting": "ledger", "revenue_accounting": "ledger", "revenue_distribution": "who invests benefits" },
-            "security": { "data_security": "level 3", "personal_information_protection": "de-identified", "emergency_response": "drills" },
-            "rights_and_duties": { "rights_and_duties": "per agreement", "incentives": "renewal priority" },
-            "supervision": { "supervision": "quarterly", "evaluation": "yearly" },
-            "other_matters": "none"
-        }
-    })
-}
 
 #[test]
 fn a_harbin_plan_from_catalog_to_filing_and_amendment_through_the_gateway() {

@@ -48,17 +48,35 @@ pub fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
 }
 
 pub fn start_dev(data: &std::path::Path, port: u16) -> Child {
+    start_dev_with(data, port, &[])
+}
+
+/// `pdp dev` with extra `PDP_*` variables.
+pub fn start_dev_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pdp"))
         .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .env_clear()
         // Services take free gRPC ports, so that dev processes of parallel tests do not meet.
         .env("PDP_GRPC__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         // A file, not a pipe nobody reads: a full pipe would block the process.
         .stderr(std::fs::File::create(data.join("pdp.log")).unwrap())
         .spawn()
         .expect("pdp dev starts")
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, for at most `seconds`.
+pub fn eventually<T>(seconds: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {seconds} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 pub fn wait_ready(child: &mut Child, port: u16) -> String {
@@ -178,4 +196,49 @@ pub fn token(dir: &str, tenant: &str, role: &str, org: &str) -> String {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn today_in_shanghai() -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// A Harbin plan with every section of 第十一条 and `resource_id` in scope.
+pub fn plan_body(resource_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "哈尔滨公共交通数据授权运营",
+        "mode": "AUTHORIZATION_MODE_BY_SCENARIO",
+        "sections": {
+            "necessity": {
+                "lifecycle_management": "on the platform", "social_demand": "commuters",
+                "market_size": "CNY 40m", "expected_results": "transit products",
+                "benefits": "shorter commutes", "risk_control": "sandbox only"
+            },
+            "operator_conditions": {
+                "funding": "CNY 10m", "management": "ISO 27001", "technology": "privacy computing",
+                "service": "7x24", "security": "no incident in 3 years"
+            },
+            "scope": { "items": [{
+                "resource_id": resource_id, "update_frequency": "UPDATE_FREQUENCY_DAILY",
+                "data_quality": "complete"
+            }]},
+            "implementation": {
+                "period_start": "2027-01-01", "period_end": "2029-12-31",
+                "construction": "products", "technical_safeguards": "platform",
+                "schedule": "three phases", "evaluation_standards": "yearly",
+                "exit_mechanism": "handover", "asset_management": "operator owns products"
+            },
+            "scenarios": { "items": [{ "name": "bus arrival prediction" }] },
+            "products": { "items": [
+                { "name": "arrivals", "class": "PRODUCT_CLASS_PUBLIC_GOVERNANCE_AND_WELFARE", "form": "app" },
+                { "name": "logistics index", "class": "PRODUCT_CLASS_INDUSTRY_DEVELOPMENT", "form": "API" }
+            ]},
+            "accounting": { "cost_accounting": "ledger", "revenue_accounting": "ledger", "revenue_distribution": "who invests benefits" },
+            "security": { "data_security": "level 3", "personal_information_protection": "de-identified", "emergency_response": "drills" },
+            "rights_and_duties": { "rights_and_duties": "per agreement", "incentives": "renewal priority" },
+            "supervision": { "supervision": "quarterly", "evaluation": "yearly" },
+            "other_matters": "none"
+        }
+    })
 }

@@ -1,0 +1,281 @@
+//! From an effective plan to an ACTIVE agreement through the gateway of `pdp dev`, as the bureau,
+//! three operators and the public do it: the call, three applications (one ineligible for a
+//! security incident two years ago), evaluation, the public notice, an objection dismissed, the
+//! conclusion, the agreement, both signatures, activation; then the test moves the clock past the
+//! agreement's last day, and the operator's calls are denied.
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
+
+use chrono::{Duration, NaiveDate, Utc};
+use pdp_kit::calendar::{WorkingCalendar, civil_date, end_of_day};
+use pdp_kit::clock::ShiftedClock;
+use serde_json::{Value, json};
+
+mod support;
+use support::*;
+
+const H: &str = "/api/v1/tenants/230100";
+
+fn evidence(incident_on: Option<NaiveDate>) -> Value {
+    let incidents: Vec<Value> = incident_on
+        .map(|d| vec![json!({"occurred_on": d.to_string(), "description": "data leak"})])
+        .unwrap_or_default();
+    json!({
+        "evidence": {
+            "premises_and_equipment": "office and machine room", "qualifications": "CMMI 3",
+            "staff": "40 engineers", "experience": "5 data products", "security_regime": "ISO 27001",
+            "incidents": incidents, "credit_record": "no adverse record"
+        }
+    })
+}
+
+#[test]
+fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let shift = data.path().join("clock-shift");
+    let provider = token(dir, "230100", "provider", "harbin-transport");
+    let bureau = token(dir, "230100", "city_bureau", "harbin-data-bureau");
+    let ops: Vec<(String, String)> = ["acme", "beta", "gamma"]
+        .iter()
+        .map(|o| (o.to_string(), token(dir, "230100", "operator", o)))
+        .collect();
+    let port = free_port();
+    let mut child = start_dev_with(
+        data.path(),
+        port,
+        &[
+            ("PDP_DEV__CLOCK_SHIFT_FILE", shift.to_str().unwrap()),
+            ("PDP_INSTANCE__SCHEDULER_INTERVAL_SECS", "1"),
+        ],
+    );
+    wait_ready(&mut child, port);
+    let post =
+        |path: &str, token: Option<&str>, body: Value| call(port, "POST", path, token, Some(&body));
+    let get = |path: &str, token: Option<&str>| call(port, "GET", path, token, None);
+    let shifted_now = || {
+        Utc::now()
+            + Duration::seconds(
+                std::fs::read_to_string(&shift)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+            )
+    };
+
+    // An effective plan with one registered resource.
+    let (_, r) = post(
+        &format!("{H}/resources"),
+        Some(&provider),
+        json!({
+            "name": "Bus arrivals", "provider_unit": "Harbin Transport Bureau", "sector": "transport",
+            "schema": [{"name": "stop_id", "type": "string"}], "classification": "DATA_CLASS_GENERAL",
+            "sensitivity": "SENSITIVITY_LOW", "update_frequency": "UPDATE_FREQUENCY_DAILY", "quality_statement": "daily"
+        }),
+    );
+    let rid = r["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(
+            &format!("{H}/resources/{rid}:register"),
+            Some(&provider),
+            json!({})
+        )
+        .0,
+        200
+    );
+    let (_, plan) = post(&format!("{H}/plans"), Some(&bureau), plan_body(&rid));
+    let pid = plan["id"].as_str().unwrap().to_string();
+    let today = today_in_shanghai();
+    for (verb, body) in [
+        ("submit", json!({})),
+        (
+            "review",
+            json!({"review": {"summary": "feasible", "departments_consulted": ["Transport"], "reviewed_on": today}}),
+        ),
+        (
+            "decide",
+            json!({"decision": {"decided_on": today, "body": "party group", "outcome": "DECISION_OUTCOME_AGREED"}}),
+        ),
+        (
+            "approve",
+            json!({"approval": {"document_number": "哈政函〔2026〕1号", "approved_on": today, "effective_on": today}}),
+        ),
+    ] {
+        let (status, answer) = post(&format!("{H}/plans/{pid}:{verb}"), Some(&bureau), body);
+        assert_eq!(status, 200, ":{verb} {answer}");
+    }
+
+    // The call, once selection has heard that the plan is in force.
+    let now = Utc::now();
+    let call_body = json!({
+        "plan_id": pid, "name": "Operator for Harbin transit data", "method": "SELECTION_METHOD_OPEN_TENDER",
+        "criteria": [{"name": "plan", "weight": 60}, {"name": "security", "weight": 40}],
+        "opens_at": (now - Duration::hours(1)).to_rfc3339(), "closes_at": (now + Duration::hours(1)).to_rfc3339(),
+        "procedure": "open tender", "operators_wanted": 1
+    });
+    let selection = eventually(30, "selection sees the effective plan", || {
+        let (status, s) = post(&format!("{H}/selections"), Some(&bureau), call_body.clone());
+        (status == 200).then_some(s)
+    });
+    let sid = selection["id"].as_str().unwrap().to_string();
+    let s = format!("{H}/selections/{sid}");
+    assert_eq!(
+        post(&format!("{s}:publish"), Some(&bureau), json!({})).0,
+        200
+    );
+    let (status, listed) = get(&format!("{H}/public/selections"), None);
+    assert_eq!(
+        (status, listed["selections"].as_array().unwrap().len()),
+        (200, 1),
+        "{listed}"
+    );
+
+    let two_years_ago = civil_date(now) - Duration::days(730);
+    let mut apps = Vec::new();
+    for (i, (org, tok)) in ops.iter().enumerate() {
+        let incident = (org == "gamma").then_some(two_years_ago);
+        let (status, app) = post(&format!("{s}/applications"), Some(tok), evidence(incident));
+        assert_eq!(status, 200, "{org}: {app}");
+        assert_eq!(app["eligible"], json!(org != "gamma"), "{org}: {app}");
+        apps.push((i, org.clone(), app["id"].as_str().unwrap().to_string()));
+    }
+
+    // The window closes; the bureau evaluates and shortlists.
+    ShiftedClock::shift_to(&shift, now + Duration::hours(2)).unwrap();
+    for (_, org, aid) in &apps {
+        let score = if org == "beta" { 90 } else { 70 };
+        let (status, answer) = post(
+            &format!("{s}/applications/{aid}/evaluations"),
+            Some(&bureau),
+            json!({"scores": [{"criterion": "plan", "score": score}, {"criterion": "security", "score": score}]}),
+        );
+        assert_eq!(
+            status,
+            if org == "gamma" { 400 } else { 200 },
+            "{org}: {answer}"
+        );
+    }
+    let (status, shortlisted) = post(&format!("{s}:shortlist"), Some(&bureau), json!({}));
+    assert_eq!(status, 200, "{shortlisted}");
+    assert_eq!(shortlisted["shortlist"][0]["organization"], "beta");
+
+    // The notice: at least five working days; a public objection, dismissed.
+    let starts = civil_date(shifted_now());
+    let calendar = WorkingCalendar::shipped();
+    let earliest = calendar.working_days_after(starts, 5).unwrap();
+    let (status, short) = post(
+        &format!("{s}/notices"),
+        Some(&bureau),
+        json!({"starts_on": starts.to_string(), "ends_on": (earliest - Duration::days(1)).to_string()}),
+    );
+    assert_eq!(status, 400, "{short}");
+    assert!(short.to_string().contains(&earliest.to_string()), "{short}");
+    assert_eq!(
+        post(
+            &format!("{s}/notices"),
+            Some(&bureau),
+            json!({"starts_on": starts.to_string(), "ends_on": earliest.to_string()})
+        )
+        .0,
+        200
+    );
+    let (status, objection) = post(
+        &format!("{H}/public/selections/{sid}/objections"),
+        None,
+        json!({"objector": "a citizen", "reason": "beta's experience is overstated"}),
+    );
+    assert_eq!(status, 200, "{objection}");
+    let oid = objection["id"].as_str().unwrap();
+    let decision = json!({"decision": {"decided_on": earliest.to_string(), "body": "party group", "outcome": "AGREED"}});
+    assert_eq!(
+        post(&format!("{s}:conclude"), Some(&bureau), decision.clone()).0,
+        400,
+        "the notice still runs"
+    );
+    assert_eq!(
+        post(
+            &format!("{s}/objections/{oid}:resolve"),
+            Some(&bureau),
+            json!({"outcome": "OBJECTION_STATE_DISMISSED", "reasons": ["experience verified"]})
+        )
+        .0,
+        200
+    );
+    ShiftedClock::shift_to(&shift, end_of_day(earliest) + Duration::minutes(1)).unwrap();
+    let (status, concluded) = post(&format!("{s}:conclude"), Some(&bureau), decision);
+    assert_eq!(status, 200, "{concluded}");
+
+    // The agreement with beta, from today for thirty days.
+    let first = civil_date(shifted_now());
+    let last = first + Duration::days(30);
+    let agreement_body = json!({
+        "selection_id": sid, "operator": "beta",
+        "terms": {
+            "scope": {"resource_ids": [rid], "catalog": "bus arrivals"},
+            "term": {"first_day": first.to_string(), "last_day": last.to_string()},
+            "products": {"products": ["arrival API"], "technical_standards": "GB/T 35274", "security_review": "each release", "business_review": "quarterly"},
+            "technical_platform": "provincial platform", "assets": {"equipment": "operator", "products": "operator"},
+            "disclosure_duties": "quarterly", "accounting": {"cost_and_revenue_accounting": "ledger", "revenue_sharing": "by contribution"},
+            "security": {"data_security": "level 3", "personal_information_protection": "de-identified", "risk_monitoring": "continuous", "emergency_response": "24h"},
+            "evaluation": {"evaluation": "yearly", "renewal": "on evaluation", "exit": "handover"},
+            "liability": "Civil Code", "dispute_resolution": "arbitration", "change_and_termination": "in writing", "other_matters": "none"
+        }
+    });
+    let agreement = eventually(30, "agreements sees the concluded selection", || {
+        let (status, a) = post(
+            &format!("{H}/agreements"),
+            Some(&bureau),
+            agreement_body.clone(),
+        );
+        (status == 200).then_some(a)
+    });
+    let aid = agreement["id"].as_str().unwrap().to_string();
+    let beta = &ops[1].1;
+    let resources = format!("{H}/authorized-resources");
+    assert_eq!(
+        get(&resources, Some(beta)).0,
+        403,
+        "not authorized before the agreement is active"
+    );
+    assert_eq!(
+        post(
+            &format!("{H}/agreements/{aid}:sign"),
+            Some(&bureau),
+            json!({"party": "PARTY_BUREAU"})
+        )
+        .0,
+        200
+    );
+    let (status, signed) = post(
+        &format!("{H}/agreements/{aid}:sign"),
+        Some(beta),
+        json!({"party": "PARTY_OPERATOR"}),
+    );
+    assert_eq!(status, 200, "{signed}");
+    assert_eq!(signed["state"], "AGREEMENT_STATE_ACTIVE", "{signed}");
+    let authorized = eventually(30, "the gateway authorizes beta", || {
+        let (status, body) = get(&resources, Some(beta));
+        (status == 200).then_some(body)
+    });
+    assert_eq!(authorized["resourceIds"], json!([rid]));
+    assert_eq!(
+        get(&resources, Some(&ops[0].1)).0,
+        403,
+        "acme has no agreement"
+    );
+    let (_, disclosed) = get(&format!("{H}/public/authorizations"), None);
+    assert_eq!(
+        disclosed["authorizations"][0]["operator"], "beta",
+        "{disclosed}"
+    );
+
+    // The term ends: the scheduler expires the agreement and every gateway replica stops
+    // authorizing beta.
+    ShiftedClock::shift_to(&shift, end_of_day(last) + Duration::minutes(1)).unwrap();
+    eventually(30, "beta's calls are denied after expiry", || {
+        (get(&resources, Some(beta)).0 == 403).then_some(())
+    });
+    let (_, expired) = get(&format!("{H}/agreements/{aid}"), Some(&bureau));
+    assert_eq!(expired["state"], "AGREEMENT_STATE_EXPIRED", "{expired}");
+
+    assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
+}
