@@ -4,6 +4,17 @@
 use chrono::{Months, NaiveDate};
 use pdp_proto::pdp::selection::v1 as api;
 
+/// The conditions of 第十二条 every application is checked against, as the call publishes them.
+pub const STATUTORY_CONDITIONS: &[&str] = &[
+    "premises_and_equipment: office conditions, hardware and software (第十二条(一))",
+    "qualifications: professional qualifications (第十二条(一))",
+    "staff: people and technical capability (第十二条(一))",
+    "experience: system building, data processing and product development, operations (第十二条(二))",
+    "security_regime: data security management and capability (第十二条(三))",
+    "no_security_incident_in_three_years: no network or data security incident in the last 3 years (第十二条(三))",
+    "credit: good credit, no serious violation, not on the serious-dishonesty or judgment-defaulter lists (第十二条(四))",
+];
+
 /// Looks up an organization's credit standing (全国信用信息公共服务平台, the dishonesty and
 /// judgment-defaulter lists). A deployment with access to the national platform plugs its own in.
 pub trait CreditChecker: Send + Sync + std::fmt::Debug {

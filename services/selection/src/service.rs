@@ -183,7 +183,13 @@ impl Selections {
                     ),
                 ));
             };
+            let conditions = eligibility::STATUTORY_CONDITIONS
+                .iter()
+                .map(|c| c.to_string())
+                .chain(input.additional_conditions.iter().cloned())
+                .collect();
             let selection = api::Selection {
+                conditions,
                 id: Uuid::now_v7().to_string(),
                 tenant: scope.tenant().to_string(),
                 plan_version: version as u32,
@@ -749,6 +755,7 @@ impl Selections {
                 .conclusion
                 .map(|c| c.selected_organizations)
                 .unwrap_or_default(),
+            conditions: s.conditions,
         }
     }
 
