@@ -161,6 +161,24 @@ def check_schema_bites():
             pass
 
 
+def check_schema_describes_every_value():
+    schema = __import__("json").loads((CHART / "values.schema.json").read_text())
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is not False:
+            fail("values.schema.json", f"{path or 'the root'} accepts unknown keys")
+        for key, sub in node.get("properties", {}).items():
+            if "description" not in sub:
+                fail("values.schema.json", f"{path}.{key} has no description")
+            walk(sub, f"{path}.{key}")
+        for key, sub in node.get("$defs", {}).items():
+            walk(sub, f"$defs.{key}")
+
+    walk(schema, "")
+
+
 def check_k8s_dir():
     for path in sorted((ROOT / "k8s").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -195,6 +213,7 @@ def main():
         namespace = "pdp-harbin" if "harbin" in example.name else "pdp"
         check_values(str(example.relative_to(ROOT)), values, namespace)
     check_schema_bites()
+    check_schema_describes_every_value()
     check_k8s_dir()
     check_readme()
     if failures:
