@@ -67,6 +67,18 @@ pub fn start_dev_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -
         .expect("pdp dev starts")
 }
 
+/// `pdp serve <service>` with `PDP_*` variables; its log goes to `dir/pdp.log`.
+pub fn start_serve(dir: &std::path::Path, service: &str, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pdp"))
+        .args(["serve", service])
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("pdp.log")).unwrap())
+        .spawn()
+        .expect("pdp serve starts")
+}
+
 /// Polls `probe` every 200 ms until it returns `Some`, for at most `seconds`.
 pub fn eventually<T>(seconds: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -86,11 +98,11 @@ pub fn wait_ready(child: &mut Child, port: u16) -> String {
             return body;
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("pdp dev exited early: {status}");
+            panic!("pdp exited early: {status}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("pdp dev not ready within 30s");
+    panic!("pdp not ready within 30s");
 }
 
 pub fn interrupt_and_wait(child: Child, data: &std::path::Path) -> std::process::ExitStatus {

@@ -1,10 +1,9 @@
 //! Planning against real stores: every test runs on SQLite and on PostgreSQL (one schema per
 //! test; `TEST_DATABASE_URL`, default the local server `.ci/run` starts — a missing server fails,
-//! it never skips). The instances test adds Kafka (`TEST_KAFKA_BROKERS`).
+//! it never skips). Two separately started instances filing over Kafka: `pdp/tests/instances.rs`.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
 mod flows;
-mod instances;
 mod support;
 
 macro_rules! on_both_stores {
