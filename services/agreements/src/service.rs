@@ -5,13 +5,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use pdp_kit::audit;
 use pdp_kit::calendar::civil_date;
+use pdp_kit::change::{Change, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
-use pdp_kit::events::Event;
 use pdp_kit::identity::{Identity, TenantCode};
-use pdp_kit::outbox;
 use pdp_kit::paging::Cursor;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
@@ -34,47 +32,30 @@ pub struct Agreements {
     clock: Arc<dyn Clock>,
 }
 
-struct Act<'a> {
+/// Who acts, in which tenant, at what time: what every change records.
+fn recorder<'a>(
     scope: &'a TenantScope,
     actor: Option<&'a Identity>,
     now: DateTime<Utc>,
-}
-
-impl Act<'_> {
-    fn emit(&self, conn: &mut AnyConnection, verb: &str, a: &api::Agreement) -> Result<()> {
-        let tenant = self.scope.tenant();
-        let data = summary(a);
-        let event = Event::new(
-            SERVICE,
-            tenant,
-            "agreement",
-            verb,
-            &a.id,
-            self.now,
-            data.clone(),
-        );
-        outbox::enqueue(conn, TOPIC, &event)?;
-        audit::record(
-            conn,
-            audit::Action {
-                service: SERVICE,
-                tenant,
-                actor: self.actor,
-                action: &format!("agreement.{verb}"),
-                target: format!("agreements/{}", a.id),
-                time: self.now,
-                details: data,
-            },
-        )?;
-        Ok(())
+) -> Change<'a> {
+    Change {
+        service: SERVICE,
+        topic: TOPIC,
+        scope,
+        actor,
+        now,
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
+/// Records `verb` of agreement `a`: its event and its audit record.
+fn emit(
+    conn: &mut AnyConnection,
+    change: &Change<'_>,
+    verb: &str,
+    a: &api::Agreement,
+) -> Result<()> {
+    change.record(conn, "agreement", verb, &a.id, summary(a))?;
+    Ok(())
 }
 
 fn term_of(a: &api::Agreement) -> (NaiveDate, NaiveDate) {
@@ -123,7 +104,7 @@ fn precondition(subject: String, description: String) -> AgreementError {
 }
 
 /// Activates a signed agreement and schedules its expiry at the end of its last day.
-fn activate(conn: &mut AnyConnection, act: &Act<'_>, a: &mut api::Agreement) -> Result<()> {
+fn activate(conn: &mut AnyConnection, act: &Change<'_>, a: &mut api::Agreement) -> Result<()> {
     advance(a, Step::Activate)?;
     a.activate_time = Some(timestamp(act.now));
     a.update_time = Some(timestamp(act.now));
@@ -131,7 +112,7 @@ fn activate(conn: &mut AnyConnection, act: &Act<'_>, a: &mut api::Agreement) -> 
     let (_, last) = term_of(a);
     let day_after = last.checked_add_days(Days::new(1)).unwrap_or(last);
     db::schedule(conn, act.scope, &a.id, db::EXPIRE, day_after)?;
-    act.emit(conn, "activated", a)
+    emit(conn, act, "activated", a)
 }
 
 impl Agreements {
@@ -201,7 +182,7 @@ impl Agreements {
                 ..input
             };
             db::insert(conn, scope, &agreement, now)?;
-            Act { scope, actor: Some(&who), now }.emit(conn, "created", &agreement)?;
+            emit(conn, &recorder(scope, Some(&who), now), "created", &agreement)?;
             Ok(agreement)
         })
         .await
@@ -292,11 +273,7 @@ impl Agreements {
                 sign_time: Some(timestamp(now)),
             });
             a.update_time = Some(timestamp(now));
-            let act = Act {
-                scope,
-                actor: Some(&who),
-                now,
-            };
+            let act = recorder(scope, Some(&who), now);
             let both = [api::Party::Bureau, api::Party::Operator]
                 .iter()
                 .all(|p| a.signatures.iter().any(|s| s.party == *p as i32));
@@ -304,7 +281,7 @@ impl Agreements {
                 advance(&mut a, Step::CompleteSigning)?;
             }
             db::save(conn, scope, &a, now)?;
-            act.emit(conn, "signed", &a)?;
+            emit(conn, &act, "signed", &a)?;
             if both {
                 let (first, _) = term_of(&a);
                 if first <= civil_date(now) {
@@ -375,7 +352,7 @@ impl Agreements {
                 ..current
             };
             db::insert(conn, scope, &renewed, now)?;
-            Act { scope, actor: Some(&who), now }.emit(conn, "renewed", &renewed)?;
+            emit(conn, &recorder(scope, Some(&who), now), "renewed", &renewed)?;
             Ok(renewed)
         })
         .await
@@ -397,11 +374,7 @@ impl Agreements {
                         return Ok(false);
                     }
                     let mut a = Self::load(conn, scope, &id)?;
-                    let act = Act {
-                        scope,
-                        actor: None,
-                        now,
-                    };
+                    let act = recorder(scope, None, now);
                     match (action.as_str(), AgreementState::of(&a)) {
                         (db::ACTIVATE, AgreementState::Signed) => activate(conn, &act, &mut a)?,
                         (db::EXPIRE, AgreementState::Active) => {
@@ -409,7 +382,7 @@ impl Agreements {
                             a.expire_time = Some(timestamp(now));
                             a.update_time = Some(timestamp(now));
                             db::save(conn, scope, &a, now)?;
-                            act.emit(conn, "expired", &a)?;
+                            emit(conn, &act, "expired", &a)?;
                         }
                         // Suspended or terminated meanwhile: nothing is due any more.
                         _ => return Ok(false),

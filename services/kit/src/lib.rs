@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod calendar;
+pub mod change;
 pub mod clock;
 pub mod config;
 pub mod error;

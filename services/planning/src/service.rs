@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use pdp_kit::audit;
 use pdp_kit::calendar::civil_date;
+use pdp_kit::change::{Change, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
 use pdp_kit::events::Event;
 use pdp_kit::identity::{Identity, TenantCode};
-use pdp_kit::outbox;
 use pdp_kit::paging::Cursor;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::planning::v1 as api;
@@ -36,53 +35,17 @@ pub struct Planning {
 }
 
 /// Who acts, in which tenant, at what time: what every change records.
-struct Act<'a> {
+fn recorder<'a>(
     scope: &'a TenantScope,
     actor: Option<&'a Identity>,
     now: DateTime<Utc>,
-}
-
-impl Act<'_> {
-    /// Writes the domain event on `pdp.planning` and the audit record on `pdp.audit`.
-    fn emit(
-        &self,
-        conn: &mut AnyConnection,
-        aggregate: &str,
-        verb: &str,
-        subject: &str,
-        data: serde_json::Value,
-    ) -> Result<()> {
-        let tenant = self.scope.tenant();
-        let event = Event::new(
-            SERVICE,
-            tenant,
-            aggregate,
-            verb,
-            subject,
-            self.now,
-            data.clone(),
-        );
-        outbox::enqueue(conn, TOPIC, &event)?;
-        audit::record(
-            conn,
-            audit::Action {
-                service: SERVICE,
-                tenant,
-                actor: self.actor,
-                action: &format!("{aggregate}.{verb}"),
-                target: format!("{aggregate}s/{subject}"),
-                time: self.now,
-                details: data,
-            },
-        )?;
-        Ok(())
-    }
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
+) -> Change<'a> {
+    Change {
+        service: SERVICE,
+        topic: TOPIC,
+        scope,
+        actor,
+        now,
     }
 }
 
@@ -183,12 +146,8 @@ impl Planning {
             resource.create_time = Some(timestamp(now));
             resource.update_time = Some(timestamp(now));
             db::insert_resource(conn, scope, &resource, now)?;
-            let act = Act {
-                scope,
-                actor: Some(&who),
-                now,
-            };
-            act.emit(
+            let act = recorder(scope, Some(&who), now);
+            act.record(
                 conn,
                 "resource",
                 "created",
@@ -221,12 +180,8 @@ impl Planning {
             }
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
-            let act = Act {
-                scope,
-                actor: Some(&who),
-                now,
-            };
-            act.emit(
+            let act = recorder(scope, Some(&who), now);
+            act.record(
                 conn,
                 "resource",
                 "updated",
@@ -261,8 +216,8 @@ impl Planning {
             resource.registered_at = Some(timestamp(now));
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
-            let act = Act { scope, actor: Some(&who), now };
-            act.emit(
+            let act = recorder(scope, Some(&who), now);
+            act.record(
                 conn,
                 "resource",
                 "registered",
@@ -358,12 +313,13 @@ impl Planning {
                 ..Default::default()
             };
             db::insert_plan_version(conn, scope, &plan, now)?;
-            Act {
-                scope,
-                actor: Some(&who),
-                now,
-            }
-            .emit(conn, "plan", "created", &plan.id, plan_event(&plan))?;
+            recorder(scope, Some(&who), now).record(
+                conn,
+                "plan",
+                "created",
+                &plan.id,
+                plan_event(&plan),
+            )?;
             Ok(plan)
         })
         .await
@@ -415,12 +371,13 @@ impl Planning {
             invalid_if_any("plan", v)?;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            Act {
-                scope,
-                actor: Some(&who),
-                now,
-            }
-            .emit(conn, "plan", "updated", &plan.id, plan_event(&plan))?;
+            recorder(scope, Some(&who), now).record(
+                conn,
+                "plan",
+                "updated",
+                &plan.id,
+                plan_event(&plan),
+            )?;
             Ok(plan)
         })
         .await
@@ -560,11 +517,7 @@ impl Planning {
             plan.state = next.to_api() as i32;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            let act = Act {
-                scope,
-                actor: Some(&who),
-                now,
-            };
+            let act = recorder(scope, Some(&who), now);
             let verb = match next {
                 PlanState::Submitted => "submitted",
                 PlanState::Reviewed => "reviewed",
@@ -573,7 +526,7 @@ impl Planning {
                 PlanState::Rejected => "rejected",
                 _ => "changed",
             };
-            act.emit(conn, "plan", verb, &plan.id, plan_event(&plan))?;
+            act.record(conn, "plan", verb, &plan.id, plan_event(&plan))?;
             if next == PlanState::Approved {
                 let approval = plan.approval.clone().unwrap_or_default();
                 let effective_on = NaiveDate::parse_from_str(&approval.effective_on, "%Y-%m-%d")
@@ -788,7 +741,7 @@ impl Planning {
             }
             let sections = next.sections.clone().unwrap_or_default();
             let catalog = catalog_for(conn, scope, &sections)?;
-            let act = Act { scope, actor: Some(&who), now };
+            let act = recorder(scope, Some(&who), now);
             next.update_time = Some(timestamp(now));
             next.create_time = Some(timestamp(now));
             next.created_by = who.subject.clone();
@@ -824,7 +777,7 @@ impl Planning {
                 record_time: Some(timestamp(now)),
             };
             db::insert_amendment(conn, scope, &amendment, now)?;
-            act.emit(
+            act.record(
                 conn,
                 "plan",
                 "amended",
@@ -867,15 +820,7 @@ impl Planning {
                     if state_of(&plan) != PlanState::Approved {
                         return Ok(false);
                     }
-                    take_effect(
-                        conn,
-                        &Act {
-                            scope,
-                            actor: None,
-                            now,
-                        },
-                        &mut plan,
-                    )?;
+                    take_effect(conn, &recorder(scope, None, now), &mut plan)?;
                     Ok(true)
                 })
                 .await?;
@@ -938,7 +883,7 @@ impl Planning {
             filing.acknowledge_time = Some(timestamp(now));
             filing.note = note;
             db::save_filing(conn, scope, &filing, now)?;
-            Act { scope, actor: Some(&who), now }.emit(
+            recorder(scope, Some(&who), now).record(
                 conn,
                 "filing",
                 "acknowledged",
@@ -987,7 +932,7 @@ impl Planning {
         let scope = TenantScope::system(TenantCode::province());
         scope.enter(conn)?;
         if db::insert_filing(conn, &scope, &filing, now)? {
-            Act { scope: &scope, actor: None, now }.emit(
+            recorder(&scope, None, now).record(
                 conn,
                 "filing",
                 "received",
@@ -1049,7 +994,7 @@ impl Planning {
 
 /// An approved version takes effect: the version it replaces (if any) is superseded, and the
 /// event that files it with the province is written.
-fn take_effect(conn: &mut AnyConnection, act: &Act<'_>, plan: &mut api::Plan) -> Result<()> {
+fn take_effect(conn: &mut AnyConnection, act: &Change<'_>, plan: &mut api::Plan) -> Result<()> {
     let subject = plan_subject(plan);
     let next = state_of(plan).after(Step::TakeEffect, &subject)?;
     plan.state = next.to_api() as i32;
@@ -1064,7 +1009,7 @@ fn take_effect(conn: &mut AnyConnection, act: &Act<'_>, plan: &mut api::Plan) ->
                 .to_api() as i32;
             older.update_time = Some(timestamp(act.now));
             db::save_plan_version(conn, act.scope, &older, act.now)?;
-            act.emit(conn, "plan", "superseded", &older.id, plan_event(&older))?;
+            act.record(conn, "plan", "superseded", &older.id, plan_event(&older))?;
         }
     }
     let approval = plan.approval.clone().unwrap_or_default();
@@ -1080,6 +1025,6 @@ fn take_effect(conn: &mut AnyConnection, act: &Act<'_>, plan: &mut api::Plan) ->
         .map(|i| i.resource_id.as_str())
         .collect();
     data["resource_ids"] = json!(scope);
-    act.emit(conn, "plan", "became_effective", &plan.id, data)?;
+    act.record(conn, "plan", "became_effective", &plan.id, data)?;
     Ok(())
 }

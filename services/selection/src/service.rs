@@ -4,13 +4,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use pdp_kit::audit;
 use pdp_kit::calendar::{WorkingCalendar, civil_date};
+use pdp_kit::change::{Change, instant, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
-use pdp_kit::events::Event;
 use pdp_kit::identity::Identity;
-use pdp_kit::outbox;
 use pdp_kit::paging::Cursor;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::selection::v1 as api;
@@ -36,58 +34,19 @@ pub struct Selections {
     credit: Arc<dyn CreditChecker>,
 }
 
-struct Act<'a> {
+/// Who acts, in which tenant, at what time: what every change records.
+fn recorder<'a>(
     scope: &'a TenantScope,
     actor: Option<&'a Identity>,
     now: DateTime<Utc>,
-}
-
-impl Act<'_> {
-    fn emit(
-        &self,
-        conn: &mut AnyConnection,
-        aggregate: &str,
-        verb: &str,
-        subject: &str,
-        data: serde_json::Value,
-    ) -> Result<()> {
-        let tenant = self.scope.tenant();
-        let event = Event::new(
-            SERVICE,
-            tenant,
-            aggregate,
-            verb,
-            subject,
-            self.now,
-            data.clone(),
-        );
-        outbox::enqueue(conn, TOPIC, &event)?;
-        audit::record(
-            conn,
-            audit::Action {
-                service: SERVICE,
-                tenant,
-                actor: self.actor,
-                action: &format!("{aggregate}.{verb}"),
-                target: format!("{aggregate}s/{subject}"),
-                time: self.now,
-                details: data,
-            },
-        )?;
-        Ok(())
+) -> Change<'a> {
+    Change {
+        service: SERVICE,
+        topic: TOPIC,
+        scope,
+        actor,
+        now,
     }
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn instant(ts: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    ts.as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
 }
 
 fn invalid_if_any(what: &'static str, violations: Vec<FieldViolation>) -> Result<()> {
@@ -204,7 +163,7 @@ impl Selections {
                 ..input
             };
             db::insert_selection(conn, scope, &selection, now)?;
-            Act { scope, actor: Some(&who), now }.emit(conn, "selection", "created", &selection.id, summary(&selection))?;
+            recorder(scope, Some(&who), now).record(conn, "selection", "created", &selection.id, summary(&selection))?;
             Ok(selection)
         })
         .await
@@ -267,12 +226,13 @@ impl Selections {
             advance(&mut s, Step::Publish)?;
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            Act {
-                scope,
-                actor: Some(&who),
-                now,
-            }
-            .emit(conn, "selection", "published", &s.id, summary(&s))?;
+            recorder(scope, Some(&who), now).record(
+                conn,
+                "selection",
+                "published",
+                &s.id,
+                summary(&s),
+            )?;
             Ok(s)
         })
         .await
@@ -295,7 +255,7 @@ impl Selections {
             if SelectionState::of(&s) != SelectionState::Published {
                 return Err(precondition(subject(&s), format!("the selection is {}, not taking applications", SelectionState::of(&s).name())));
             }
-            let (opens, closes) = (instant(&s.opens_at), instant(&s.closes_at));
+            let (opens, closes) = (instant(s.opens_at.as_ref()), instant(s.closes_at.as_ref()));
             if opens.is_some_and(|o| now < o) || closes.is_some_and(|c| now >= c) {
                 return Err(precondition(
                     subject(&s),
@@ -326,7 +286,7 @@ impl Selections {
             if !db::insert_application(conn, scope, &application, now)? {
                 return Err(precondition(subject(&s), format!("{} has applied to this selection already", who.organization)));
             }
-            Act { scope, actor: Some(&who), now }.emit(
+            recorder(scope, Some(&who), now).record(
                 conn,
                 "application",
                 "submitted",
@@ -388,7 +348,7 @@ impl Selections {
             if !matches!(state, SelectionState::Published | SelectionState::Shortlisted) {
                 return Err(precondition(subject(&s), format!("applications are evaluated while the selection is PUBLISHED or SHORTLISTED; it is {}", state.name())));
             }
-            if instant(&s.closes_at).is_some_and(|c| now < c) {
+            if instant(s.closes_at.as_ref()).is_some_and(|c| now < c) {
                 return Err(precondition(subject(&s), "evaluation starts when the application window has closed".into()));
             }
             let mut a = db::applications_of(conn, scope, &selection_id)?
@@ -409,7 +369,7 @@ impl Selections {
             a.evaluations.retain(|e| e.evaluator != evaluation.evaluator);
             a.evaluations.push(evaluation.clone());
             db::save_application(conn, scope, &a, now)?;
-            Act { scope, actor: Some(&who), now }.emit(
+            recorder(scope, Some(&who), now).record(
                 conn,
                 "application",
                 "evaluated",
@@ -434,7 +394,7 @@ impl Selections {
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;
             SelectionState::of(&s).after(Step::Shortlist, &subject(&s))?;
-            if instant(&s.closes_at).is_some_and(|c| now < c) {
+            if instant(s.closes_at.as_ref()).is_some_and(|c| now < c) {
                 return Err(precondition(
                     subject(&s),
                     "the application window has not closed yet".into(),
@@ -459,12 +419,13 @@ impl Selections {
                 .collect();
             let mut data = summary(&s);
             data["proposed_organizations"] = json!(proposed);
-            Act {
-                scope,
-                actor: Some(&who),
-                now,
-            }
-            .emit(conn, "selection", "shortlisted", &s.id, data)?;
+            recorder(scope, Some(&who), now).record(
+                conn,
+                "selection",
+                "shortlisted",
+                &s.id,
+                data,
+            )?;
             Ok(s)
         })
         .await
@@ -516,12 +477,13 @@ impl Selections {
             db::save_selection(conn, scope, &s, now)?;
             let mut data = summary(&s);
             data["ends_at"] = json!(ends_at.to_rfc3339());
-            Act {
-                scope,
-                actor: Some(&who),
-                now,
-            }
-            .emit(conn, "selection", "notice_published", &s.id, data)?;
+            recorder(scope, Some(&who), now).record(
+                conn,
+                "selection",
+                "notice_published",
+                &s.id,
+                data,
+            )?;
             Ok(s)
         })
         .await
@@ -539,7 +501,7 @@ impl Selections {
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let s = Self::load(conn, scope, &id)?;
-            let ends_at = s.notice.as_ref().and_then(|n| instant(&n.ends_at));
+            let ends_at = s.notice.as_ref().and_then(|n| instant(n.ends_at.as_ref()));
             match (SelectionState::of(&s), ends_at) {
                 (SelectionState::InNotice, Some(end)) if now < end => {}
                 (SelectionState::InNotice, Some(end)) => {
@@ -583,12 +545,7 @@ impl Selections {
                 ..input
             };
             db::insert_objection(conn, scope, &objection, now)?;
-            Act {
-                scope,
-                actor: Some(&who),
-                now,
-            }
-            .emit(
+            recorder(scope, Some(&who), now).record(
                 conn,
                 "objection",
                 "filed",
@@ -643,7 +600,7 @@ impl Selections {
                 v.push(FieldViolation::new("reasons", "at least one reason"));
             }
             invalid_if_any("resolution", v)?;
-            let act = Act { scope, actor: Some(&who), now };
+            let act = recorder(scope, Some(&who), now);
             if outcome == api::ObjectionState::Upheld {
                 // The result is reconsidered: back to shortlisting, with a new notice to follow.
                 advance(&mut s, Step::UpholdObjection)?;
@@ -651,14 +608,14 @@ impl Selections {
                 s.shortlist.clear();
                 s.update_time = Some(timestamp(now));
                 db::save_selection(conn, scope, &s, now)?;
-                act.emit(conn, "selection", "returned_to_shortlisting", &s.id, summary(&s))?;
+                act.record(conn, "selection", "returned_to_shortlisting", &s.id, summary(&s))?;
             }
             objection.state = outcome as i32;
             objection.resolution_reasons = reasons;
             objection.resolved_by = who.subject.clone();
             objection.resolve_time = Some(timestamp(now));
             db::save_objection(conn, scope, &objection, now)?;
-            act.emit(
+            act.record(
                 conn,
                 "objection",
                 "resolved",
@@ -682,7 +639,7 @@ impl Selections {
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;
             SelectionState::of(&s).after(Step::Conclude, &subject(&s))?;
-            let ends_at = s.notice.as_ref().and_then(|n| instant(&n.ends_at));
+            let ends_at = s.notice.as_ref().and_then(|n| instant(n.ends_at.as_ref()));
             if let Some(end) = ends_at.filter(|end| now < *end) {
                 return Err(precondition(subject(&s), format!("the public notice runs until {}; conclude after it has ended", end.to_rfc3339())));
             }
@@ -719,7 +676,7 @@ impl Selections {
             db::save_selection(conn, scope, &s, now)?;
             let mut data = summary(&s);
             data["selected_organizations"] = json!(selected);
-            Act { scope, actor: Some(&who), now }.emit(conn, "selection", "concluded", &s.id, data)?;
+            recorder(scope, Some(&who), now).record(conn, "selection", "concluded", &s.id, data)?;
             Ok(s)
         })
         .await
