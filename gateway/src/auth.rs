@@ -117,7 +117,14 @@ pub struct JwtAuthenticator {
     keys: Keys,
     issuer: String,
     audience: String,
+    /// Woken when a token names a key id the JWKS in hand lacks: the provider may have rotated
+    /// its keys, so the JWKS URL is fetched again without waiting for the next refresh.
+    unknown_key: Arc<tokio::sync::Notify>,
 }
+
+/// The shortest time between two fetches that unknown key ids ask for: a flood of tokens with a
+/// made-up `kid` must not turn the gateway against the identity provider.
+const MIN_REFETCH: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for JwtAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,16 +142,31 @@ impl JwtAuthenticator {
             keys: Keys::Jwks(RwLock::new(Arc::new(parse_jwks(jwks)?))),
             issuer: issuer.into(),
             audience: audience.into(),
+            unknown_key: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
     /// Verifies against the JWKS published at `url`, fetched now (so that a wrong URL stops the
-    /// start) and again every `refresh` until `shutdown`, so that the provider can rotate keys.
+    /// start) and again every `refresh` until `shutdown`, so that the provider can rotate keys; a
+    /// token naming an unknown key id brings the next fetch forward (at most one per 10 s).
     pub async fn from_jwks_url(
         url: &str,
         issuer: &str,
         audience: &str,
         refresh: std::time::Duration,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, String> {
+        Self::following(url, issuer, audience, refresh, MIN_REFETCH, shutdown).await
+    }
+
+    /// [`Self::from_jwks_url`] with the shortest time between fetches that unknown key ids ask
+    /// for set by the caller (tests).
+    pub async fn following(
+        url: &str,
+        issuer: &str,
+        audience: &str,
+        refresh: std::time::Duration,
+        min_refetch: std::time::Duration,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, String> {
         let client = reqwest::Client::builder()
@@ -155,12 +177,18 @@ impl JwtAuthenticator {
         let auth = Arc::new(Self::from_jwks(&jwks, issuer, audience)?);
         let follower = auth.clone();
         let url = url.to_string();
+        let unknown_key = auth.unknown_key.clone();
         tokio::spawn(async move {
+            let mut fetched = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(refresh) => {}
+                    _ = tokio::time::sleep_until(fetched + refresh) => {}
+                    _ = unknown_key.notified() => {
+                        tokio::time::sleep_until(fetched + min_refetch.min(refresh)).await;
+                    }
                 }
+                fetched = tokio::time::Instant::now();
                 // A failed refresh keeps the keys in hand: tokens keep verifying while the
                 // provider is briefly away.
                 match fetch_jwks(&client, &url)
@@ -197,6 +225,7 @@ impl JwtAuthenticator {
             keys: Keys::Dev(DecodingKey::from_secret(&key.secret)),
             issuer: DevKey::ISSUER.into(),
             audience: DevKey::AUDIENCE.into(),
+            unknown_key: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -223,6 +252,7 @@ impl JwtAuthenticator {
                         return Err(AuthError::Algorithm);
                     }
                     None => {
+                        self.unknown_key.notify_one();
                         return Err(AuthError::UnknownKey(header.kid.unwrap_or_default()));
                     }
                 }

@@ -253,3 +253,38 @@ async fn a_jwks_url_is_fetched_at_start_and_followed_when_keys_rotate() {
     .unwrap_err();
     assert!(refused.contains("127.0.0.1:9"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_token_with_an_unknown_key_id_brings_the_next_jwks_fetch_forward() {
+    let old = keys();
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(old.jwks.clone()));
+    let url = jwks_endpoint(doc.clone()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    // A refresh far away: only the unknown key id can bring the new key in.
+    let auth = JwtAuthenticator::following(
+        &url,
+        ISS,
+        AUD,
+        std::time::Duration::from_secs(3600),
+        std::time::Duration::from_millis(100),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let new = keys();
+    *doc.lock().unwrap() = new.jwks.replace("\"ec-1\"", "\"ec-2\"");
+    let token = sign(Algorithm::ES256, "ec-2", &new.es, &claims());
+    assert_eq!(
+        auth.verify(&token).unwrap_err(),
+        AuthError::UnknownKey("ec-2".into())
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while auth.verify(&token).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was not fetched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+}
