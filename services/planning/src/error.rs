@@ -24,6 +24,10 @@ pub enum PlanningError {
         subject: String,
         description: String,
     },
+    #[error(
+        "resource {resource} belongs to {owner}; only its provider unit or the data bureau changes it"
+    )]
+    NotOwner { resource: String, owner: String },
     #[error(transparent)]
     Scope(#[from] ScopeError),
     #[error(transparent)]
@@ -65,6 +69,7 @@ impl ServiceError for PlanningError {
             Self::Invalid { .. } => ErrorCode::InvalidArgument,
             Self::NotFound { .. } => ErrorCode::NotFound,
             Self::Transition(_) | Self::Precondition { .. } => ErrorCode::FailedPrecondition,
+            Self::NotOwner { .. } => ErrorCode::PermissionDenied,
             Self::Scope(e) => e.code(),
             Self::Store(_) | Self::Corrupt(_) => ErrorCode::Internal,
         }
@@ -76,6 +81,7 @@ impl ServiceError for PlanningError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::Transition(refusal) => refusal.reason(),
             Self::Precondition { .. } => "PRECONDITION_FAILED",
+            Self::NotOwner { .. } => "NOT_OWNER",
             Self::Scope(e) => e.reason(),
             Self::Store(_) | Self::Corrupt(_) => "INTERNAL",
         }

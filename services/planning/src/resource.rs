@@ -172,13 +172,15 @@ pub fn scope_violations(scope: &api::Scope, check: &dyn ScopeCheck) -> Vec<Field
 pub fn public_view(mut resource: api::DataResource) -> api::DataResource {
     resource.schema.retain(|f| !f.personal_information);
     resource.registered_by.clear();
+    resource.owner_organization.clear();
     if let Some(origin) = &mut resource.shared_origin {
         origin.consent_reference.clear();
     }
     resource
 }
 
-/// Replaces the fields `change` sets; registration fields are the service's, never the caller's.
+/// Replaces the fields `change` sets; registration and ownership fields are the service's, never
+/// the caller's.
 pub fn merge(base: &mut api::DataResource, change: api::DataResource) {
     macro_rules! text {
         ($($field:ident),*) => {$(

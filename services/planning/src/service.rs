@@ -25,6 +25,21 @@ use crate::{SERVICE, TOPIC};
 
 type Result<T> = std::result::Result<T, PlanningError>;
 
+/// Roles that manage every resource of their tenant; a provider unit manages its own.
+const BUREAU: &[&str] = &["provincial_bureau", "city_bureau"];
+
+/// Ownership is the service's to decide (the gateway decides role × tenant × operation).
+fn may_manage(who: &Identity, resource: &api::DataResource) -> Result<()> {
+    if BUREAU.iter().any(|r| who.has_role(r)) || resource.owner_organization == who.organization {
+        Ok(())
+    } else {
+        Err(PlanningError::NotOwner {
+            resource: resource.id.clone(),
+            owner: resource.owner_organization.clone(),
+        })
+    }
+}
+
 /// Roles that see plans before they take effect; everyone else sees effective plans only.
 const SEES_UNPUBLISHED: &[&str] = &["provincial_bureau", "city_bureau", "supervisor", "auditor"];
 
@@ -140,6 +155,7 @@ impl Planning {
         self.in_scope(&scope, move |conn, scope, now| {
             resource.id = Uuid::now_v7().to_string();
             resource.tenant = scope.tenant().to_string();
+            resource.owner_organization = who.organization.clone();
             resource.registration_number.clear();
             resource.registered_by.clear();
             resource.registered_at = None;
@@ -171,6 +187,7 @@ impl Planning {
         self.in_scope(&scope, move |conn, scope, now| {
             let mut resource = db::find_resource(conn, scope, &id)?
                 .ok_or_else(|| PlanningError::not_found("resource", &id))?;
+            may_manage(&who, &resource)?;
             resource::merge(&mut resource, change);
             invalid_if_any("resource", resource::creation_violations(&resource))?;
             if !resource.registration_number.is_empty() {
@@ -204,6 +221,7 @@ impl Planning {
         self.in_scope(&scope, move |conn, scope, now| {
             let mut resource = db::find_resource(conn, scope, &id)?
                 .ok_or_else(|| PlanningError::not_found("resource", &id))?;
+            may_manage(&who, &resource)?;
             if !resource.registration_number.is_empty() {
                 // Registration is stable: asking again returns the number given.
                 return Ok(resource);

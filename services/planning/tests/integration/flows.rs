@@ -61,6 +61,23 @@ pub async fn registration_needs_complete_metadata_and_numbers_are_stable(backend
         unchanged.registration_number.is_empty(),
         "a refusal changes nothing"
     );
+    assert_eq!(unchanged.owner_organization, provider.organization);
+
+    // Another provider unit of the same city manages its own resources, not this one.
+    let mut other = caller("provider", HARBIN);
+    other.organization = "harbin-water".into();
+    let err = i
+        .planning
+        .register_resource(&other, HARBIN, sparse.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
+    let err = i
+        .planning
+        .update_resource(&other, HARBIN, sparse.id.clone(), resource("Renamed"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "NOT_OWNER");
 
     let mut complete = resource("Taxi trips");
     complete.name.clear();
