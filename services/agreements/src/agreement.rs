@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{Days, Months, NaiveDate};
-use pdp_kit::error::{FieldViolation, PreconditionViolation};
+use pdp_kit::error::{FieldViolation, StepRefused};
 use pdp_proto::pdp::agreements::v1 as api;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,28 +32,22 @@ pub enum Step {
     Terminate,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{step:?} is not allowed while the agreement is {}: {missing}", .from.name())]
-pub struct Refusal {
-    pub from: AgreementState,
-    pub step: Step,
-    pub missing: &'static str,
-    pub subject: String,
-}
-
-impl Refusal {
-    pub fn violation(&self) -> PreconditionViolation {
-        PreconditionViolation {
-            kind: "STATE".into(),
-            subject: self.subject.clone(),
-            description: self.to_string(),
+impl Step {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::CompleteSigning => "completing the signatures",
+            Self::Activate => "activation",
+            Self::Expire => "expiry",
+            Self::Suspend => "suspension",
+            Self::Resume => "resumption",
+            Self::Terminate => "termination",
         }
     }
 }
 
 impl AgreementState {
     /// The one transition function of an agreement.
-    pub fn after(self, step: Step, subject: &str) -> Result<Self, Refusal> {
+    pub fn after(self, step: Step, subject: &str) -> Result<Self, StepRefused> {
         use AgreementState::*;
         let next = match (self, step) {
             (Draft, Step::CompleteSigning) => Some(Signed),
@@ -63,9 +57,11 @@ impl AgreementState {
             (Active | Suspended | Signed, Step::Terminate) => Some(Terminated),
             _ => None,
         };
-        next.ok_or_else(|| Refusal {
-            from: self,
-            step,
+        next.ok_or_else(|| StepRefused {
+            aggregate: "agreement",
+            state: self.name(),
+            step: step.verb(),
+            reason: "AGREEMENT_STEP_OUT_OF_ORDER",
             missing: match self {
                 Draft => "both parties must sign first (:sign)",
                 Signed => "the agreement takes effect on its first day",

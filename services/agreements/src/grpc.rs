@@ -7,8 +7,8 @@ use pdp_proto::pdp::agreements::v1 as api;
 use pdp_proto::pdp::common::v1::PageResponse;
 use tonic::{Request, Response, Status};
 
+use crate::AgreementError;
 use crate::agreement::AgreementState;
-use crate::error::AgreementError;
 use crate::service::Agreements;
 
 type Answer<T> = Result<Response<T>, Status>;

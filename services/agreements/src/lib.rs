@@ -4,7 +4,6 @@
 //! public disclosure. Laid out as `services/README.md` says.
 
 pub mod agreement;
-pub mod error;
 mod grpc;
 pub mod service;
 pub mod store;
@@ -19,7 +18,8 @@ use pdp_kit::service::{Context, Running};
 use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
 
-pub use error::AgreementError;
+/// What agreements refuses: kit's one shape of refusal, with agreements's rules in its texts.
+pub type AgreementError = pdp_kit::error::DomainError;
 pub use service::Agreements;
 
 pub const SERVICE: &str = "agreements";

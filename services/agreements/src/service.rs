@@ -16,8 +16,8 @@ use pdp_proto::pdp::agreements::v1 as api;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::AgreementError;
 use crate::agreement::{self as rules, AgreementState, Step};
-use crate::error::AgreementError;
 use crate::store as db;
 use crate::{SERVICE, TOPIC};
 
@@ -96,13 +96,6 @@ fn advance(a: &mut api::Agreement, step: Step) -> Result<()> {
     Ok(())
 }
 
-fn precondition(subject: String, description: String) -> AgreementError {
-    AgreementError::Precondition {
-        subject,
-        description,
-    }
-}
-
 /// Activates a signed agreement and schedules its expiry at the end of its last day.
 fn activate(conn: &mut AnyConnection, act: &Change<'_>, a: &mut api::Agreement) -> Result<()> {
     advance(a, Step::Activate)?;
@@ -146,7 +139,7 @@ impl Agreements {
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let Some((plan_id, plan_version, selected)) = db::concluded(conn, scope, &input.selection_id)? else {
-                return Err(precondition(
+                return Err(AgreementError::precondition(
                     format!("selections/{}", input.selection_id),
                     format!("selection {} has not concluded in tenant {}: an agreement follows a concluded selection (:conclude)", input.selection_id, scope.tenant()),
                 ));
@@ -246,13 +239,17 @@ impl Agreements {
                 }
             };
             if !allowed {
-                return Err(AgreementError::NotAParty {
-                    who: who.organization.clone(),
-                    party: party.as_str_name(),
-                });
+                return Err(AgreementError::forbidden(
+                    "NOT_A_PARTY",
+                    format!(
+                        "{} may not sign as {}",
+                        who.organization,
+                        party.as_str_name()
+                    ),
+                ));
             }
             if AgreementState::of(&a) != AgreementState::Draft {
-                return Err(precondition(
+                return Err(AgreementError::precondition(
                     format!("agreements/{id}"),
                     format!(
                         "the agreement is {}; only a draft is signed",
@@ -261,7 +258,7 @@ impl Agreements {
                 ));
             }
             if a.signatures.iter().any(|s| s.party == party as i32) {
-                return Err(precondition(
+                return Err(AgreementError::precondition(
                     format!("agreements/{id}"),
                     format!("{} has signed already", party.as_str_name()),
                 ));
@@ -307,7 +304,7 @@ impl Agreements {
         self.in_scope(&scope, move |conn, scope, now| {
             let current = Self::load(conn, scope, &id)?;
             if !matches!(AgreementState::of(&current), AgreementState::Signed | AgreementState::Active) {
-                return Err(precondition(format!("agreements/{id}"), format!("only a signed or active agreement is renewed; it is {}", AgreementState::of(&current).name())));
+                return Err(AgreementError::precondition(format!("agreements/{id}"), format!("only a signed or active agreement is renewed; it is {}", AgreementState::of(&current).name())));
             }
             let (_, current_last) = term_of(&current);
             let first = current_last.checked_add_days(Days::new(1)).unwrap_or(current_last);

@@ -9,8 +9,8 @@ use pdp_kit::tenant_table;
 use pdp_proto::pdp::agreements::v1 as api;
 use prost::Message;
 
+use crate::AgreementError;
 use crate::agreement::AgreementState;
-use crate::error::AgreementError;
 
 diesel::table! {
     agreements (id) {

@@ -1,10 +1,11 @@
 //! One way from a domain error to `tonic::Status` (with google.rpc details) and from a status to
 //! the HTTP JSON body the gateway answers.
 //!
-//! Each service keeps its own `thiserror` enum and implements [`ServiceError`] on it: a code from
-//! the small [`ErrorCode`] table, a stable reason, and the details that help a client fix the
-//! call (every violated field with its rule; the missing step of a state machine). The mapping to
-//! gRPC and to HTTP lives here, once.
+//! Domain services answer with [`DomainError`] (its state machines refuse with [`StepRefused`]);
+//! other parts implement [`ServiceError`] on their own enum: a code from the small [`ErrorCode`]
+//! table, a stable reason, and the details that help a client fix the call (every violated field
+//! with its rule; the missing step of a state machine). The mapping to gRPC and to HTTP lives
+//! here, once.
 
 use serde::Serialize;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -148,6 +149,165 @@ pub trait ServiceError: std::error::Error {
     }
 }
 
+/// A step a state machine does not allow from where its aggregate stands, with what has to
+/// happen first. Each service's state machine (one enum, one transition function) returns it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{step} is not allowed while the {aggregate} is {state}: {missing}")]
+pub struct StepRefused {
+    /// `plan`, `selection`, `agreement`.
+    pub aggregate: &'static str,
+    /// The state it is in, as the API names it (`SUBMITTED`).
+    pub state: &'static str,
+    /// The step asked for, as a caller knows it (`:decide`).
+    pub step: &'static str,
+    /// What is missing, in words a caller can act on ("… first (:review)").
+    pub missing: &'static str,
+    /// `plans/0192…/versions/1`.
+    pub subject: String,
+    /// The stable reason (`PLAN_NOT_REVIEWED`).
+    pub reason: &'static str,
+}
+
+/// What a domain service refuses. The shapes of refusal are the platform's, so every service
+/// answers with this one enum; which rule was broken is the service's, in the texts it puts in.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// Every violated field with its rule, in one answer.
+    #[error("invalid {what}: {}", summary(.violations))]
+    Invalid {
+        what: &'static str,
+        violations: Vec<FieldViolation>,
+    },
+    #[error("{kind} {id} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error(transparent)]
+    OutOfOrder(#[from] StepRefused),
+    /// A precondition that is not the aggregate's state (an unregistered resource, a notice that
+    /// still runs, an objection not yet resolved).
+    #[error("{description}")]
+    Precondition {
+        subject: String,
+        description: String,
+    },
+    /// The caller may call this operation (the gateway said so) but not on this row: ownership,
+    /// an invitation, a party to an agreement.
+    #[error("{message}")]
+    Forbidden {
+        reason: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Scope(#[from] crate::store::ScopeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+fn summary(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<diesel::result::Error> for DomainError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl DomainError {
+    pub fn invalid(what: &'static str, violations: Vec<FieldViolation>) -> Self {
+        Self::Invalid { what, violations }
+    }
+
+    /// `Ok` when nothing was violated, else every violation at once.
+    pub fn check(what: &'static str, violations: Vec<FieldViolation>) -> Result<(), Self> {
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::invalid(what, violations))
+        }
+    }
+
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    pub fn precondition(subject: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::Precondition {
+            subject: subject.into(),
+            description: description.into(),
+        }
+    }
+
+    pub fn forbidden(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl ServiceError for DomainError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid { .. } => ErrorCode::InvalidArgument,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::OutOfOrder(_) | Self::Precondition { .. } => ErrorCode::FailedPrecondition,
+            Self::Forbidden { .. } => ErrorCode::PermissionDenied,
+            Self::Scope(e) => e.code(),
+            Self::Store(_) | Self::Corrupt(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "INVALID_ARGUMENT",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::OutOfOrder(refused) => refused.reason,
+            Self::Precondition { .. } => "PRECONDITION_FAILED",
+            Self::Forbidden { reason, .. } => reason,
+            Self::Scope(e) => e.reason(),
+            Self::Store(_) | Self::Corrupt(_) => "INTERNAL",
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            Self::Invalid { violations, .. } => violations.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn precondition_violations(&self) -> Vec<PreconditionViolation> {
+        let (subject, description) = match self {
+            Self::OutOfOrder(refused) => (refused.subject.clone(), refused.to_string()),
+            Self::Precondition {
+                subject,
+                description,
+            } => (subject.clone(), description.clone()),
+            _ => return Vec::new(),
+        };
+        vec![PreconditionViolation {
+            kind: "STATE".into(),
+            subject,
+            description,
+        }]
+    }
+}
+
+impl From<DomainError> for tonic::Status {
+    fn from(e: DomainError) -> Self {
+        e.to_status()
+    }
+}
+
 /// The HTTP answer for a status: its HTTP code and a google.rpc.Status JSON body, the shape the
 /// gateway returns for every error.
 pub fn status_to_http(status: &tonic::Status) -> (u16, serde_json::Value) {
@@ -272,5 +432,43 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Internal);
         assert!(!status.message().contains("hunter2"));
         assert_eq!(status_to_http(&status).0, 500);
+    }
+
+    #[test]
+    fn a_step_out_of_order_names_what_is_missing_and_keeps_its_reason() {
+        let refused = DomainError::from(StepRefused {
+            aggregate: "plan",
+            state: "SUBMITTED",
+            step: ":decide",
+            missing: "the feasibility review must be recorded first (:review)",
+            subject: "plans/1/versions/1".into(),
+            reason: "PLAN_NOT_REVIEWED",
+        });
+        assert_eq!(
+            refused.to_string(),
+            ":decide is not allowed while the plan is SUBMITTED: the feasibility review must be recorded first (:review)"
+        );
+        let (http, body) = status_to_http(&refused.to_status());
+        assert_eq!(http, 400);
+        assert_eq!(body["details"][0]["reason"], "PLAN_NOT_REVIEWED");
+        assert_eq!(
+            body["details"][1]["violations"][0]["subject"],
+            "plans/1/versions/1"
+        );
+    }
+
+    #[test]
+    fn forbidden_rows_answer_403_with_their_reason_and_nothing_invalid_passes_the_check() {
+        let status = DomainError::forbidden("NOT_OWNER", "resource r belongs to x").to_status();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            status_to_http(&status).1["details"][0]["reason"],
+            "NOT_OWNER"
+        );
+        assert!(DomainError::check("plan", Vec::new()).is_ok());
+        let err = DomainError::check("plan", vec![FieldViolation::new("plan.name", "required")])
+            .unwrap_err();
+        assert_eq!(err.field_violations().len(), 1);
+        assert_eq!(err.to_string(), "invalid plan: plan.name: required");
     }
 }

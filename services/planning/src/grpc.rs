@@ -8,7 +8,7 @@ use pdp_proto::pdp::common::v1::{PageRequest, PageResponse};
 use pdp_proto::pdp::planning::v1 as api;
 use tonic::{Request, Response, Status};
 
-use crate::error::PlanningError;
+use crate::PlanningError;
 use crate::plan::PlanState;
 use crate::service::Planning;
 

@@ -6,7 +6,6 @@
 //! their events and audit records), `store` the rows, `grpc` the API adapter, and this file the
 //! wiring that `pdp` calls.
 
-pub mod error;
 mod grpc;
 pub mod plan;
 pub mod resource;
@@ -22,7 +21,8 @@ use pdp_kit::service::{Context, Running};
 use pdp_kit::store::{AnyConnection, Migrations};
 use pdp_proto::pdp::planning::v1 as api;
 
-pub use error::PlanningError;
+/// What planning refuses: kit's one shape of refusal, with planning's rules in its texts.
+pub type PlanningError = pdp_kit::error::DomainError;
 pub use service::Planning;
 
 /// The service's name: its store, its upstream in the gateway's routes, its event source.

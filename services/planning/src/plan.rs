@@ -2,7 +2,7 @@
 //! must meet before it is submitted (第九条, 第十条, 第十一条).
 
 use chrono::NaiveDate;
-use pdp_kit::error::{FieldViolation, PreconditionViolation};
+use pdp_kit::error::{FieldViolation, StepRefused};
 use pdp_kit::identity::TenantCode;
 use pdp_proto::pdp::planning::v1 as api;
 
@@ -52,43 +52,9 @@ impl Step {
     }
 }
 
-/// A step the state machine does not allow from the plan's state, with the step that is missing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} is not allowed while the plan is {}: {}", .step.verb(), .from.name(), .missing)]
-pub struct Refusal {
-    pub from: PlanState,
-    pub step: Step,
-    /// What has to happen first, in words a caller can act on.
-    pub missing: String,
-    pub subject: String,
-}
-
-impl Refusal {
-    pub fn reason(&self) -> &'static str {
-        match self.from {
-            PlanState::Draft => "PLAN_NOT_SUBMITTED",
-            PlanState::Submitted => "PLAN_NOT_REVIEWED",
-            PlanState::Reviewed => "PLAN_NOT_DECIDED",
-            PlanState::Decided => "PLAN_NOT_APPROVED",
-            PlanState::Approved => "PLAN_NOT_EFFECTIVE",
-            PlanState::Effective => "PLAN_EFFECTIVE",
-            PlanState::Rejected => "PLAN_REJECTED",
-            PlanState::Superseded => "PLAN_SUPERSEDED",
-        }
-    }
-
-    pub fn violation(&self) -> PreconditionViolation {
-        PreconditionViolation {
-            kind: "STATE".into(),
-            subject: self.subject.clone(),
-            description: self.to_string(),
-        }
-    }
-}
-
 impl PlanState {
     /// The one transition function of the approval chain.
-    pub fn after(self, step: Step, subject: &str) -> Result<PlanState, Refusal> {
+    pub fn after(self, step: Step, subject: &str) -> Result<PlanState, StepRefused> {
         use PlanState::*;
         let next = match (self, step) {
             (Draft, Step::Submit) => Some(Submitted),
@@ -100,12 +66,28 @@ impl PlanState {
             (Effective, Step::Supersede) => Some(Superseded),
             _ => None,
         };
-        next.ok_or_else(|| Refusal {
-            from: self,
-            step,
-            missing: self.missing_before(step).into(),
+        next.ok_or_else(|| StepRefused {
+            aggregate: "plan",
+            state: self.name(),
+            step: step.verb(),
+            missing: self.missing_before(step),
             subject: subject.into(),
+            reason: self.refusal_reason(),
         })
+    }
+
+    /// The stable reason of a step refused in this state: what the plan still lacks.
+    fn refusal_reason(self) -> &'static str {
+        match self {
+            Self::Draft => "PLAN_NOT_SUBMITTED",
+            Self::Submitted => "PLAN_NOT_REVIEWED",
+            Self::Reviewed => "PLAN_NOT_DECIDED",
+            Self::Decided => "PLAN_NOT_APPROVED",
+            Self::Approved => "PLAN_NOT_EFFECTIVE",
+            Self::Effective => "PLAN_EFFECTIVE",
+            Self::Rejected => "PLAN_REJECTED",
+            Self::Superseded => "PLAN_SUPERSEDED",
+        }
     }
 
     /// Why `step` cannot happen now: the next step of the chain, or why none can.
@@ -580,7 +562,7 @@ mod tests {
             .after(Step::Decide, "plans/p")
             .unwrap_err();
         assert!(refused.to_string().contains(":review"), "{refused}");
-        assert_eq!(refused.reason(), "PLAN_NOT_REVIEWED");
+        assert_eq!(refused.reason, "PLAN_NOT_REVIEWED");
         let refused = PlanState::Draft
             .after(Step::Approve, "plans/p")
             .unwrap_err();

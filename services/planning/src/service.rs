@@ -17,7 +17,7 @@ use pdp_proto::pdp::planning::v1 as api;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::error::PlanningError;
+use crate::PlanningError;
 use crate::plan::{self, PlanState, Step};
 use crate::resource::{self, ScopeCheck};
 use crate::store as db;
@@ -33,10 +33,13 @@ fn may_manage(who: &Identity, resource: &api::DataResource) -> Result<()> {
     if BUREAU.iter().any(|r| who.has_role(r)) || resource.owner_organization == who.organization {
         Ok(())
     } else {
-        Err(PlanningError::NotOwner {
-            resource: resource.id.clone(),
-            owner: resource.owner_organization.clone(),
-        })
+        Err(PlanningError::forbidden(
+            "NOT_OWNER",
+            format!(
+                "resource {} belongs to {}; only its provider unit or the data bureau changes it",
+                resource.id, resource.owner_organization
+            ),
+        ))
     }
 }
 
@@ -83,14 +86,6 @@ fn plan_event(plan: &api::Plan) -> serde_json::Value {
         "state": state_of(plan).name(),
         "mode": api::AuthorizationMode::try_from(plan.mode).unwrap_or_default().as_str_name(),
     })
-}
-
-fn invalid_if_any(what: &'static str, violations: Vec<FieldViolation>) -> Result<()> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(PlanningError::invalid(what, violations))
-    }
 }
 
 /// The resources a scope names, loaded once for the rules to look at.
@@ -150,7 +145,7 @@ impl Planning {
         mut resource: api::DataResource,
     ) -> Result<api::DataResource> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
-        invalid_if_any("resource", resource::creation_violations(&resource))?;
+        PlanningError::check("resource", resource::creation_violations(&resource))?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             resource.id = Uuid::now_v7().to_string();
@@ -189,11 +184,11 @@ impl Planning {
                 .ok_or_else(|| PlanningError::not_found("resource", &id))?;
             may_manage(&who, &resource)?;
             resource::merge(&mut resource, change);
-            invalid_if_any("resource", resource::creation_violations(&resource))?;
+            PlanningError::check("resource", resource::creation_violations(&resource))?;
             if !resource.registration_number.is_empty() {
                 // A registered resource stays complete: a change may not remove what
                 // registration required.
-                invalid_if_any("resource", resource::registration_violations(&resource))?;
+                PlanningError::check("resource", resource::registration_violations(&resource))?;
             }
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
@@ -226,7 +221,7 @@ impl Planning {
                 // Registration is stable: asking again returns the number given.
                 return Ok(resource);
             }
-            invalid_if_any("resource", resource::registration_violations(&resource))?;
+            PlanningError::check("resource", resource::registration_violations(&resource))?;
             let year = chrono::Datelike::year(&civil_date(now));
             let sequence = db::next_registration_sequence(conn, scope, year)?;
             resource.registration_number = resource::registration_number(scope.tenant(), year, sequence);
@@ -316,7 +311,7 @@ impl Planning {
                     &catalog_for(conn, scope, &sections)?,
                 ));
             }
-            invalid_if_any("plan", v)?;
+            PlanningError::check("plan", v)?;
             let plan = api::Plan {
                 id: Uuid::now_v7().to_string(),
                 version: 1,
@@ -386,7 +381,7 @@ impl Planning {
                 }
                 plan::merge_sections(plan.sections.get_or_insert_default(), sections);
             }
-            invalid_if_any("plan", v)?;
+            PlanningError::check("plan", v)?;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
             recorder(scope, Some(&who), now).record(
@@ -519,7 +514,7 @@ impl Planning {
             if step == Step::Submit {
                 let sections = plan.sections.clone().unwrap_or_default();
                 let catalog = catalog_for(conn, scope, &sections)?;
-                invalid_if_any(
+                PlanningError::check(
                     "plan",
                     plan::submission_violations(
                         scope.tenant(),
@@ -593,7 +588,7 @@ impl Planning {
                 ));
             }
             plan::date_field(&mut v, "review.reviewed_on", &review.reviewed_on, rule);
-            invalid_if_any("review", v)?;
+            PlanningError::check("review", v)?;
             review.reviewed_by = who.subject.clone();
             plan.review = Some(review);
             Ok(Step::Review)
@@ -627,7 +622,7 @@ impl Planning {
                     format!("agreed or not agreed: {rule}"),
                 ));
             }
-            invalid_if_any("decision", v)?;
+            PlanningError::check("decision", v)?;
             decision.recorded_by = who.subject.clone();
             plan.decision = Some(decision);
             if outcome == api::DecisionOutcome::NotAgreed {
@@ -677,7 +672,7 @@ impl Planning {
                     format!("cannot be before approved_on {a}"),
                 ));
             }
-            invalid_if_any("approval", v)?;
+            PlanningError::check("approval", v)?;
             approval.recorded_by = who.subject.clone();
             plan.approval = Some(approval);
             Ok(Step::Approve)
@@ -733,7 +728,7 @@ impl Planning {
             if request.reason.trim().is_empty() {
                 v.push(FieldViolation::new("reason", "required: why the approved plan changes (第十条)"));
             }
-            invalid_if_any("amendment", v)?;
+            PlanningError::check("amendment", v)?;
             if state_of(&current) != PlanState::Effective {
                 return Err(PlanningError::Precondition {
                     subject: plan_subject(&current),
@@ -765,7 +760,7 @@ impl Planning {
             next.created_by = who.subject.clone();
             if kind == api::AmendmentKind::Minor {
                 // A minor change keeps the approval and takes effect with its record.
-                invalid_if_any(
+                PlanningError::check(
                     "plan",
                     plan::submission_violations(scope.tenant(), &next.name, next.mode, &sections, &catalog),
                 )?;
@@ -774,7 +769,7 @@ impl Planning {
                 take_effect(conn, &act, &mut next)?;
             } else {
                 if let Some(s) = &sections.scope {
-                    invalid_if_any("plan", resource::scope_violations(s, &catalog))?;
+                    PlanningError::check("plan", resource::scope_violations(s, &catalog))?;
                 }
                 next.state = PlanState::Draft.to_api() as i32;
                 next.review = None;

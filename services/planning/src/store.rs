@@ -9,7 +9,7 @@ use pdp_kit::store::{AnyConnection, TenantScope};
 use pdp_kit::tenant_table;
 use prost::Message;
 
-use crate::error::PlanningError;
+use crate::PlanningError;
 use crate::plan::PlanState;
 use pdp_proto::pdp::planning::v1 as api;
 

@@ -7,7 +7,7 @@ use pdp_proto::pdp::common::v1::{PageRequest, PageResponse};
 use pdp_proto::pdp::selection::v1 as api;
 use tonic::{Request, Response, Status};
 
-use crate::error::SelectionError;
+use crate::SelectionError;
 use crate::selection::SelectionState;
 use crate::service::Selections;
 

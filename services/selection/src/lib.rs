@@ -3,7 +3,6 @@
 //! and the conclusion that names the operator (第十三条). Laid out as `services/README.md` says.
 
 mod eligibility;
-pub mod error;
 mod grpc;
 pub mod selection;
 pub mod service;
@@ -20,7 +19,8 @@ use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
 use pdp_proto::pdp::selection::v1 as api;
 
 pub use eligibility::{CreditChecker, EvidenceCreditChecker};
-pub use error::SelectionError;
+/// What selection refuses: kit's one shape of refusal, with selection's rules in its texts.
+pub type SelectionError = pdp_kit::error::DomainError;
 pub use service::Selections;
 
 pub const SERVICE: &str = "selection";

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pdp_kit::calendar::{CalendarError, WorkingCalendar, end_of_day};
-use pdp_kit::error::{FieldViolation, PreconditionViolation};
+use pdp_kit::error::{FieldViolation, StepRefused};
 use pdp_proto::pdp::selection::v1 as api;
 
 /// The shortest public notice, in working days (R-SEL-3).
@@ -44,28 +44,9 @@ impl Step {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} is not allowed while the selection is {}: {}", .step.verb(), .from.name(), .missing)]
-pub struct Refusal {
-    pub from: SelectionState,
-    pub step: Step,
-    pub missing: &'static str,
-    pub subject: String,
-}
-
-impl Refusal {
-    pub fn violation(&self) -> PreconditionViolation {
-        PreconditionViolation {
-            kind: "STATE".into(),
-            subject: self.subject.clone(),
-            description: self.to_string(),
-        }
-    }
-}
-
 impl SelectionState {
     /// The one transition function of a selection.
-    pub fn after(self, step: Step, subject: &str) -> Result<Self, Refusal> {
+    pub fn after(self, step: Step, subject: &str) -> Result<Self, StepRefused> {
         use SelectionState::*;
         let next = match (self, step) {
             (Draft, Step::Publish) => Some(Published),
@@ -76,9 +57,11 @@ impl SelectionState {
             (InNotice, Step::Conclude) => Some(Concluded),
             _ => None,
         };
-        next.ok_or_else(|| Refusal {
-            from: self,
-            step,
+        next.ok_or_else(|| StepRefused {
+            aggregate: "selection",
+            state: self.name(),
+            step: step.verb(),
+            reason: "SELECTION_STEP_OUT_OF_ORDER",
             missing: match self {
                 Draft => "the call must be published first (:publish)",
                 Published => "the applications must be shortlisted first (:shortlist)",

@@ -15,8 +15,8 @@ use pdp_proto::pdp::selection::v1 as api;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::SelectionError;
 use crate::eligibility::{self, CreditChecker};
-use crate::error::SelectionError;
 use crate::selection::{self as rules, SelectionState, Step};
 use crate::store as db;
 use crate::{SERVICE, TOPIC};
@@ -46,21 +46,6 @@ fn recorder<'a>(
         scope,
         actor,
         now,
-    }
-}
-
-fn invalid_if_any(what: &'static str, violations: Vec<FieldViolation>) -> Result<()> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(SelectionError::invalid(what, violations))
-    }
-}
-
-fn precondition(subject: String, description: String) -> SelectionError {
-    SelectionError::Precondition {
-        subject,
-        description,
     }
 }
 
@@ -129,11 +114,11 @@ impl Selections {
         input: api::Selection,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
-        invalid_if_any("selection", rules::call_violations(&input))?;
+        SelectionError::check("selection", rules::call_violations(&input))?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let Some(version) = db::effective_plan(conn, scope, &input.plan_id)? else {
-                return Err(precondition(
+                return Err(SelectionError::precondition(
                     format!("plans/{}", input.plan_id),
                     format!(
                         "plan {} is not in force in tenant {}: no selection without an effective plan (第九条, R-PLAN-6)",
@@ -253,11 +238,11 @@ impl Selections {
         self.in_scope(&scope, move |conn, scope, now| {
             let s = Self::load(conn, scope, &selection_id)?;
             if SelectionState::of(&s) != SelectionState::Published {
-                return Err(precondition(subject(&s), format!("the selection is {}, not taking applications", SelectionState::of(&s).name())));
+                return Err(SelectionError::precondition(subject(&s), format!("the selection is {}, not taking applications", SelectionState::of(&s).name())));
             }
             let (opens, closes) = (instant(s.opens_at.as_ref()), instant(s.closes_at.as_ref()));
             if opens.is_some_and(|o| now < o) || closes.is_some_and(|c| now >= c) {
-                return Err(precondition(
+                return Err(SelectionError::precondition(
                     subject(&s),
                     format!(
                         "applications are taken from {} until {}; now is {now}",
@@ -267,7 +252,10 @@ impl Selections {
                 ));
             }
             if s.method == api::SelectionMethod::InvitedTender as i32 && !s.invited_organizations.contains(&who.organization) {
-                return Err(SelectionError::NotInvited { organization: who.organization.clone(), selection: s.id.clone() });
+                return Err(SelectionError::forbidden(
+                    "NOT_INVITED",
+                    format!("{} is not invited to selection {} (invited tender)", who.organization, s.id),
+                ));
             }
             let evidence = input.evidence.unwrap_or_default();
             let results = eligibility::check(&who.organization, &evidence, &s.additional_conditions, civil_date(now), credit.as_ref());
@@ -284,7 +272,7 @@ impl Selections {
                 submit_time: Some(timestamp(now)),
             };
             if !db::insert_application(conn, scope, &application, now)? {
-                return Err(precondition(subject(&s), format!("{} has applied to this selection already", who.organization)));
+                return Err(SelectionError::precondition(subject(&s), format!("{} has applied to this selection already", who.organization)));
             }
             recorder(scope, Some(&who), now).record(
                 conn,
@@ -346,19 +334,19 @@ impl Selections {
             let s = Self::load(conn, scope, &selection_id)?;
             let state = SelectionState::of(&s);
             if !matches!(state, SelectionState::Published | SelectionState::Shortlisted) {
-                return Err(precondition(subject(&s), format!("applications are evaluated while the selection is PUBLISHED or SHORTLISTED; it is {}", state.name())));
+                return Err(SelectionError::precondition(subject(&s), format!("applications are evaluated while the selection is PUBLISHED or SHORTLISTED; it is {}", state.name())));
             }
             if instant(s.closes_at.as_ref()).is_some_and(|c| now < c) {
-                return Err(precondition(subject(&s), "evaluation starts when the application window has closed".into()));
+                return Err(SelectionError::precondition(subject(&s), "evaluation starts when the application window has closed"));
             }
             let mut a = db::applications_of(conn, scope, &selection_id)?
                 .into_iter()
                 .find(|a| a.id == id)
                 .ok_or_else(|| SelectionError::not_found("application", &id))?;
             if !a.eligible {
-                return Err(precondition(format!("applications/{id}"), "an ineligible application is not evaluated".into()));
+                return Err(SelectionError::precondition(format!("applications/{id}"), "an ineligible application is not evaluated"));
             }
-            invalid_if_any("evaluation", rules::evaluation_violations(&s.criteria, &input.scores))?;
+            SelectionError::check("evaluation", rules::evaluation_violations(&s.criteria, &input.scores))?;
             let evaluation = api::Evaluation {
                 total: rules::weighted_total(&s.criteria, &input.scores),
                 evaluator: who.subject.clone(),
@@ -395,16 +383,16 @@ impl Selections {
             let mut s = Self::load(conn, scope, &id)?;
             SelectionState::of(&s).after(Step::Shortlist, &subject(&s))?;
             if instant(s.closes_at.as_ref()).is_some_and(|c| now < c) {
-                return Err(precondition(
+                return Err(SelectionError::precondition(
                     subject(&s),
-                    "the application window has not closed yet".into(),
+                    "the application window has not closed yet",
                 ));
             }
             let ranked = rules::rank(&db::applications_of(conn, scope, &id)?, s.operators_wanted);
             if ranked.is_empty() {
-                return Err(precondition(
+                return Err(SelectionError::precondition(
                     subject(&s),
-                    "no eligible application has been evaluated".into(),
+                    "no eligible application has been evaluated",
                 ));
             }
             advance(&mut s, Step::Shortlist)?;
@@ -459,7 +447,7 @@ impl Selections {
             };
             let starts = parse(&mut v, "notice.starts_on", &notice.starts_on);
             let ends = parse(&mut v, "notice.ends_on", &notice.ends_on);
-            invalid_if_any("notice", v)?;
+            SelectionError::check("notice", v)?;
             let (Some(starts), Some(ends)) = (starts, ends) else {
                 unreachable!("violations returned above")
             };
@@ -505,7 +493,7 @@ impl Selections {
             match (SelectionState::of(&s), ends_at) {
                 (SelectionState::InNotice, Some(end)) if now < end => {}
                 (SelectionState::InNotice, Some(end)) => {
-                    return Err(precondition(
+                    return Err(SelectionError::precondition(
                         subject(&s),
                         format!(
                             "the public notice ended at {}; objections are no longer taken",
@@ -514,9 +502,9 @@ impl Selections {
                     ));
                 }
                 _ => {
-                    return Err(precondition(
+                    return Err(SelectionError::precondition(
                         subject(&s),
-                        "the selection is not in public notice".into(),
+                        "the selection is not in public notice",
                     ));
                 }
             }
@@ -533,7 +521,7 @@ impl Selections {
                     "required: who objects (a name or organization)",
                 ));
             }
-            invalid_if_any("objection", v)?;
+            SelectionError::check("objection", v)?;
             let objection = api::Objection {
                 id: Uuid::now_v7().to_string(),
                 selection_id: s.id.clone(),
@@ -589,7 +577,7 @@ impl Selections {
                 .find(|o| o.id == objection_id)
                 .ok_or_else(|| SelectionError::not_found("objection", &objection_id))?;
             if objection.state != api::ObjectionState::Open as i32 {
-                return Err(precondition(format!("objections/{objection_id}"), "the objection was resolved already".into()));
+                return Err(SelectionError::precondition(format!("objections/{objection_id}"), "the objection was resolved already"));
             }
             let reasons: Vec<String> = reasons.into_iter().filter(|r| !r.trim().is_empty()).collect();
             let mut v = Vec::new();
@@ -599,7 +587,7 @@ impl Selections {
             if reasons.is_empty() {
                 v.push(FieldViolation::new("reasons", "at least one reason"));
             }
-            invalid_if_any("resolution", v)?;
+            SelectionError::check("resolution", v)?;
             let act = recorder(scope, Some(&who), now);
             if outcome == api::ObjectionState::Upheld {
                 // The result is reconsidered: back to shortlisting, with a new notice to follow.
@@ -641,7 +629,7 @@ impl Selections {
             SelectionState::of(&s).after(Step::Conclude, &subject(&s))?;
             let ends_at = s.notice.as_ref().and_then(|n| instant(n.ends_at.as_ref()));
             if let Some(end) = ends_at.filter(|end| now < *end) {
-                return Err(precondition(subject(&s), format!("the public notice runs until {}; conclude after it has ended", end.to_rfc3339())));
+                return Err(SelectionError::precondition(subject(&s), format!("the public notice runs until {}; conclude after it has ended", end.to_rfc3339())));
             }
             let open: Vec<String> = db::objections_of(conn, scope, &id)?
                 .into_iter()
@@ -649,7 +637,7 @@ impl Selections {
                 .map(|o| o.id)
                 .collect();
             if !open.is_empty() {
-                return Err(precondition(subject(&s), format!("objections {open:?} are not resolved yet (:resolve)")));
+                return Err(SelectionError::precondition(subject(&s), format!("objections {open:?} are not resolved yet (:resolve)")));
             }
             let mut decision = decision.unwrap_or_default();
             let rule = "the collective decision (三重一大) with its date, body and outcome";
@@ -663,7 +651,7 @@ impl Selections {
             if decision.outcome != "AGREED" {
                 v.push(FieldViolation::new("decision.outcome", "AGREED: a selection concludes only on an agreeing decision; otherwise shortlist again"));
             }
-            invalid_if_any("decision", v)?;
+            SelectionError::check("decision", v)?;
             decision.recorded_by = who.subject.clone();
             advance(&mut s, Step::Conclude)?;
             let selected: Vec<String> = s.shortlist.iter().filter(|e| e.proposed).map(|e| e.organization.clone()).collect();

@@ -9,7 +9,7 @@ use pdp_kit::tenant_table;
 use pdp_proto::pdp::selection::v1 as api;
 use prost::Message;
 
-use crate::error::SelectionError;
+use crate::SelectionError;
 use crate::selection::SelectionState;
 
 diesel::table! {
