@@ -1,8 +1,6 @@
 //! The `pdp` binary as IT teams and developers run it.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
-use std::process::Command;
-
 mod support;
 use support::*;
 
@@ -74,27 +72,8 @@ fn serve_names_the_services_it_knows() {
 
 #[test]
 fn migrate_applies_once_on_postgres() {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     // A database of its own, so that the platform schema starts empty.
-    let db = format!("cli_{}", std::process::id());
-    let admin = Command::new("psql")
-        .args([
-            &url,
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {db}"),
-            "-c",
-            &format!("CREATE DATABASE {db}"),
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        admin.status.success(),
-        "{}",
-        String::from_utf8_lossy(&admin.stderr)
-    );
-    let own = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
+    let own = database("cli");
     let first = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(String::from_utf8_lossy(&first.stdout).contains("platform: applied"));

@@ -4,7 +4,6 @@
 //! their gRPC APIs with the identity the gateway would sign. A missing server fails the test.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
-use std::process::Command;
 use std::sync::Arc;
 
 use pdp_kit::clock::SystemClock;
@@ -17,30 +16,6 @@ mod support;
 use support::*;
 
 const KEY: &str = "instances-test-hmac-key-of-at-least-32-characters";
-
-/// A fresh database of its own for one instance.
-fn database(name: &str) -> String {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let db = format!("{name}_{}", std::process::id());
-    let admin = Command::new("psql")
-        .args([
-            &url,
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {db}"),
-            "-c",
-            &format!("CREATE DATABASE {db}"),
-        ])
-        .output()
-        .expect("psql runs");
-    assert!(
-        admin.status.success(),
-        "{}",
-        String::from_utf8_lossy(&admin.stderr)
-    );
-    format!("{}/{db}", url.rsplit_once('/').unwrap().0)
-}
 
 /// A message of `pdp-proto` from its proto3 JSON, as the gateway would transcode it.
 fn message<M: prost::Message + Default>(full_name: &str, value: serde_json::Value) -> M {
@@ -70,6 +45,24 @@ fn who(role: &str, tenant: &str) -> Identity {
         roles: vec![role.into()],
         tenant: tenant.parse().unwrap(),
     }
+}
+
+/// The filings an instance holds for the province, as the provincial bureau lists them.
+async fn province_filings(
+    client: &api::filing_service_client::FilingServiceClient<Channel>,
+) -> Vec<api::Filing> {
+    let province = who("provincial_bureau", "230000");
+    let request = api::ListFilingsRequest {
+        tenant: "230000".into(),
+        ..Default::default()
+    };
+    client
+        .clone()
+        .list_filings(signed(&province, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .filings
 }
 
 struct Instance {
@@ -224,19 +217,11 @@ async fn a_city_instance_files_with_the_provincial_instance_through_kafka() {
     let mut filings = api::filing_service_client::FilingServiceClient::new(shared.grpc.clone());
     let mut found = None;
     for _ in 0..120 {
-        let list = filings
-            .list_filings(signed(
-                &province,
-                api::ListFilingsRequest {
-                    tenant: "230000".into(),
-                    ..Default::default()
-                },
-            ))
+        if let Some(f) = province_filings(&filings)
             .await
-            .unwrap()
-            .into_inner()
-            .filings;
-        if let Some(f) = list.into_iter().find(|f| f.plan_id == plan.id) {
+            .into_iter()
+            .find(|f| f.plan_id == plan.id)
+        {
             found = Some(f);
             break;
         }
@@ -259,20 +244,8 @@ async fn a_city_instance_files_with_the_provincial_instance_through_kafka() {
     assert_eq!(acked.state, api::FilingState::Acknowledged as i32);
 
     // Harbin's instance keeps no filings; the shared one has no Harbin plan; unsigned calls fail.
-    let mut harbin_filings =
-        api::filing_service_client::FilingServiceClient::new(harbin.grpc.clone());
-    let none = harbin_filings
-        .list_filings(signed(
-            &province,
-            api::ListFilingsRequest {
-                tenant: "230000".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .filings;
+    let harbin_filings = api::filing_service_client::FilingServiceClient::new(harbin.grpc.clone());
+    let none = province_filings(&harbin_filings).await;
     assert!(none.is_empty());
     let mut shared_plans = api::plan_service_client::PlanServiceClient::new(shared.grpc.clone());
     let missing = shared_plans

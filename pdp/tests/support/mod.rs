@@ -131,6 +131,30 @@ pub fn interrupt_and_wait_inner(mut child: Child) -> Option<std::process::ExitSt
     }
 }
 
+/// A fresh PostgreSQL database `<name>_<pid>` (dropped first if a run left it); its URL.
+pub fn database(name: &str) -> String {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let db = format!("{name}_{}", std::process::id());
+    let admin = Command::new("psql")
+        .args([
+            &url,
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {db}"),
+            "-c",
+            &format!("CREATE DATABASE {db}"),
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        admin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
+    format!("{}/{db}", url.rsplit_once('/').unwrap().0)
+}
+
 /// A request with an optional bearer token and JSON body; the answer's status and JSON body.
 pub fn call(
     port: u16,

@@ -116,10 +116,6 @@ impl Planning {
         Self { store, clock }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn today(&self) -> NaiveDate {
         civil_date(self.clock.now())
     }

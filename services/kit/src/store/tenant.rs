@@ -4,7 +4,8 @@
 //!
 //! A service declares which column holds the tenant ([`TenantTable`], usually with
 //! [`tenant_table!`](crate::tenant_table)) and builds every query from `scope.rows(table)`. The
-//! scope is made from the verified caller or, for scheduled work, named explicitly.
+//! scope is made from the verified caller and the tenant its call names ([`TenantScope::for_call`])
+//! or, for scheduled work, named explicitly ([`TenantScope::system`]).
 //!
 //! In PostgreSQL the database enforces it too: a service's migration turns each tenant table into
 //! a view with `SELECT pdp_isolate_tenant('<table>')`, and the view raises on any query made in a
@@ -67,13 +68,6 @@ impl crate::error::ServiceError for ScopeError {
 }
 
 impl TenantScope {
-    /// The scope of a verified caller in its own tenant.
-    pub fn of(identity: &Identity) -> Self {
-        Self {
-            tenant: identity.tenant.clone(),
-        }
-    }
-
     /// The scope of a call that names `requested` (the tenant of its path). The gateway has
     /// authorized it already; the service checks the tenancy rule again rather than trust that
     /// every route is covered: a caller acts in its own tenant, and the province's callers may
