@@ -85,6 +85,15 @@ impl AgreementState {
         }
     }
 
+    /// The states disclosed to the public: every one after the draft (R-OPS-7).
+    pub const DISCLOSED: [Self; 5] = [
+        Self::Signed,
+        Self::Active,
+        Self::Expired,
+        Self::Suspended,
+        Self::Terminated,
+    ];
+
     pub const ALL: [Self; 6] = [
         Self::Draft,
         Self::Signed,

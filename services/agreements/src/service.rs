@@ -460,11 +460,7 @@ impl Agreements {
     ) -> Result<(Vec<api::PublicAuthorization>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
-            let states: Vec<_> = AgreementState::ALL
-                .into_iter()
-                .filter(|s| *s != AgreementState::Draft)
-                .collect();
-            let items = db::list(conn, scope, None, Some(&states), &cursor)?;
+            let items = db::list(conn, scope, None, Some(&AgreementState::DISCLOSED), &cursor)?;
             let next = cursor.next_token(&items, |a| &a.id);
             let out = items
                 .into_iter()

@@ -83,6 +83,14 @@ impl SelectionState {
         }
     }
 
+    /// The states a call is public in: every one after the draft.
+    pub const PUBLIC: [Self; 4] = [
+        Self::Published,
+        Self::Shortlisted,
+        Self::InNotice,
+        Self::Concluded,
+    ];
+
     pub const ALL: [Self; 5] = [
         Self::Draft,
         Self::Published,

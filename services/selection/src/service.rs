@@ -175,16 +175,12 @@ impl Selections {
         cursor: Cursor,
     ) -> Result<(Vec<api::Selection>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let states: Option<Vec<SelectionState>> = match (is_staff(who), state) {
-            (_, Some(SelectionState::Draft)) if !is_staff(who) => Some(Vec::new()),
-            (_, Some(s)) => Some(vec![s]),
-            (true, None) => None,
-            (false, None) => Some(
-                SelectionState::ALL
-                    .into_iter()
-                    .filter(|s| *s != SelectionState::Draft)
-                    .collect(),
-            ),
+        let staff = is_staff(who);
+        let states: Option<Vec<SelectionState>> = match state {
+            Some(SelectionState::Draft) if !staff => Some(Vec::new()),
+            Some(s) => Some(vec![s]),
+            None if staff => None,
+            None => Some(SelectionState::PUBLIC.to_vec()),
         };
         self.in_scope(&scope, move |conn, scope, _| {
             let items = match &states {
@@ -712,11 +708,7 @@ impl Selections {
     ) -> Result<(Vec<api::PublicSelection>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
-            let public: Vec<_> = SelectionState::ALL
-                .into_iter()
-                .filter(|s| *s != SelectionState::Draft)
-                .collect();
-            let items = db::list_selections(conn, scope, Some(&public), &cursor)?;
+            let items = db::list_selections(conn, scope, Some(&SelectionState::PUBLIC), &cursor)?;
             let next = cursor.next_token(&items, |s| &s.id);
             Ok((items.into_iter().map(Self::public_view).collect(), next))
         })
