@@ -206,7 +206,7 @@ fn main() {
             authorizer: Arc::new(authorizer),
             upstreams: Arc::new(SingleInstance(HashMap::from([(
                 "testing".to_string(),
-                channel.clone(),
+                pdp_gateway::upstream::Upstream::new(&format!("http://{grpc_addr}")).expect("url"),
             )]))),
             identity_key: key.clone(),
             upstream_timeout: Duration::from_secs(10),

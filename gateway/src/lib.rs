@@ -17,6 +17,7 @@ pub mod routing;
 mod start;
 pub mod tenants;
 pub mod transcode;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,11 +84,11 @@ pub trait Upstreams: Send + Sync {
 
 /// One endpoint per service, whatever the tenant: a single instance (`pdp dev`, tests).
 #[derive(Debug, Clone, Default)]
-pub struct SingleInstance(pub HashMap<String, Channel>);
+pub struct SingleInstance(pub HashMap<String, upstream::Upstream>);
 
 impl Upstreams for SingleInstance {
     fn channel(&self, _tenant: &TenantCode, service: &str) -> Option<Channel> {
-        self.0.get(service).cloned()
+        self.0.get(service).map(upstream::Upstream::channel)
     }
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
 use crate::Upstreams;
+use crate::upstream::Upstream;
 
 /// Sends one tenant's calls to one platform instance.
 #[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -56,10 +57,10 @@ pub enum RouteError {
 struct Entry {
     name: String,
     spec: TenantRouteSpec,
-    channels: HashMap<String, Channel>,
+    upstreams: HashMap<String, Upstream>,
 }
 
-/// The live index: tenant → instance → channels. Routes by name, as the API server names them.
+/// The live index: tenant → instance → service endpoints. Routes by name, as the API server names them.
 #[derive(Default)]
 pub struct TenantRoutes {
     by_tenant: RwLock<HashMap<TenantCode, Entry>>,
@@ -86,16 +87,14 @@ impl TenantRoutes {
             name: name.into(),
             tenant: spec.tenant.clone(),
         })?;
-        let mut channels = HashMap::new();
+        let mut upstreams = HashMap::new();
         for (service, endpoint) in &spec.services {
-            let channel = Channel::from_shared(endpoint.clone())
-                .map_err(|_| RouteError::Endpoint {
-                    name: name.into(),
-                    service: service.clone(),
-                    endpoint: endpoint.clone(),
-                })?
-                .connect_lazy();
-            channels.insert(service.clone(), channel);
+            let upstream = Upstream::new(endpoint).map_err(|_| RouteError::Endpoint {
+                name: name.into(),
+                service: service.clone(),
+                endpoint: endpoint.clone(),
+            })?;
+            upstreams.insert(service.clone(), upstream);
         }
         let mut routes = self.by_tenant.write().expect("route lock");
         // The same route may move to another tenant: forget where it was.
@@ -113,7 +112,7 @@ impl TenantRoutes {
             Entry {
                 name: name.into(),
                 spec,
-                channels,
+                upstreams,
             },
         );
         Ok(())
@@ -162,7 +161,11 @@ impl TenantRoutes {
 impl Upstreams for TenantRoutes {
     fn channel(&self, tenant: &TenantCode, service: &str) -> Option<Channel> {
         let routes = self.by_tenant.read().expect("route lock");
-        routes.get(tenant)?.channels.get(service).cloned()
+        routes
+            .get(tenant)?
+            .upstreams
+            .get(service)
+            .map(Upstream::channel)
     }
 }
 

@@ -10,7 +10,6 @@ use pdp_kit::config::Config;
 use pdp_kit::identity::IdentityKey;
 use pdp_kit::store::Store;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::audit::OutboxAudit;
 use crate::auth::{DevKey, JwtAuthenticator};
@@ -148,10 +147,9 @@ async fn upstreams(
     }
     let mut upstreams = std::collections::HashMap::new();
     for (service, endpoint) in &g.upstreams {
-        let channel = Channel::from_shared(endpoint.clone())
-            .with_context(|| format!("gateway.upstreams.{service}: `{endpoint}` is not a URL"))?
-            .connect_lazy();
-        upstreams.insert(service.clone(), channel);
+        let upstream = crate::upstream::Upstream::new(endpoint)
+            .with_context(|| format!("gateway.upstreams.{service}"))?;
+        upstreams.insert(service.clone(), upstream);
     }
     Ok(Arc::new(SingleInstance(upstreams)))
 }

@@ -212,9 +212,7 @@ async fn start_with(subject_limit: Limit) -> Fixture {
             .add_service(server)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
+    let upstream = pdp_gateway::upstream::Upstream::new(&format!("http://{addr}")).unwrap();
     let pool = prost_reflect::DescriptorPool::decode(crate::TESTING_DESCRIPTOR).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let audit_store = pdp_kit::store::Store::open(
@@ -237,7 +235,7 @@ async fn start_with(subject_limit: Limit) -> Fixture {
         authorizer: Arc::new(AllowButIntruder),
         upstreams: Arc::new(SingleInstance(HashMap::from([(
             "testing".to_string(),
-            channel,
+            upstream,
         )]))),
         identity_key: key(),
         upstream_timeout: Duration::from_millis(800),
