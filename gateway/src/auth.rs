@@ -112,9 +112,59 @@ fn parse_jwks(jwks: &str) -> Result<Vec<JwksKey>, String> {
     Ok(keys)
 }
 
+/// Seconds of clock difference allowed between the identity provider and the gateway.
+const LEEWAY: i64 = 30;
+
+/// Tokens verified already, so that a caller's next requests skip the signature check: an RS256
+/// or ES256 verification costs tens of microseconds, a lookup well under one. Keyed by the whole
+/// token, so that a token with one byte changed is verified afresh; an entry serves until the
+/// token's own expiry (with the same leeway), and all are forgotten when the keys change.
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: RwLock<std::collections::HashMap<Box<str>, Claims>>,
+}
+
+impl VerifiedTokens {
+    /// Enough for every caller active within a token's lifetime; beyond it, the expired go first.
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, token: &str, now: i64) -> Option<Claims> {
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(token)
+            .filter(|claims| now <= claims.exp + LEEWAY)
+            .cloned()
+    }
+
+    fn insert(&self, token: &str, claims: &Claims, now: i64) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= Self::CAPACITY {
+            entries.retain(|_, claims| now <= claims.exp + LEEWAY);
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(token.into(), claims.clone());
+    }
+
+    fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
 /// Verifies bearer tokens.
 pub struct JwtAuthenticator {
     keys: Keys,
+    verified: VerifiedTokens,
     issuer: String,
     audience: String,
     /// Woken when a token names a key id the JWKS in hand lacks: the provider may have rotated
@@ -140,6 +190,7 @@ impl JwtAuthenticator {
     pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, String> {
         Ok(Self {
             keys: Keys::Jwks(RwLock::new(Arc::new(parse_jwks(jwks)?))),
+            verified: VerifiedTokens::default(),
             issuer: issuer.into(),
             audience: audience.into(),
             unknown_key: Arc::new(tokio::sync::Notify::new()),
@@ -216,6 +267,8 @@ impl JwtAuthenticator {
         *keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(parsed);
+        // A token of a key that left the JWKS must not pass on the strength of an old check.
+        self.verified.clear();
         Ok(n)
     }
 
@@ -223,6 +276,7 @@ impl JwtAuthenticator {
     pub fn dev(key: &DevKey) -> Self {
         Self {
             keys: Keys::Dev(DecodingKey::from_secret(&key.secret)),
+            verified: VerifiedTokens::default(),
             issuer: DevKey::ISSUER.into(),
             audience: DevKey::AUDIENCE.into(),
             unknown_key: Arc::new(tokio::sync::Notify::new()),
@@ -230,6 +284,17 @@ impl JwtAuthenticator {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = self.verified.get(token, now) {
+            return Ok(claims);
+        }
+        let claims = self.check(token)?;
+        self.verified.insert(token, &claims, now);
+        Ok(claims)
+    }
+
+    /// The signature and the claims, checked in full.
+    fn check(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             // `alg: none` and other unknown algorithms fail to parse as a header.
             ErrorKind::Json(_) if token_alg(token).is_some() => AuthError::Algorithm,
@@ -266,7 +331,7 @@ impl JwtAuthenticator {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
-        validation.leeway = 30;
+        validation.leeway = LEEWAY as u64;
         Ok(jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims)
     }
 }
@@ -398,4 +463,68 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         options.mode(0o600);
     }
     options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            sub: "u-1".into(),
+            org: "harbin-bureau".into(),
+            roles: vec!["city_bureau".into()],
+            tenant: "230100".parse().unwrap(),
+            iss: DevKey::ISSUER.into(),
+            aud: DevKey::AUDIENCE.into(),
+            exp,
+            nbf: None,
+            iat: exp - 600,
+        }
+    }
+
+    #[test]
+    fn a_verified_token_serves_until_its_expiry_and_only_itself() {
+        let cache = VerifiedTokens::default();
+        cache.insert("token-a", &claims(1_000), 500);
+        assert_eq!(cache.get("token-a", 1_000 + LEEWAY), Some(claims(1_000)));
+        assert_eq!(cache.get("token-a", 1_001 + LEEWAY), None);
+        assert_eq!(cache.get("token-b", 500), None);
+        cache.clear();
+        assert_eq!(cache.get("token-a", 500), None);
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_expired_first() {
+        let cache = VerifiedTokens::default();
+        for i in 0..VerifiedTokens::CAPACITY - 1 {
+            cache.insert(&format!("old-{i}"), &claims(100), 50);
+        }
+        cache.insert("live", &claims(10_000), 50);
+        cache.insert("newcomer", &claims(10_000), 5_000);
+        assert!(cache.get("live", 5_000).is_some());
+        assert!(cache.get("newcomer", 5_000).is_some());
+        assert_eq!(cache.entries.read().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_dev_token_is_checked_once_and_a_changed_one_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DevKey::load_or_create(dir.path()).unwrap();
+        let auth = JwtAuthenticator::dev(&key);
+        let token = key.issue(
+            "u-1",
+            "org",
+            &["operator".into()],
+            &"230100".parse().unwrap(),
+            chrono::Duration::minutes(5),
+        );
+        let first = auth.verify(&token).unwrap();
+        assert_eq!(auth.verify(&token).unwrap(), first);
+        // One character of the signature changed (not the last, whose low bits are padding).
+        let at = token.len() - 10;
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert_eq!(auth.verify(&forged), Err(AuthError::BadSignature));
+    }
 }
