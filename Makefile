@@ -4,7 +4,7 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379
 
-.PHONY: run fmt lint test check bench chart-check image
+.PHONY: run fmt lint test check bench bench-tools chart-check image
 
 ## run: pdp on the embedded defaults (SQLite and the embedded log under ./data), http on :8080
 run:
@@ -37,8 +37,16 @@ image:
 ## check: what CI runs once the servers are up
 check: lint test chart-check
 
-## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker),
-## and the gateway's overhead against direct gRPC calls
-bench:
+## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker);
+## the gateway's own overhead against direct gRPC calls to an empty service (in process); and a
+## real read through the gateway of `pdp dev` against the same call straight to the service
+## (wrk and h2load, from `bench-tools`)
+bench: bench-tools
 	$(CARGO) bench -p pdp-kit --bench throughput
 	$(CARGO) bench -p pdp-gateway --bench overhead
+	$(CARGO) bench -p pdp --bench gateway
+
+## bench-tools: the load tools of the gateway bench (Debian's wrk and nghttp2-client for h2load)
+bench-tools:
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
