@@ -59,12 +59,21 @@ fn main() {
     let grpc_port = free_port();
     let grpc = format!("127.0.0.1:{grpc_port}");
     // `pdp dev` puts planning on `grpc.listen` and the next services on the ports above it.
+    // The rate limits still run on every request, with room for the whole load.
     let mut child = start_dev_with(
         data.path(),
         http_port,
-        &[("PDP_GRPC__LISTEN", grpc.as_str())],
+        &[
+            ("PDP_GRPC__LISTEN", grpc.as_str()),
+            ("PDP_GATEWAY__TENANT_RATE", "1000000000"),
+            ("PDP_GATEWAY__TENANT_BURST", "1000000000"),
+            ("PDP_GATEWAY__SUBJECT_RATE", "1000000000"),
+            ("PDP_GATEWAY__SUBJECT_BURST", "1000000000"),
+        ],
     );
     wait_ready(&mut child, http_port);
+    // A failed step must not leave `pdp dev` running behind the bench.
+    let mut dev = Running(Some(child));
 
     let (status, resource) = call(
         http_port,
@@ -148,7 +157,18 @@ fn main() {
         gateway.p50_ms - direct.p50_ms,
         gateway.p99_ms - direct.p99_ms
     );
-    interrupt_and_wait(child, data.path());
+    interrupt_and_wait(dev.0.take().unwrap(), data.path());
+}
+
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The identity headers the gateway would send for the provider, signed with the dev key.
