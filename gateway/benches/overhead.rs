@@ -2,7 +2,8 @@
 //! transcoding, the gRPC call and the audit record — against calling the same gRPC service
 //! directly, at the same fixed concurrency, in one run.
 //!
-//! `BENCH_SECONDS` (default 5) and `BENCH_CONCURRENCY` (default 32) set the load.
+//! `BENCH_CONCURRENCY` (default `1,32`), `BENCH_ROUNDS` (default 3) and `BENCH_SECONDS` (default
+//! 5) set the load; see `common/rounds.rs`.
 
 /// The allocator the `pdp` binary runs with, so that the figures are the binary's.
 #[global_allocator]
@@ -84,22 +85,12 @@ impl WidgetService for Widgets {
     }
 }
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Stats {
-    requests: usize,
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
-}
+#[path = "common/rounds.rs"]
+mod rounds;
+use rounds::{Figures, Rounds, concurrencies, setting};
 
 /// Runs `call` from `concurrency` tasks for `seconds`, collecting each latency.
-async fn load<F, Fut>(concurrency: usize, seconds: u64, call: F) -> Stats
+async fn load<F, Fut>(concurrency: usize, seconds: u64, call: F) -> Figures
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -126,27 +117,16 @@ where
     }
     let elapsed = started.elapsed();
     all.sort();
-    Stats {
-        requests: all.len(),
+    Figures {
         per_second: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: all[all.len() / 2],
-        p99: all[all.len() * 99 / 100],
+        p50_ms: all[all.len() / 2].as_secs_f64() * 1000.0,
+        p99_ms: all[all.len() * 99 / 100].as_secs_f64() * 1000.0,
     }
 }
 
-fn report(name: &str, s: &Stats) {
-    println!(
-        "{name:<28} {:>8} requests {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms",
-        s.requests,
-        s.per_second,
-        s.p50.as_secs_f64() * 1000.0,
-        s.p99.as_secs_f64() * 1000.0
-    );
-}
-
 fn main() {
-    let seconds = env("BENCH_SECONDS", 5);
-    let concurrency = env("BENCH_CONCURRENCY", 32) as usize;
+    let seconds = setting("BENCH_SECONDS", 5);
+    let rounds = setting("BENCH_ROUNDS", 3);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let key = IdentityKey::new(
@@ -273,18 +253,20 @@ fn main() {
         };
 
         // Warm both paths, then measure.
-        load(concurrency, 1, direct.clone()).await;
-        load(concurrency, 1, via_gateway.clone()).await;
-        let d = load(concurrency, seconds, direct).await;
-        let g = load(concurrency, seconds, via_gateway).await;
-        println!("concurrency {concurrency}, {seconds} s each");
-        report("direct gRPC", &d);
-        report("through the gateway", &g);
-        println!(
-            "throughput ratio gateway/direct = {:.2}; p99 overhead = {:.3} ms",
-            g.per_second / d.per_second,
-            (g.p99.as_secs_f64() - d.p99.as_secs_f64()) * 1000.0
-        );
+        load(32, 1, direct.clone()).await;
+        load(32, 1, via_gateway.clone()).await;
+        for concurrency in concurrencies() {
+            println!(
+                "GetWidget at concurrency {concurrency}, {rounds} rounds of {seconds} s per path"
+            );
+            let mut compared = Rounds::default();
+            for _ in 0..rounds {
+                let d = load(concurrency as usize, seconds, direct.clone()).await;
+                let g = load(concurrency as usize, seconds, via_gateway.clone()).await;
+                compared.add(&d, &g);
+            }
+            println!("{}", compared.summary());
+        }
     });
 }
 

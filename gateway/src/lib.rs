@@ -365,7 +365,7 @@ async fn route_and_forward(
         }
     };
     let operation = route.operation();
-    outcome.operation = operation.clone();
+    outcome.operation = operation.to_string();
     let tenant = match tenant_of(&vars) {
         Ok(t) if gateway.tenants.get(&t).is_some() => t,
         Ok(t) => {
@@ -408,7 +408,7 @@ async fn route_and_forward(
     let allowed = gateway.authorizer.allows(
         outcome.caller.as_ref(),
         &tenant,
-        &operation,
+        operation,
         Action::of(request.method()),
     );
     outcome.decision = if allowed {
@@ -418,7 +418,7 @@ async fn route_and_forward(
     };
     if !allowed {
         return refuse(&GatewayError::Denied {
-            operation,
+            operation: operation.to_string(),
             tenant: tenant.to_string(),
         });
     }
@@ -428,9 +428,9 @@ async fn route_and_forward(
         Err(e) => return refuse(&GatewayError::BadRequest(e)),
     };
     let service = route.service();
-    let Some(channel) = gateway.upstreams.channel(&tenant, &service) else {
+    let Some(channel) = gateway.upstreams.channel(&tenant, service) else {
         return refuse(&GatewayError::NoUpstream {
-            service,
+            service: service.to_string(),
             tenant: tenant.to_string(),
         });
     };

@@ -47,11 +47,14 @@ impl Upstream {
     /// (so it must be called inside one, as every request handler is).
     pub fn channel(&self) -> Channel {
         CONNECTIONS.with(|connections| {
+            if let Some(channel) = connections.borrow().get(&self.url) {
+                return channel.clone();
+            }
+            let channel = self.endpoint.clone().connect_lazy();
             connections
                 .borrow_mut()
-                .entry(self.url.clone())
-                .or_insert_with(|| self.endpoint.clone().connect_lazy())
-                .clone()
+                .insert(self.url.clone(), channel.clone());
+            channel
         })
     }
 }

@@ -8,7 +8,8 @@
 //! calls). Both load tools are C programs outside the process under test; `make bench-tools`
 //! installs them. The figures are each tool's own.
 //!
-//! `BENCH_SECONDS` (default 5) and `BENCH_CONCURRENCY` (default 32) set the load.
+//! `BENCH_CONCURRENCY` (default `1,32`), `BENCH_ROUNDS` (default 3) and `BENCH_SECONDS` (default
+//! 5) set the load, as in the gateway's own bench (`gateway/benches/common/rounds.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot go on should stop
 
 use std::process::Command;
@@ -28,18 +29,9 @@ const TENANT: &str = "230100";
 const PROVIDER: &str = "harbin-transport";
 const GET_RESOURCE: &str = "/pdp.planning.v1.ResourceService/GetResource";
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Figures {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
+#[path = "../../gateway/benches/common/rounds.rs"]
+mod rounds;
+use rounds::{Figures, Rounds, concurrencies, setting};
 
 fn main() {
     for tool in ["wrk", "h2load"] {
@@ -50,7 +42,7 @@ fn main() {
         assert!(found, "{tool} is missing: run `make bench-tools` first");
     }
     let seconds = setting("BENCH_SECONDS", 5);
-    let concurrency = setting("BENCH_CONCURRENCY", 32);
+    let rounds = setting("BENCH_ROUNDS", 3);
 
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
@@ -101,7 +93,7 @@ fn main() {
     let answered = runtime.block_on(get_resource(&grpc, request, &identity));
     assert_eq!(answered.id, id, "the direct call reads the resource");
 
-    let grpc_args = |seconds: u64, log: &str| {
+    let grpc_args = |concurrency: u64, seconds: u64, log: &str| {
         let mut args = vec![
             "-D".to_string(),
             seconds.to_string(),
@@ -125,7 +117,7 @@ fn main() {
         ]);
         args
     };
-    let http_args = |seconds: u64| {
+    let http_args = |concurrency: u64, seconds: u64| {
         vec![
             "-t1".to_string(),
             format!("-c{concurrency}"),
@@ -140,23 +132,21 @@ fn main() {
     let log = log.to_str().unwrap();
 
     // Warm both paths (connections, caches, SQLite pages), then measure.
-    h2load(&grpc_args(1, log), log);
-    wrk(&http_args(1));
-    let direct = h2load(&grpc_args(seconds, log), log);
-    let gateway = wrk(&http_args(seconds));
-
-    println!(
-        "GetResource at concurrency {concurrency}, {seconds} s each \
-         (pdp dev: SQLite, embedded log, audit on)"
-    );
-    report("direct gRPC (h2load)", &direct);
-    report("through the gateway (wrk)", &gateway);
-    println!(
-        "throughput ratio gateway/direct = {:.2}; p50 overhead = {:.3} ms; p99 overhead = {:.3} ms",
-        gateway.per_second / direct.per_second,
-        gateway.p50_ms - direct.p50_ms,
-        gateway.p99_ms - direct.p99_ms
-    );
+    h2load(&grpc_args(32, 1, log), log);
+    wrk(&http_args(32, 1));
+    for concurrency in concurrencies() {
+        println!(
+            "GetResource at concurrency {concurrency}, {rounds} rounds of {seconds} s per path \
+             (pdp dev: SQLite, embedded log, audit on; direct with h2load, gateway with wrk)"
+        );
+        let mut compared = Rounds::default();
+        for _ in 0..rounds {
+            let direct = h2load(&grpc_args(concurrency, seconds, log), log);
+            let gateway = wrk(&http_args(concurrency, seconds));
+            compared.add(&direct, &gateway);
+        }
+        println!("{}", compared.summary());
+    }
     interrupt_and_wait(dev.0.take().unwrap(), data.path());
 }
 
@@ -300,11 +290,4 @@ fn wrk(args: &[String]) -> Figures {
         p50_ms: millis(value("50%")),
         p99_ms: millis(value("99%")),
     }
-}
-
-fn report(name: &str, f: &Figures) {
-    println!(
-        "{name:<28} {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms",
-        f.per_second, f.p50_ms, f.p99_ms
-    );
 }

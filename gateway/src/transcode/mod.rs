@@ -24,8 +24,7 @@ pub async fn call(
     metadata: MetadataMap,
     timeout: Duration,
 ) -> Result<DynamicMessage, Status> {
-    let path = http::uri::PathAndQuery::try_from(route.grpc_path())
-        .map_err(|e| Status::internal(format!("bad gRPC path: {e}")))?;
+    let path = route.grpc_path().clone();
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = metadata;
     // The deadline is the gateway's own: when it passes, dropping the call resets the stream

@@ -7,7 +7,7 @@ use prost_reflect::{
     DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
 };
 
-use super::template::{PathTemplate, TemplateError};
+use super::template::{PathTemplate, RequestPath, TemplateError};
 
 /// Where the request body goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,44 +26,75 @@ pub struct Route {
     pub template: PathTemplate,
     pub body: BodyBinding,
     pub rpc: MethodDescriptor,
+    /// Derived once from the above, since every request asks for them.
+    derived: Derived,
+}
+
+#[derive(Debug, Clone)]
+struct Derived {
+    operation: String,
+    grpc_path: http::uri::PathAndQuery,
+    service: String,
+    public: bool,
+    specificity: usize,
 }
 
 impl Route {
+    fn new(
+        method: Method,
+        template: PathTemplate,
+        body: BodyBinding,
+        rpc: MethodDescriptor,
+    ) -> Self {
+        let operation = format!("{}/{}", rpc.parent_service().full_name(), rpc.name());
+        let grpc_path = http::uri::PathAndQuery::try_from(format!("/{operation}"))
+            .expect("a service's full name and a method name make a valid path");
+        let file = rpc.parent_service().parent_file();
+        let package = file.package_name();
+        let service = package.split('.').nth(1).unwrap_or(package).to_string();
+        let public = template.to_string().contains("/public/");
+        // More literal segments win when two templates match one path (`/widgets:search` over
+        // `/widgets/{id}`).
+        let specificity = template
+            .openapi_path()
+            .split('/')
+            .filter(|s| !s.starts_with('{') && !s.is_empty())
+            .count()
+            + usize::from(template.verb().is_some());
+        Self {
+            method,
+            template,
+            body,
+            rpc,
+            derived: Derived {
+                operation,
+                grpc_path,
+                service,
+                public,
+                specificity,
+            },
+        }
+    }
+
     /// The operation that authorization and audit name: `pdp.planning.v1.PlanService/SubmitPlan`.
-    pub fn operation(&self) -> String {
-        format!(
-            "{}/{}",
-            self.rpc.parent_service().full_name(),
-            self.rpc.name()
-        )
+    pub fn operation(&self) -> &str {
+        &self.derived.operation
     }
 
     /// The gRPC path: `/pdp.planning.v1.PlanService/SubmitPlan`.
-    pub fn grpc_path(&self) -> String {
-        format!("/{}", self.operation())
+    pub fn grpc_path(&self) -> &http::uri::PathAndQuery {
+        &self.derived.grpc_path
     }
 
     /// The service's package segment (`planning` in `pdp.planning.v1`), which names the
     /// upstream.
-    pub fn service(&self) -> String {
-        let file = self.rpc.parent_service().parent_file();
-        let package = file.package_name();
-        package.split('.').nth(1).unwrap_or(package).to_string()
+    pub fn service(&self) -> &str {
+        &self.derived.service
     }
 
     /// Public routes (`…/public/…`) need no token.
     pub fn is_public(&self) -> bool {
-        self.template.to_string().contains("/public/")
-    }
-
-    /// More literal segments win when two templates match one path (`/widgets:search` over
-    /// `/widgets/{id}`).
-    fn specificity(&self) -> usize {
-        let t = self.template.openapi_path();
-        t.split('/')
-            .filter(|s| !s.starts_with('{') && !s.is_empty())
-            .count()
-            + usize::from(self.template.verb().is_some())
+        self.derived.public
     }
 }
 
@@ -122,19 +153,23 @@ impl RouteTable {
     }
 
     pub fn resolve(&self, method: &Method, path: &str) -> Resolution<'_> {
+        let Some(path) = RequestPath::new(path) else {
+            return Resolution::NotFound;
+        };
         let mut best: Option<(&Route, Vec<(String, String)>)> = None;
         let mut allowed = Vec::new();
         for route in &self.routes {
-            let Some(vars) = route.template.matches(path) else {
+            if !route.template.fits(&path) {
                 continue;
-            };
+            }
             if route.method != *method {
                 allowed.push(route.method.clone());
                 continue;
             }
             if best
                 .as_ref()
-                .is_none_or(|(b, _)| route.specificity() > b.specificity())
+                .is_none_or(|(b, _)| route.derived.specificity > b.derived.specificity)
+                && let Some(vars) = route.template.bind(&path)
             {
                 best = Some((route, vars));
             }
@@ -192,12 +227,7 @@ fn add_rule(
             BodyBinding::Field(field.to_string())
         }
     };
-    routes.push(Route {
-        method,
-        template,
-        body,
-        rpc: rpc.clone(),
-    });
+    routes.push(Route::new(method, template, body, rpc.clone()));
     Ok(())
 }
 

@@ -157,48 +157,85 @@ impl PathTemplate {
     /// Matches a request path (without query); returns each variable's field path and value,
     /// percent-decoded.
     pub fn matches(&self, path: &str) -> Option<Vec<(String, String)>> {
-        let rest = path.strip_prefix('/')?;
-        let rest = match &self.verb {
-            Some(verb) => rest.strip_suffix(verb.as_str())?.strip_suffix(':')?,
-            None => rest,
+        self.bind(&RequestPath::new(path)?)
+    }
+
+    /// The last part of `path` with the verb stripped, when `path` has this template's shape.
+    fn last_part<'p>(&self, path: &RequestPath<'p>) -> Option<&'p str> {
+        let parts = &path.parts;
+        let last = *parts.last()?;
+        let last = match &self.verb {
+            Some(verb) => last.strip_suffix(verb.as_str())?.strip_suffix(':')?,
+            None => last,
         };
-        let parts: Vec<&str> = rest.split('/').collect();
-        let mut consumed = Vec::with_capacity(self.segments.len());
-        let mut i = 0;
-        for segment in &self.segments {
-            match segment {
-                Segment::Literal(l) => {
-                    if parts.get(i) != Some(&l.as_str()) {
-                        return None;
-                    }
-                    consumed.push((i, i + 1));
-                    i += 1;
-                }
-                Segment::Single => {
-                    let part = parts.get(i)?;
-                    if part.is_empty() {
-                        return None;
-                    }
-                    consumed.push((i, i + 1));
-                    i += 1;
-                }
-                Segment::Rest => {
-                    consumed.push((i, parts.len()));
-                    i = parts.len();
-                }
-            }
-        }
-        if i != parts.len() {
+        // Each segment takes one part, except a final `**`, which takes the rest (maybe none).
+        let fixed = match self.segments.last() {
+            Some(Segment::Rest) => self.segments.len() - 1,
+            _ => self.segments.len(),
+        };
+        let counted = if fixed < self.segments.len() {
+            parts.len() >= fixed
+        } else {
+            parts.len() == fixed
+        };
+        if !counted {
             return None;
         }
+        let part = |i: usize| if i + 1 == parts.len() { last } else { parts[i] };
+        let fits = self.segments[..fixed]
+            .iter()
+            .enumerate()
+            .all(|(i, segment)| match segment {
+                Segment::Literal(l) => part(i) == l,
+                Segment::Single => !part(i).is_empty(),
+                Segment::Rest => false,
+            });
+        fits.then_some(last)
+    }
+
+    /// Whether `path` has this template's shape (literals, segment count, verb).
+    pub fn fits(&self, path: &RequestPath<'_>) -> bool {
+        self.last_part(path).is_some()
+    }
+
+    /// Like [`Self::matches`], on a path split once for all the templates it is tried against.
+    pub fn bind(&self, path: &RequestPath<'_>) -> Option<Vec<(String, String)>> {
+        let last = self.last_part(path)?;
+        let parts = &path.parts;
+        let part = |i: usize| if i + 1 == parts.len() { last } else { parts[i] };
+        let ends_in_rest = matches!(self.segments.last(), Some(Segment::Rest));
         let mut out = Vec::with_capacity(self.variables.len());
         for v in &self.variables {
-            let from = consumed[v.start].0;
-            let to = consumed[v.end - 1].1;
-            let raw = parts[from..to].join("/");
+            let to = if ends_in_rest && v.end == self.segments.len() {
+                parts.len()
+            } else {
+                v.end
+            };
+            let mut raw = String::new();
+            for i in v.start..to {
+                if i > v.start {
+                    raw.push('/');
+                }
+                raw.push_str(part(i));
+            }
             out.push((v.field_path.clone(), percent_decode(&raw)?));
         }
         Some(out)
+    }
+}
+
+/// A request path split at `/` once, to be tried against every route's template.
+#[derive(Debug)]
+pub struct RequestPath<'a> {
+    parts: Vec<&'a str>,
+}
+
+impl<'a> RequestPath<'a> {
+    /// `None` unless the path starts with `/`.
+    pub fn new(path: &'a str) -> Option<Self> {
+        Some(Self {
+            parts: path.strip_prefix('/')?.split('/').collect(),
+        })
     }
 }
 
@@ -275,6 +312,34 @@ mod tests {
         assert_eq!(t.matches("/api/v1/tenants/230100/plans/x"), None);
         assert_eq!(t.matches("/api/v1/tenants//plans"), None);
         assert_eq!(t.matches("/api/v1/tenants/230100"), None);
+    }
+
+    #[test]
+    fn one_split_path_is_tried_against_many_templates() {
+        let path = RequestPath::new("/api/v1/tenants/230100/plans/p%2F1:submit").unwrap();
+        let submit = PathTemplate::parse("/api/v1/tenants/{tenant}/plans/{id}:submit").unwrap();
+        let get = PathTemplate::parse("/api/v1/tenants/{tenant}/plans/{id}").unwrap();
+        let list = PathTemplate::parse("/api/v1/tenants/{tenant}/plans").unwrap();
+        assert!(submit.fits(&path));
+        assert_eq!(
+            submit.bind(&path),
+            vars(&[("tenant", "230100"), ("id", "p/1")])
+        );
+        // Without a verb of its own, a template takes the verb as part of the last segment.
+        assert_eq!(
+            get.bind(&path),
+            vars(&[("tenant", "230100"), ("id", "p/1:submit")])
+        );
+        assert!(!list.fits(&path));
+        // The shape fits, the value does not decode: no match.
+        let bad = RequestPath::new("/api/v1/tenants/230100/plans/%zz").unwrap();
+        assert!(get.fits(&bad));
+        assert_eq!(get.bind(&bad), None);
+        // `**` may take no segment at all.
+        let rest = PathTemplate::parse("/files/{path=**}").unwrap();
+        assert_eq!(rest.matches("/files"), vars(&[("path", "")]));
+        assert_eq!(rest.matches("/other"), None);
+        assert!(RequestPath::new("no-slash").is_none());
     }
 
     #[test]

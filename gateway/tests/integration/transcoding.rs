@@ -503,7 +503,7 @@ async fn rpcs_without_an_http_rule_are_not_routes() {
         .routes
         .routes()
         .iter()
-        .map(|r| r.operation())
+        .map(|r| r.operation().to_string())
         .collect();
     assert!(operations.contains(&"pdp.testing.v1.WidgetService/SubmitWidget".to_string()));
     assert!(
