@@ -28,7 +28,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use pdp_kit::error::{ErrorCode, FieldViolation, ServiceError, status_to_http};
 use pdp_kit::identity::{Identity, IdentityKey, TenantCode};
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
 
 use audit::{AuditRecord, AuditSink, Decision};
 pub use start::{Handle, identity_secret, start};
@@ -79,7 +78,7 @@ pub trait Authorizer: Send + Sync {
 
 /// Where each service of the instance serving a tenant answers.
 pub trait Upstreams: Send + Sync {
-    fn channel(&self, tenant: &TenantCode, service: &str) -> Option<Channel>;
+    fn upstream(&self, tenant: &TenantCode, service: &str) -> Option<upstream::Upstream>;
 }
 
 /// One endpoint per service, whatever the tenant: a single instance (`pdp dev`, tests).
@@ -87,8 +86,8 @@ pub trait Upstreams: Send + Sync {
 pub struct SingleInstance(pub HashMap<String, upstream::Upstream>);
 
 impl Upstreams for SingleInstance {
-    fn channel(&self, _tenant: &TenantCode, service: &str) -> Option<Channel> {
-        self.0.get(service).map(upstream::Upstream::channel)
+    fn upstream(&self, _tenant: &TenantCode, service: &str) -> Option<upstream::Upstream> {
+        self.0.get(service).cloned()
     }
 }
 
@@ -428,14 +427,22 @@ async fn route_and_forward(
         Err(e) => return refuse(&GatewayError::BadRequest(e)),
     };
     let service = route.service();
-    let Some(channel) = gateway.upstreams.channel(&tenant, service) else {
+    let Some(upstream) = gateway.upstreams.upstream(&tenant, service) else {
         return refuse(&GatewayError::NoUpstream {
             service: service.to_string(),
             tenant: tenant.to_string(),
         });
     };
     let metadata = outgoing_metadata(gateway, outcome.caller.as_ref(), &tenant, request_id);
-    match transcode::call(channel, route, message, metadata, gateway.upstream_timeout).await {
+    match transcode::call(
+        &upstream,
+        route,
+        message,
+        metadata,
+        gateway.upstream_timeout,
+    )
+    .await
+    {
         Ok(reply) => HttpResponse::Ok()
             .content_type("application/json")
             .body(response_json(&reply)),

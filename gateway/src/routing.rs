@@ -12,7 +12,6 @@ use kube::CustomResource;
 use pdp_kit::identity::TenantCode;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 use crate::Upstreams;
 use crate::upstream::Upstream;
@@ -159,13 +158,9 @@ impl TenantRoutes {
 }
 
 impl Upstreams for TenantRoutes {
-    fn channel(&self, tenant: &TenantCode, service: &str) -> Option<Channel> {
+    fn upstream(&self, tenant: &TenantCode, service: &str) -> Option<Upstream> {
         let routes = self.by_tenant.read().expect("route lock");
-        routes
-            .get(tenant)?
-            .upstreams
-            .get(service)
-            .map(Upstream::channel)
+        routes.get(tenant)?.upstreams.get(service).cloned()
     }
 }
 
@@ -247,8 +242,8 @@ mod tests {
             .apply("pdp/harbin", spec("230100", "shared"))
             .unwrap();
         assert_eq!(routes.instance(&harbin).as_deref(), Some("shared"));
-        assert!(routes.channel(&harbin, "planning").is_some());
-        assert!(routes.channel(&harbin, "products").is_none());
+        assert!(routes.upstream(&harbin, "planning").is_some());
+        assert!(routes.upstream(&harbin, "products").is_none());
 
         // Harbin gets its own instance: the same route, changed.
         routes
@@ -271,7 +266,7 @@ mod tests {
 
         routes.delete("pdp/harbin");
         assert_eq!(routes.instance(&harbin), None);
-        assert!(routes.channel(&harbin, "planning").is_none());
+        assert!(routes.upstream(&harbin, "planning").is_none());
     }
 
     #[tokio::test]

@@ -11,14 +11,15 @@ use std::time::Duration;
 use prost_reflect::DynamicMessage;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
+
+use crate::upstream::Upstream;
 
 use codec::DynamicCodec;
 use routes::Route;
 
-/// Calls `route`'s RPC on `channel` with `message` and `metadata`, within `timeout`.
+/// Calls `route`'s RPC on `upstream` with `message` and `metadata`, within `timeout`.
 pub async fn call(
-    channel: Channel,
+    upstream: &Upstream,
     route: &Route,
     message: DynamicMessage,
     metadata: MetadataMap,
@@ -29,8 +30,12 @@ pub async fn call(
     *request.metadata_mut() = metadata;
     // The deadline is the gateway's own: when it passes, dropping the call resets the stream
     // and the service stops the work.
-    let mut grpc = tonic::client::Grpc::new(channel);
     let exchange = async {
+        let connection = upstream
+            .connection()
+            .await
+            .map_err(|e| Status::unavailable(format!("upstream unavailable: {e}")))?;
+        let mut grpc = tonic::client::Grpc::with_origin(connection, upstream.origin().clone());
         grpc.ready()
             .await
             .map_err(|e| Status::unavailable(format!("upstream unavailable: {e}")))?;

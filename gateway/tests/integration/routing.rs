@@ -80,7 +80,7 @@ async fn routes_follow_the_cluster_without_a_restart() {
         routes.instance(&harbin).as_deref() == Some("shared")
     })
     .await;
-    assert!(routes.channel(&qiqihar, "planning").is_some());
+    assert!(routes.upstream(&qiqihar, "planning").is_some());
 
     // Then the watch: Harbin moves to its own instance, Qiqihar's route is deleted.
     let (request, reply) = api.next_request().await.expect("the watcher watches");

@@ -524,6 +524,47 @@ async fn a_slow_upstream_gets_504() {
     assert_eq!(status, 504, "{body}");
 }
 
+#[actix_web::test]
+async fn an_upstream_nobody_answers_on_gets_503_and_a_later_call_connects_again() {
+    let f = start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = closed.local_addr().unwrap();
+    drop(closed);
+    let fixture_gateway = Arc::try_unwrap(f.gateway).expect("the fixture's only gateway");
+    let gateway = Arc::new(Gateway {
+        upstreams: Arc::new(SingleInstance(HashMap::from([(
+            "testing".to_string(),
+            pdp_gateway::upstream::Upstream::new(&format!("http://{nobody}")).unwrap(),
+        )]))),
+        ..fixture_gateway
+    });
+    let app = test::init_service(App::new().configure(gateway.configure())).await;
+    let get = || {
+        test::TestRequest::get()
+            .uri("/api/v1/tenants/230100/widgets/w-1")
+            .insert_header(("x-test-subject", "alice"))
+            .to_request()
+    };
+    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "Unavailable", "{body}");
+
+    // The service comes up at that address: the next call connects, nothing remembered the
+    // failure.
+    let listener = tokio::net::TcpListener::bind(nobody).await.unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(WidgetServiceServer::with_interceptor(
+                Arc::new(Widgets::default()),
+                RequireIdentity(key()),
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let (status, body) = json_of(test::call_service(&app, get()).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "w-1", "{body}");
+}
+
 #[tokio::test]
 async fn the_service_refuses_a_call_that_bypasses_the_gateway() {
     let f = start().await;
