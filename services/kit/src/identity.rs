@@ -5,17 +5,20 @@
 //! valid signature, or with one older than the configured age, is refused with UNAUTHENTICATED
 //! before any handler runs.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 
 use crate::clock::Clock;
 
@@ -82,7 +85,7 @@ impl fmt::Display for TenantCode {
 }
 
 /// The verified caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Identity {
     /// Who: the token's subject.
     pub subject: String,
@@ -100,11 +103,23 @@ impl Identity {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// What is signed: the identity's fields and when (`iat`, seconds), side by side. Spelled out
+/// rather than `#[serde(flatten)]`, which goes through an intermediate map on both sides.
+#[derive(Serialize)]
+struct ClaimsToSign<'a> {
+    subject: &'a str,
+    organization: &'a str,
+    roles: &'a [String],
+    tenant: &'a TenantCode,
+    iat: i64,
+}
+
+#[derive(Deserialize)]
 struct SignedClaims {
-    #[serde(flatten)]
-    identity: Identity,
-    /// When the gateway signed it, seconds since the epoch.
+    subject: String,
+    organization: String,
+    roles: Vec<String>,
+    tenant: TenantCode,
     iat: i64,
 }
 
@@ -123,9 +138,31 @@ pub enum IdentityError {
 /// Signs and verifies identities with the shared key.
 #[derive(Clone)]
 pub struct IdentityKey {
-    key: Arc<[u8]>,
+    /// The MAC keyed once (its padded key blocks hashed), cloned for each use.
+    mac: Hmac<Sha256>,
+    /// Tells keys apart in [`SIGNED`]; clones share it.
+    id: u64,
     max_age: Duration,
     clock: Arc<dyn Clock>,
+}
+
+static NEXT_KEY_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The most identities one thread remembers having signed within one second.
+const MAX_SIGNED_PER_SECOND: usize = 10_000;
+
+/// The identities this thread signed in the current second with one key. The same identity,
+/// key and second sign to the same bytes, and a caller's requests come many to the second, so
+/// the gateway signs each caller once a second rather than once a request.
+#[derive(Default)]
+struct SignedThisSecond {
+    key: u64,
+    iat: i64,
+    headers: HashMap<Identity, (MetadataValue<Ascii>, MetadataValue<Ascii>)>,
+}
+
+thread_local! {
+    static SIGNED: RefCell<SignedThisSecond> = RefCell::default();
 }
 
 impl fmt::Debug for IdentityKey {
@@ -139,27 +176,49 @@ impl fmt::Debug for IdentityKey {
 impl IdentityKey {
     pub fn new(key: &[u8], max_age: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
-            key: key.into(),
+            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
+            id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             max_age,
             clock,
         }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+        self.mac.clone()
     }
 
     /// Writes the identity and its signature into outgoing metadata.
     pub fn sign_into(&self, identity: &Identity, metadata: &mut MetadataMap) {
-        let (payload, signature) = self.sign(identity, self.clock.now());
-        metadata.insert(IDENTITY_HEADER, ascii(&payload));
-        metadata.insert(SIGNATURE_HEADER, ascii(&signature));
+        let iat = self.clock.now().timestamp();
+        let (payload, signature) = SIGNED.with(|signed| {
+            let mut signed = signed.borrow_mut();
+            if signed.key != self.id
+                || signed.iat != iat
+                || signed.headers.len() >= MAX_SIGNED_PER_SECOND
+            {
+                signed.key = self.id;
+                signed.iat = iat;
+                signed.headers.clear();
+            }
+            if let Some(headers) = signed.headers.get(identity) {
+                return headers.clone();
+            }
+            let (payload, signature) = self.sign(identity, iat);
+            let headers = (ascii(&payload), ascii(&signature));
+            signed.headers.insert(identity.clone(), headers.clone());
+            headers
+        });
+        metadata.insert(IDENTITY_HEADER, payload);
+        metadata.insert(SIGNATURE_HEADER, signature);
     }
 
-    fn sign(&self, identity: &Identity, at: DateTime<Utc>) -> (String, String) {
-        let claims = SignedClaims {
-            identity: identity.clone(),
-            iat: at.timestamp(),
+    fn sign(&self, identity: &Identity, iat: i64) -> (String, String) {
+        let claims = ClaimsToSign {
+            subject: &identity.subject,
+            organization: &identity.organization,
+            roles: &identity.roles,
+            tenant: &identity.tenant,
+            iat,
         };
         let json = serde_json::to_vec(&claims).expect("identity serializes");
         let payload = URL_SAFE_NO_PAD.encode(json);
@@ -194,7 +253,12 @@ impl IdentityKey {
                 max_secs: self.max_age.num_seconds(),
             });
         }
-        Ok(claims.identity)
+        Ok(Identity {
+            subject: claims.subject,
+            organization: claims.organization,
+            roles: claims.roles,
+            tenant: claims.tenant,
+        })
     }
 }
 
@@ -206,7 +270,7 @@ fn header<'a>(metadata: &'a MetadataMap, name: &str) -> Result<&'a str, Identity
         .map_err(|e| IdentityError::Malformed(e.to_string()))
 }
 
-fn ascii(value: &str) -> MetadataValue<tonic::metadata::Ascii> {
+fn ascii(value: &str) -> MetadataValue<Ascii> {
     value.parse().expect("base64url is valid metadata")
 }
 
@@ -287,7 +351,7 @@ mod tests {
         key.sign_into(&harbin_operator(), &mut md);
         let mut forged = harbin_operator();
         forged.roles = vec!["provincial_bureau".into()];
-        let (payload, _) = key.sign(&forged, clock.now());
+        let (payload, _) = key.sign(&forged, clock.now().timestamp());
         md.insert(IDENTITY_HEADER, ascii(&payload));
         assert_eq!(key.verify(&md), Err(IdentityError::BadSignature));
 
@@ -303,6 +367,66 @@ mod tests {
             key.verify(&md),
             Err(IdentityError::Expired { .. })
         ));
+    }
+
+    fn signed(key: &IdentityKey, identity: &Identity) -> MetadataMap {
+        let mut md = MetadataMap::new();
+        key.sign_into(identity, &mut md);
+        md
+    }
+
+    /// The two headers as they went out.
+    fn headers(md: &MetadataMap) -> (String, String) {
+        let get = |name| md.get(name).unwrap().to_str().unwrap().to_string();
+        (get(IDENTITY_HEADER), get(SIGNATURE_HEADER))
+    }
+
+    #[test]
+    fn the_signed_payload_keeps_its_wire_form() {
+        // Gateways and services of different releases meet during a rolling upgrade.
+        let clock = now();
+        let md = signed(&key(b"shared", &clock), &harbin_operator());
+        let payload = URL_SAFE_NO_PAD
+            .decode(md.get(IDENTITY_HEADER).unwrap().to_str().unwrap())
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            claims,
+            serde_json::json!({
+                "subject": "u-1",
+                "organization": "org-7",
+                "roles": ["operator"],
+                "tenant": "230100",
+                "iat": clock.now().timestamp(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_signature_is_reused_within_its_second_and_for_its_key_only() {
+        let clock = now();
+        let key_a = key(b"shared", &clock);
+        let first = headers(&signed(&key_a, &harbin_operator()));
+        assert_eq!(headers(&signed(&key_a, &harbin_operator())), first);
+
+        // Another caller in the same second is signed for itself.
+        let mut other_caller = harbin_operator();
+        other_caller.subject = "u-2".into();
+        let theirs = signed(&key_a, &other_caller);
+        assert_eq!(key_a.verify(&theirs).unwrap(), other_caller);
+        assert_eq!(headers(&signed(&key_a, &harbin_operator())), first);
+
+        // Another key in the same second signs afresh: its signature is its own.
+        let key_b = key(b"other", &clock);
+        let by_b = signed(&key_b, &harbin_operator());
+        assert_eq!(key_b.verify(&by_b).unwrap(), harbin_operator());
+        assert_eq!(key_a.verify(&by_b), Err(IdentityError::BadSignature));
+
+        // The next second carries its own time.
+        clock.advance(Duration::seconds(1));
+        let later = signed(&key_a, &harbin_operator());
+        assert_ne!(headers(&later).0, first.0);
+        assert_eq!(key_a.verify(&later).unwrap(), harbin_operator());
     }
 
     #[test]
