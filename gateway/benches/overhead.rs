@@ -87,7 +87,7 @@ impl WidgetService for Widgets {
 
 #[path = "common/rounds.rs"]
 mod rounds;
-use rounds::{Figures, Rounds, concurrencies, setting};
+use rounds::{Cpu, Figures, Rounds, concurrencies, setting};
 
 /// Runs `call` from `concurrency` tasks for `seconds`, collecting each latency.
 async fn load<F, Fut>(concurrency: usize, seconds: u64, call: F) -> Figures
@@ -117,11 +117,11 @@ where
     }
     let elapsed = started.elapsed();
     all.sort();
-    Figures {
-        per_second: all.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: all[all.len() / 2].as_secs_f64() * 1000.0,
-        p99_ms: all[all.len() * 99 / 100].as_secs_f64() * 1000.0,
-    }
+    Figures::new(
+        all.len() as f64 / elapsed.as_secs_f64(),
+        all[all.len() / 2].as_secs_f64() * 1000.0,
+        all[all.len() * 99 / 100].as_secs_f64() * 1000.0,
+    )
 }
 
 fn main() {
@@ -260,9 +260,15 @@ fn main() {
                 "GetWidget at concurrency {concurrency}, {rounds} rounds of {seconds} s per path"
             );
             let mut compared = Rounds::default();
+            // The load generator runs in this process too: its CPU counts on both paths.
+            let pid = std::process::id();
             for _ in 0..rounds {
+                let before = Cpu::of(pid);
                 let d = load(concurrency as usize, seconds, direct.clone()).await;
+                let d = d.with_cpu(before, Cpu::of(pid), seconds);
+                let before = Cpu::of(pid);
                 let g = load(concurrency as usize, seconds, via_gateway.clone()).await;
+                let g = g.with_cpu(before, Cpu::of(pid), seconds);
                 compared.add(&d, &g);
             }
             println!("{}", compared.summary());

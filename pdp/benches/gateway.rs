@@ -31,7 +31,7 @@ const GET_RESOURCE: &str = "/pdp.planning.v1.ResourceService/GetResource";
 
 #[path = "../../gateway/benches/common/rounds.rs"]
 mod rounds;
-use rounds::{Figures, Rounds, concurrencies, setting};
+use rounds::{Cpu, Figures, Rounds, concurrencies, setting};
 
 fn main() {
     for tool in ["wrk", "h2load"] {
@@ -140,9 +140,15 @@ fn main() {
              (pdp dev: SQLite, embedded log, audit on; direct with h2load, gateway with wrk)"
         );
         let mut compared = Rounds::default();
+        // The load tools are processes of their own: the CPU is pdp's alone.
+        let pid = dev.0.as_ref().unwrap().id();
         for _ in 0..rounds {
+            let before = Cpu::of(pid);
             let direct = h2load(&grpc_args(concurrency, seconds, log), log);
+            let direct = direct.with_cpu(before, Cpu::of(pid), seconds);
+            let before = Cpu::of(pid);
             let gateway = wrk(&http_args(concurrency, seconds));
+            let gateway = gateway.with_cpu(before, Cpu::of(pid), seconds);
             compared.add(&direct, &gateway);
         }
         println!("{}", compared.summary());
@@ -253,11 +259,7 @@ fn h2load(args: &[String], log: &str) -> Figures {
     assert!(!micros.is_empty(), "h2load logged no request");
     micros.sort_by(f64::total_cmp);
     let at = |q: f64| micros[((micros.len() as f64 * q) as usize).min(micros.len() - 1)] / 1000.0;
-    Figures {
-        per_second,
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-    }
+    Figures::new(per_second, at(0.50), at(0.99))
 }
 
 /// wrk's own rate and latency distribution. Every answer must be a 2xx.
@@ -285,9 +287,9 @@ fn wrk(args: &[String]) -> Figures {
             _ => panic!("unknown unit in `{v}`"),
         }
     };
-    Figures {
-        per_second: value("Requests/sec:").parse().unwrap(),
-        p50_ms: millis(value("50%")),
-        p99_ms: millis(value("99%")),
-    }
+    Figures::new(
+        value("Requests/sec:").parse().unwrap(),
+        millis(value("50%")),
+        millis(value("99%")),
+    )
 }

@@ -35,13 +35,95 @@ pub struct Figures {
     pub per_second: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU per request of the measured process (see [`Figures::with_cpu`]), in µs.
+    pub cpu_us: Option<f64>,
+    /// Of which the gateway's HTTP workers.
+    pub gateway_cpu_us: Option<f64>,
+}
+
+impl Figures {
+    pub fn new(per_second: f64, p50_ms: f64, p99_ms: f64) -> Self {
+        Self {
+            per_second,
+            p50_ms,
+            p99_ms,
+            cpu_us: None,
+            gateway_cpu_us: None,
+        }
+    }
+
+    /// Adds what the process used per request between two readings `seconds` apart.
+    pub fn with_cpu(mut self, before: Cpu, after: Cpu, seconds: u64) -> Self {
+        let requests = self.per_second * seconds as f64;
+        self.cpu_us = Some((after.all_us - before.all_us) / requests);
+        self.gateway_cpu_us = Some((after.gateway_us - before.gateway_us) / requests);
+        self
+    }
 }
 
 pub fn report(name: &str, f: &Figures) {
+    let cpu = match (f.cpu_us, f.gateway_cpu_us) {
+        (Some(all), Some(gateway)) => {
+            format!("  CPU/request {all:>5.1} µs (gateway workers {gateway:>4.1} µs)")
+        }
+        _ => String::new(),
+    };
     println!(
-        "{name:<34} {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms",
+        "{name:<34} {:>9.0} req/s  p50 {:>7.3} ms  p99 {:>7.3} ms{cpu}",
         f.per_second, f.p50_ms, f.p99_ms
     );
+}
+
+/// CPU time (user and system) a process has used so far, in µs: all of it, and its gateway
+/// workers' (actix names them `actix-server worker N`) apart. Read from `/proc`, so that the
+/// bench reports what a request costs, not only how fast one comes back: on a machine whose
+/// cores the load generator, the gateway and the service share, throughput alone hides who
+/// spent the time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub all_us: f64,
+    pub gateway_us: f64,
+}
+
+impl Cpu {
+    pub fn of(pid: u32) -> Self {
+        let tick_us = 1e6 / clock_ticks_per_second();
+        let all = stat_ticks(&format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|| panic!("no /proc/{pid}/stat: is this Linux?"));
+        let mut gateway = 0;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if comm.starts_with("actix-server w") {
+                    gateway += stat_ticks(&task.path().join("stat").to_string_lossy()).unwrap_or(0);
+                }
+            }
+        }
+        Self {
+            all_us: all as f64 * tick_us,
+            gateway_us: gateway as f64 * tick_us,
+        }
+    }
+}
+
+/// utime + stime of a `stat` file: the 14th and 15th fields, counted after the `(comm)` field,
+/// which may itself hold spaces.
+fn stat_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    // After `(comm)`, the state is field 3; utime and stime are fields 14 and 15.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// The rounds at one concurrency.
@@ -50,6 +132,8 @@ pub struct Rounds {
     ratios: Vec<f64>,
     p50_overheads: Vec<f64>,
     p99_overheads: Vec<f64>,
+    cpu_overheads: Vec<f64>,
+    gateway_cpu: Vec<f64>,
 }
 
 impl Rounds {
@@ -61,12 +145,27 @@ impl Rounds {
         self.ratios.push(gateway.per_second / direct.per_second);
         self.p50_overheads.push(gateway.p50_ms - direct.p50_ms);
         self.p99_overheads.push(gateway.p99_ms - direct.p99_ms);
+        if let (Some(d), Some(g), Some(workers)) =
+            (direct.cpu_us, gateway.cpu_us, gateway.gateway_cpu_us)
+        {
+            self.cpu_overheads.push(g - d);
+            self.gateway_cpu.push(workers);
+        }
     }
 
     pub fn summary(self) -> String {
+        let cpu = if self.cpu_overheads.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; CPU added per request = {:.1} µs (gateway workers {:.1} µs)",
+                median(self.cpu_overheads),
+                median(self.gateway_cpu)
+            )
+        };
         format!(
             "  median of {} rounds: throughput ratio gateway/direct = {:.2}; \
-             overhead p50 = {:.3} ms, p99 = {:.3} ms",
+             overhead p50 = {:.3} ms, p99 = {:.3} ms{cpu}",
             self.ratios.len(),
             median(self.ratios),
             median(self.p50_overheads),
