@@ -34,8 +34,8 @@ pub struct TenantRouteSpec {
     pub tenant: String,
     /// The platform instance that serves it: `shared` (the provincial instance) or a city's own.
     pub instance: String,
-    /// The gRPC endpoint of each service of that instance, by service name
-    /// (`planning: http://planning.pdp-harbin:50051`).
+    /// The gRPC endpoint of each service of that instance, by service name, as a plain
+    /// `http://host:port` URL (`planning: http://planning.pdp-harbin:50051`).
     pub services: BTreeMap<String, String>,
 }
 
@@ -43,7 +43,9 @@ pub struct TenantRouteSpec {
 pub enum RouteError {
     #[error("route `{name}`: tenant `{tenant}` is not a six-digit code")]
     Tenant { name: String, tenant: String },
-    #[error("route `{name}`: service `{service}` endpoint `{endpoint}` is not a URL")]
+    #[error(
+        "route `{name}`: service `{service}` endpoint `{endpoint}` is not an http:// URL with a host"
+    )]
     Endpoint {
         name: String,
         service: String,
