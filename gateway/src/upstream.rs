@@ -32,8 +32,6 @@ const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 pub struct Upstream {
     url: Arc<str>,
     origin: http::Uri,
-    /// `host:port`, the port defaulted as the scheme says.
-    address: Arc<str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,20 +56,19 @@ impl Upstream {
         if origin.scheme() != Some(&http::uri::Scheme::HTTP) {
             return Err(invalid());
         }
-        let host = origin
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(invalid)?;
-        let address = format!("{host}:{}", origin.port_u16().unwrap_or(80));
+        if origin.host().is_none_or(str::is_empty) {
+            return Err(invalid());
+        }
         Ok(Self {
             url: url.into(),
             origin,
-            address: address.into(),
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// `host:port`, the port defaulted as the scheme says.
+    fn address(&self) -> String {
+        let host = self.origin.host().unwrap_or_default();
+        format!("{host}:{}", self.origin.port_u16().unwrap_or(80))
     }
 
     /// Scheme and authority, which every call's URI carries.
@@ -97,7 +94,7 @@ impl Upstream {
     }
 
     async fn connect(&self) -> Result<Connection, std::io::Error> {
-        let stream = tokio::net::TcpStream::connect(&*self.address).await?;
+        let stream = tokio::net::TcpStream::connect(self.address()).await?;
         stream.set_nodelay(true)?;
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
@@ -229,10 +226,9 @@ mod tests {
             assert!(Upstream::new(bad).is_err(), "{bad}");
         }
         let upstream = Upstream::new("http://planning.pdp-harbin:50051").unwrap();
-        assert_eq!(upstream.url(), "http://planning.pdp-harbin:50051");
-        assert_eq!(&*upstream.address, "planning.pdp-harbin:50051");
+        assert_eq!(upstream.address(), "planning.pdp-harbin:50051");
         assert_eq!(
-            &*Upstream::new("http://planning").unwrap().address,
+            Upstream::new("http://planning").unwrap().address(),
             "planning:80"
         );
     }

@@ -31,14 +31,11 @@ pub async fn call(
     // The deadline is the gateway's own: when it passes, dropping the call resets the stream
     // and the service stops the work.
     let exchange = async {
-        let connection = upstream
-            .connection()
-            .await
-            .map_err(|e| Status::unavailable(format!("upstream unavailable: {e}")))?;
+        let unavailable =
+            |e: &dyn std::fmt::Display| Status::unavailable(format!("upstream unavailable: {e}"));
+        let connection = upstream.connection().await.map_err(|e| unavailable(&e))?;
         let mut grpc = tonic::client::Grpc::with_origin(connection, upstream.origin().clone());
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("upstream unavailable: {e}")))?;
+        grpc.ready().await.map_err(|e| unavailable(&e))?;
         grpc.unary(request, path, DynamicCodec::new(route.rpc.output()))
             .await
     };

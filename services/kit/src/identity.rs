@@ -5,12 +5,9 @@
 //! valid signature, or with one older than the configured age, is refused with UNAUTHENTICATED
 //! before any handler runs.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -85,7 +82,7 @@ impl fmt::Display for TenantCode {
 }
 
 /// The verified caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Who: the token's subject.
     pub subject: String,
@@ -140,29 +137,8 @@ pub enum IdentityError {
 pub struct IdentityKey {
     /// The MAC keyed once (its padded key blocks hashed), cloned for each use.
     mac: Hmac<Sha256>,
-    /// Tells keys apart in [`SIGNED`]; clones share it.
-    id: u64,
     max_age: Duration,
     clock: Arc<dyn Clock>,
-}
-
-static NEXT_KEY_ID: AtomicU64 = AtomicU64::new(0);
-
-/// The most identities one thread remembers having signed within one second.
-const MAX_SIGNED_PER_SECOND: usize = 10_000;
-
-/// The identities this thread signed in the current second with one key. The same identity,
-/// key and second sign to the same bytes, and a caller's requests come many to the second, so
-/// the gateway signs each caller once a second rather than once a request.
-#[derive(Default)]
-struct SignedThisSecond {
-    key: u64,
-    iat: i64,
-    headers: HashMap<Identity, (MetadataValue<Ascii>, MetadataValue<Ascii>)>,
-}
-
-thread_local! {
-    static SIGNED: RefCell<SignedThisSecond> = RefCell::default();
 }
 
 impl fmt::Debug for IdentityKey {
@@ -177,7 +153,6 @@ impl IdentityKey {
     pub fn new(key: &[u8], max_age: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
-            id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             max_age,
             clock,
         }
@@ -189,27 +164,9 @@ impl IdentityKey {
 
     /// Writes the identity and its signature into outgoing metadata.
     pub fn sign_into(&self, identity: &Identity, metadata: &mut MetadataMap) {
-        let iat = self.clock.now().timestamp();
-        let (payload, signature) = SIGNED.with(|signed| {
-            let mut signed = signed.borrow_mut();
-            if signed.key != self.id
-                || signed.iat != iat
-                || signed.headers.len() >= MAX_SIGNED_PER_SECOND
-            {
-                signed.key = self.id;
-                signed.iat = iat;
-                signed.headers.clear();
-            }
-            if let Some(headers) = signed.headers.get(identity) {
-                return headers.clone();
-            }
-            let (payload, signature) = self.sign(identity, iat);
-            let headers = (ascii(&payload), ascii(&signature));
-            signed.headers.insert(identity.clone(), headers.clone());
-            headers
-        });
-        metadata.insert(IDENTITY_HEADER, payload);
-        metadata.insert(SIGNATURE_HEADER, signature);
+        let (payload, signature) = self.sign(identity, self.clock.now().timestamp());
+        metadata.insert(IDENTITY_HEADER, ascii(&payload));
+        metadata.insert(SIGNATURE_HEADER, ascii(&signature));
     }
 
     fn sign(&self, identity: &Identity, iat: i64) -> (String, String) {
@@ -375,12 +332,6 @@ mod tests {
         md
     }
 
-    /// The two headers as they went out.
-    fn headers(md: &MetadataMap) -> (String, String) {
-        let get = |name| md.get(name).unwrap().to_str().unwrap().to_string();
-        (get(IDENTITY_HEADER), get(SIGNATURE_HEADER))
-    }
-
     #[test]
     fn the_signed_payload_keeps_its_wire_form() {
         // Gateways and services of different releases meet during a rolling upgrade.
@@ -400,33 +351,6 @@ mod tests {
                 "iat": clock.now().timestamp(),
             })
         );
-    }
-
-    #[test]
-    fn a_signature_is_reused_within_its_second_and_for_its_key_only() {
-        let clock = now();
-        let key_a = key(b"shared", &clock);
-        let first = headers(&signed(&key_a, &harbin_operator()));
-        assert_eq!(headers(&signed(&key_a, &harbin_operator())), first);
-
-        // Another caller in the same second is signed for itself.
-        let mut other_caller = harbin_operator();
-        other_caller.subject = "u-2".into();
-        let theirs = signed(&key_a, &other_caller);
-        assert_eq!(key_a.verify(&theirs).unwrap(), other_caller);
-        assert_eq!(headers(&signed(&key_a, &harbin_operator())), first);
-
-        // Another key in the same second signs afresh: its signature is its own.
-        let key_b = key(b"other", &clock);
-        let by_b = signed(&key_b, &harbin_operator());
-        assert_eq!(key_b.verify(&by_b).unwrap(), harbin_operator());
-        assert_eq!(key_a.verify(&by_b), Err(IdentityError::BadSignature));
-
-        // The next second carries its own time.
-        clock.advance(Duration::seconds(1));
-        let later = signed(&key_a, &harbin_operator());
-        assert_ne!(headers(&later).0, first.0);
-        assert_eq!(key_a.verify(&later).unwrap(), harbin_operator());
     }
 
     #[test]
