@@ -4,7 +4,7 @@ export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379
 
-.PHONY: run fmt lint test check bench bench-tools chart-check image
+.PHONY: run fmt lint test check bench bench-tools chart-check image asyncapi
 
 ## run: pdp on the embedded defaults (SQLite and the embedded log under ./data), http on :8080
 run:
@@ -26,6 +26,11 @@ test:
 ## against the Kubernetes schemas (helm-python-sdk, kubernetes-validate; `.ci/run` installs them)
 chart-check:
 	python3 charts/check.py
+
+## asyncapi: rewrite proto/asyncapi/pdp.yaml from the event messages and asyncapi/template.yaml
+## (a test fails while the committed document differs)
+asyncapi:
+	$(CARGO) run -q -p pdp -- asyncapi > proto/asyncapi/pdp.yaml
 
 ## image: the pdp image, where a container engine exists (docker or podman)
 IMAGE ?= registry.hlj.example/pdp/pdp:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -112,6 +112,35 @@ def check_release(where, docs, namespace):
             fail(where, f"namespace {namespace} has pods but no default-deny NetworkPolicy")
 
 
+def check_hooks_stand_alone(where, docs):
+    """A hook runs before the release's ordinary resources exist: what its pods use (their
+    ServiceAccount, ConfigMaps) must be hooks of the same phases with a lower weight, or the hook
+    fails on an empty namespace."""
+    def hook(doc):
+        notes = doc.get("metadata", {}).get("annotations", {}) or {}
+        phases = set(filter(None, notes.get("helm.sh/hook", "").split(",")))
+        return phases, int(notes.get("helm.sh/hook-weight", "0"))
+
+    by_name = {(d.get("kind"), d["metadata"]["name"]): d for d in docs if d.get("metadata")}
+    for doc in docs:
+        phases, weight = hook(doc)
+        spec = pod_spec(doc)
+        if not phases or not spec:
+            continue
+        used = [("ServiceAccount", spec.get("serviceAccountName", "default"))]
+        used += [("ConfigMap", v["configMap"]["name"]) for v in spec.get("volumes", []) if "configMap" in v]
+        for kind, name in used:
+            dep = by_name.get((kind, name))
+            if dep is None:
+                if name != "default":
+                    fail(where, f"hook {doc['metadata']['name']} uses {kind} {name}, which the chart does not render")
+                continue
+            dep_phases, dep_weight = hook(dep)
+            if not phases <= dep_phases or dep_weight >= weight:
+                fail(where, f"hook {doc['metadata']['name']} uses {kind} {name}, which is not a "
+                            f"{','.join(sorted(phases))} hook of a lower weight: it would not exist yet")
+
+
 def check_values(label, values, namespace):
     chart = Chart.load(CHART)
     try:
@@ -138,8 +167,26 @@ def check_values(label, values, namespace):
                     validate(f"{label} {path}", doc)
                     check_pods(label, doc)
         check_release(label, docs, namespace)
+        check_hooks_stand_alone(label, docs)
         if not docs:
             fail(label, "rendered nothing")
+
+
+def check_holidays_reach_the_services():
+    """A deployment's holiday file is rendered into the config map the services mount, and the
+    configuration names it."""
+    values = yaml.safe_load(EXAMPLES[-1].read_text())
+    values["config"]["holidays"] = '[[year]]\nyear = 2027\ndays_off = []\nworking_days = []\n'
+    label = "holidays in the provincial example"
+    check_values(label, values, "pdp")
+    manifests = Chart.load(CHART).render(values, name="pdp", namespace="pdp", is_install=True,
+                                         is_upgrade=False, revision=1)
+    maps = [d for text in manifests.values() for d in yaml.safe_load_all(text)
+            if d and d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "pdp-config"]
+    if not maps or "year = 2027" not in maps[0]["data"].get("holidays.toml", ""):
+        fail(label, "pdp-config carries no holidays.toml")
+    elif 'holidays_file = "/etc/pdp/config/holidays.toml"' not in maps[0]["data"]["pdp.toml"]:
+        fail(label, "the configuration does not name the holiday file")
 
 
 def values_release(label):
@@ -212,6 +259,7 @@ def main():
         values = yaml.safe_load(example.read_text())
         namespace = "pdp-harbin" if "harbin" in example.name else "pdp"
         check_values(str(example.relative_to(ROOT)), values, namespace)
+    check_holidays_reach_the_services()
     check_schema_bites()
     check_schema_describes_every_value()
     check_k8s_dir()

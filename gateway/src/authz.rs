@@ -7,7 +7,7 @@
 //! the policy file names only roles.
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
-use pdp_kit::identity::{Identity, TenantCode};
+use pdp_kit::identity::{Identity, Role, TenantCode};
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -18,15 +18,6 @@ pub const MODEL: &str = include_str!("../policy/model.conf");
 pub const DEV_POLICY: &str = include_str!("../policy/policy.csv");
 
 /// The roles pdp knows.
-pub const ROLES: &[&str] = &[
-    "provincial_bureau",
-    "city_bureau",
-    "provider",
-    "operator",
-    "developer",
-    "supervisor",
-    "auditor",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -46,18 +37,27 @@ fn check(policy: &str) -> Result<(), PolicyError> {
         }
         let fields: Vec<&str> = text.split(',').map(str::trim).collect();
         let reason = if fields[0] != "p" {
-            Some("only `p` rules belong in a policy; role groupings come from the tenant list")
+            Some(
+                "only `p` rules belong in a policy; role groupings come from the tenant list"
+                    .to_string(),
+            )
         } else if fields.len() != 5 {
-            Some("a rule has five fields: p, role, tenant, operation, action")
+            Some("a rule has five fields: p, role, tenant, operation, action".to_string())
         } else if !["read", "write", "*"].contains(&fields[4]) {
-            Some("the action is read, write or *")
+            Some("the action is read, write or *".to_string())
+        } else if Role::parse(fields[1]).is_none() {
+            Some(format!(
+                "`{}` is not a role; the roles are {}",
+                fields[1],
+                Role::ALL.map(Role::as_str).join(", ")
+            ))
         } else {
             None
         };
         if let Some(reason) = reason {
             return Err(PolicyError::Line {
                 line: line_no,
-                reason: reason.into(),
+                reason,
             });
         }
     }
@@ -66,7 +66,7 @@ fn check(policy: &str) -> Result<(), PolicyError> {
 
 /// The role an operator's organization holds in a tenant while it has an active agreement there
 /// (granted by [`crate::grants`], never by a token).
-pub const AUTHORIZED_OPERATOR: &str = "authorized_operator";
+pub const AUTHORIZED_OPERATOR: &str = Role::AuthorizedOperator.as_str();
 
 pub struct CasbinAuthorizer {
     enforcer: RwLock<Enforcer>,
@@ -117,7 +117,7 @@ impl CasbinAuthorizer {
     /// Whether `identity`'s organization holds an active agreement in `tenant`.
     fn granted(&self, identity: &Identity, tenant: &TenantCode) -> bool {
         identity.tenant == *tenant
-            && identity.has_role("operator")
+            && identity.has(Role::Operator)
             && self
                 .grants
                 .read()
@@ -138,19 +138,25 @@ impl CasbinAuthorizer {
         let model = DefaultModel::from_str(MODEL).await?;
         let mut lines = vec![policy.to_string()];
         for tenant in tenants.all() {
-            for role in ROLES.iter().chain([&AUTHORIZED_OPERATOR]) {
+            for role in Role::ISSUED
+                .iter()
+                .chain([&Role::AuthorizedOperator])
+                .map(|r| r.as_str())
+            {
                 lines.push(format!(
                     "g, {}, {role}, {}",
                     subject(role, &tenant.code),
                     tenant.code
                 ));
             }
-            lines.push(format!("g, public, public, {}", tenant.code));
+            let public = Role::Public;
+            lines.push(format!("g, {public}, {public}, {}", tenant.code));
         }
         for city in tenants.cities() {
             lines.push(format!(
-                "g, {}, supervision, {}",
-                subject("provincial_bureau", tenants.province()),
+                "g, {}, {}, {}",
+                subject(Role::ProvincialBureau.as_str(), tenants.province()),
+                Role::Supervision,
                 city.code
             ));
         }
@@ -169,7 +175,7 @@ impl Authorizer for CasbinAuthorizer {
         let enforcer = self.enforcer.read().expect("policy lock");
         let act = action.as_str();
         let subjects: Vec<String> = match caller {
-            None => vec!["public".to_string()],
+            None => vec![Role::Public.to_string()],
             Some(identity) => identity
                 .roles
                 .iter()
@@ -200,5 +206,31 @@ impl Authorizer for CasbinAuthorizer {
             decisions.insert(key, decided);
             decided
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_the_shipped_policy_names_is_a_role() {
+        check(DEV_POLICY).unwrap();
+        for line in DEV_POLICY.lines().filter(|l| l.starts_with("p,")) {
+            let role = line.split(',').nth(1).unwrap_or_default().trim();
+            assert!(Role::parse(role).is_some(), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_policy_naming_an_unknown_role_is_refused_with_the_line() {
+        let err = check("p, auditor, *, pdp.*/*, read\np, supervisr, *, pdp.*/*, read")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("`supervisr`"),
+            "{err}"
+        );
+        assert!(err.contains("supervisor"), "names the roles: {err}");
     }
 }

@@ -78,28 +78,22 @@ pub async fn load(store: &Store) -> Result<Grants, StoreError> {
 pub async fn follow(
     store: Store,
     log: Arc<dyn EventLog>,
+    group: String,
     authorizer: Arc<CasbinAuthorizer>,
     shutdown: CancellationToken,
 ) -> Result<(), pdp_kit::events::EventLogError> {
     log.create_topic(TOPIC).await?;
-    let consumer = InboxConsumer {
+    // Every tenant: the gateway authorizes callers of every instance.
+    InboxConsumer {
         store: store.clone(),
         log,
         consumer: CONSUMER.into(),
+        group,
         topics: vec![TOPIC.into()],
+        tenants: Vec::new(),
         batch_size: 100,
-    };
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let handler = Arc::new(GrantFollower);
-        while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
-            tracing::warn!(error = %err, "grant follower failed; restarting");
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    });
+    }
+    .spawn(GrantFollower, shutdown.clone());
     tokio::spawn(async move {
         loop {
             match load(&store).await {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use diesel::prelude::*;
-use diesel_migrations::EmbeddedMigrations;
 use futures::StreamExt;
 use pdp_kit::store::{Migrations, Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -22,12 +21,7 @@ diesel::table! {
 }
 
 /// The gateway's tables, which live in the platform store.
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &POSTGRES,
-    sqlite: &SQLITE,
-};
-static POSTGRES: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/postgres");
-static SQLITE: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/sqlite");
+pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
 
 /// The stored policy, as CSV lines; empty when none was ever set.
 pub async fn load(store: &Store) -> Result<String, StoreError> {

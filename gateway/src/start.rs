@@ -71,6 +71,7 @@ pub async fn start(
     crate::grants::follow(
         platform_store.clone(),
         log,
+        config.instance.group(crate::grants::CONSUMER),
         authorizer.clone(),
         shutdown.clone(),
     )

@@ -11,11 +11,12 @@ use clap::{Parser, Subcommand};
 use pdp_kit::calendar::WorkingCalendar;
 use pdp_kit::clock::SystemClock;
 use pdp_kit::config::Config;
+use pdp_kit::dead_letter;
 use pdp_kit::events::EventLog;
 use pdp_kit::identity::IdentityKey;
 use pdp_kit::outbox::OutboxRelay;
 use pdp_kit::platform;
-use pdp_kit::service::{Context, Running, serve_grpc};
+use pdp_kit::service::{Context, ServiceDef, serve_grpc};
 use pdp_kit::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -30,13 +31,15 @@ const PLATFORM_STORE: &str = "platform";
 /// Topics that exist whatever services run: the audit trail and the exchanges' contract.
 const PLATFORM_TOPICS: &[&str] = &["pdp.audit", "pdp.exchange.listings"];
 
-/// The domain services this build can serve. Each service's issue adds its entry here and in
-/// [`migrations_of`] and [`start_service`].
-const SERVICES: &[&str] = &[
-    pdp_planning::SERVICE,
-    pdp_selection::SERVICE,
-    pdp_agreements::SERVICE,
-];
+/// The domain services this build can serve: a new service is one more row.
+const SERVICES: &[ServiceDef] = &[pdp_planning::DEF, pdp_selection::DEF, pdp_agreements::DEF];
+
+fn service_named(name: &str) -> anyhow::Result<&'static ServiceDef> {
+    SERVICES.iter().find(|s| s.name == name).ok_or_else(|| {
+        let known: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
+        anyhow::anyhow!("unknown service `{name}` (available: {})", known.join(", "))
+    })
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -94,12 +97,35 @@ enum Command {
     Version,
     /// Print the CustomResourceDefinitions pdp watches (committed under k8s/crds/).
     Crd,
+    /// Print the AsyncAPI document of the events pdp publishes (committed as
+    /// proto/asyncapi/pdp.yaml): what a data exchange builds its consumer from.
+    Asyncapi,
     /// Replace the authorization policy stored in the platform store and tell every gateway to
     /// reload it (cluster mode).
     PolicySet {
         /// casbin policy lines (CSV), as in gateway/policy/policy.csv.
         file: PathBuf,
     },
+    /// The working-day calendar.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+    /// Events consumers could not apply.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// List the dead letters of every store: events a consumer parked after its retries.
+    DeadLetters,
+    /// Ask the consumer that parked dead letter ID to apply it again (within seconds).
+    Replay { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum CalendarCommand {
+    /// Validate a deployment's holiday file and print the years pdp would then hold.
+    Check { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -140,7 +166,13 @@ fn main() -> ExitCode {
             print!("{}", pdp_gateway::routing::crd_yaml());
             Ok(())
         }
+        Command::Asyncapi => {
+            print!("{}", pdp_proto::ASYNCAPI);
+            Ok(())
+        }
         Command::Migrate => with_runtime(&config, migrate(config.clone())),
+        Command::Calendar(CalendarCommand::Check { file }) => calendar_check(&file),
+        Command::Events(command) => with_runtime(&config, events(config.clone(), command)),
         Command::Dev { .. } | Command::Gateway => {
             with_runtime(&config, run_platform(config.clone()))
         }
@@ -180,10 +212,9 @@ fn with_runtime(
 fn migrations_of(owner: &str) -> Vec<pdp_kit::store::Migrations> {
     match owner {
         PLATFORM_STORE => vec![pdp_gateway::policy::MIGRATIONS],
-        pdp_planning::SERVICE => vec![pdp_planning::MIGRATIONS],
-        pdp_selection::SERVICE => vec![pdp_selection::MIGRATIONS],
-        pdp_agreements::SERVICE => vec![pdp_agreements::MIGRATIONS],
-        _ => Vec::new(),
+        name => service_named(name)
+            .map(|s| vec![s.migrations])
+            .unwrap_or_default(),
     }
 }
 
@@ -208,7 +239,7 @@ async fn policy_set(config: Config, file: PathBuf) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let owners = std::iter::once(PLATFORM_STORE).chain(SERVICES.iter().copied());
+    let owners = std::iter::once(PLATFORM_STORE).chain(SERVICES.iter().map(|s| s.name));
     for owner in owners {
         let cfg = config.clone();
         let name = owner.to_string();
@@ -225,18 +256,6 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_service(context: &Context, service: &str) -> anyhow::Result<Running> {
-    match service {
-        pdp_planning::SERVICE => pdp_planning::start(context).await,
-        pdp_selection::SERVICE => pdp_selection::start(context).await,
-        pdp_agreements::SERVICE => pdp_agreements::start(context).await,
-        other => anyhow::bail!(
-            "unknown service `{other}` (available: {})",
-            SERVICES.join(", ")
-        ),
-    }
-}
-
 /// A service running in this process: its gRPC address and what to wait for when it stops.
 struct ServiceHandle {
     name: &'static str,
@@ -247,19 +266,42 @@ struct ServiceHandle {
     relay_stop: CancellationToken,
 }
 
-/// Opens the service's store and starts it, its outbox relay and its gRPC server on `listen`.
+/// The store of `name`: migrated here when `migrate` (`pdp dev`), else opened as it is for a
+/// process that waits for `pdp migrate`.
+async fn service_store(config: &Config, name: &str, migrate: bool) -> anyhow::Result<Store> {
+    let cfg = config.clone();
+    let name = name.to_string();
+    let store = tokio::task::spawn_blocking(move || {
+        if migrate {
+            platform::open_migrated_store(&cfg, &name, &migrations_of(&name)).map(|(s, _)| s)
+        } else {
+            platform::open_store(&cfg, &name)
+        }
+    })
+    .await??;
+    Ok(store)
+}
+
+/// What a process that leaves migrating to `pdp migrate` waits for before it starts `name`.
+fn needed(name: &str, store: &Store) -> platform::NeededStore {
+    platform::NeededStore {
+        owner: name.to_string(),
+        store: store.clone(),
+        migrations: platform::migrations_with_kit(&migrations_of(name)),
+    }
+}
+
+/// Starts the service on its (migrated) store, with its outbox relay and its gRPC server on
+/// `listen`.
 async fn launch(
     config: &Config,
     name: &'static str,
+    store: Store,
     log: Arc<dyn EventLog>,
+    time: &Time,
     listen: SocketAddr,
     shutdown: CancellationToken,
-) -> anyhow::Result<(ServiceHandle, Store)> {
-    let cfg = config.clone();
-    let (store, _) = tokio::task::spawn_blocking(move || {
-        platform::open_migrated_store(&cfg, name, &migrations_of(name))
-    })
-    .await??;
+) -> anyhow::Result<ServiceHandle> {
     let identity_key = IdentityKey::new(
         &pdp_gateway::identity_secret(config)?,
         chrono::Duration::seconds(config.identity.max_age_secs as i64),
@@ -270,31 +312,37 @@ async fn launch(
         store: store.clone(),
         log: log.clone(),
         identity_key,
-        clock: clock(config)?,
-        calendar: Arc::new(WorkingCalendar::load(
-            config.calendar.holidays_file.as_deref(),
-        )?),
+        clock: time.clock.clone(),
+        calendar: time.calendar.clone(),
         shutdown: shutdown.clone(),
     };
-    let running = start_service(&context, name).await?;
+    let running = (service_named(name)?.start)(&context).await?;
     let relay_stop = CancellationToken::new();
-    let relay = tokio::spawn(OutboxRelay::new(store.clone(), log).run(relay_stop.clone()));
+    let relay = tokio::spawn(OutboxRelay::new(store, log).run(relay_stop.clone()));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {listen}: {e}"))?;
     let address = listener.local_addr()?;
     let grpc = tokio::spawn(serve_grpc(listener, running.routes, shutdown));
-    Ok((
-        ServiceHandle {
-            name,
-            address,
-            grpc,
-            tasks: running.tasks,
-            relay,
-            relay_stop,
-        },
-        store,
-    ))
+    Ok(ServiceHandle {
+        name,
+        address,
+        grpc,
+        tasks: running.tasks,
+        relay,
+        relay_stop,
+    })
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let signal = token.clone();
+    tokio::spawn(async move {
+        platform::shutdown_signal().await;
+        signal.cancel();
+    });
+    token
 }
 
 impl ServiceHandle {
@@ -309,6 +357,20 @@ impl ServiceHandle {
         self.relay.await?;
         tracing::info!(service = self.name, "stopped");
         Ok(())
+    }
+}
+
+/// The clock and the working-day calendar that every service of a process shares.
+struct Time {
+    clock: Arc<dyn pdp_kit::clock::Clock>,
+    calendar: Arc<WorkingCalendar>,
+}
+
+impl Time {
+    fn new(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let clock = clock(config)?;
+        let calendar = calendar(config, clock.clone(), shutdown)?;
+        Ok(Self { clock, calendar })
     }
 }
 
@@ -328,39 +390,143 @@ fn clock(config: &Config) -> anyhow::Result<Arc<dyn pdp_kit::clock::Clock>> {
 
 /// `pdp serve <service>`: one service with its gRPC API, health and metrics.
 async fn serve(config: Config, service: String) -> anyhow::Result<()> {
-    let name = SERVICES
-        .iter()
-        .copied()
-        .find(|s| *s == service)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown service `{service}` (available: {})",
-                SERVICES.join(", ")
-            )
-        })?;
+    let name = service_named(&service)?.name;
     let boot = config.clone();
     let log = tokio::task::spawn_blocking(move || platform::open_event_log(&boot)).await??;
     create_topics(&log).await?;
-    let shutdown = CancellationToken::new();
-    let (handle, store) = launch(
+    let shutdown = on_signal();
+    let store = service_store(&config, name, false).await?;
+    let stores = vec![needed(name, &store)];
+    if !platform::await_migrations(config.http.listen, stores, shutdown.clone()).await? {
+        return Ok(());
+    }
+    let time = Time::new(&config, &shutdown)?;
+    let handle = launch(
         &config,
         name,
+        store.clone(),
         log.clone(),
+        &time,
         config.grpc.listen,
         shutdown.clone(),
     )
     .await?;
     let http = tokio::spawn(platform::serve_http(
         config.http.listen,
-        platform::readiness(&store, &log),
+        service_readiness(&store, &log, &time.calendar, time.clock.clone()),
         |_: &mut actix_web::web::ServiceConfig| {},
         Duration::from_secs(config.http.shutdown_grace_secs),
         shutdown.clone(),
     ));
-    platform::shutdown_signal().await;
-    shutdown.cancel();
+    shutdown.cancelled().await;
     http.await??;
     handle.stopped().await
+}
+
+fn missing(owner: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{owner}: {e} (has `pdp migrate` run?)")
+}
+
+/// `pdp events dead-letters` and `pdp events replay ID`, over the platform store and every
+/// service's.
+async fn events(config: Config, command: EventsCommand) -> anyhow::Result<()> {
+    let owners: Vec<&str> = std::iter::once(PLATFORM_STORE)
+        .chain(SERVICES.iter().map(|s| s.name))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut stores = Vec::new();
+        for owner in owners {
+            let store = platform::open_store(&config, owner)?;
+            stores.push((owner, store.connection()?));
+        }
+        match command {
+            EventsCommand::DeadLetters => {
+                println!("store\tid\tconsumer\ttype\ttenant\tattempts\tparked_at\terror");
+                let mut total = 0;
+                for (owner, conn) in &mut stores {
+                    let letters = dead_letter::list(conn, None).map_err(|e| missing(owner, e))?;
+                    total += letters.len();
+                    for l in letters {
+                        let e = &l.delivery.event;
+                        println!(
+                            "{owner}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            l.id,
+                            l.consumer,
+                            e.event_type,
+                            e.tenant,
+                            l.attempts,
+                            l.parked_at.to_rfc3339(),
+                            l.error.replace(['\n', '\t'], " ")
+                        );
+                    }
+                }
+                eprintln!("{total} dead letter(s)");
+                Ok(())
+            }
+            EventsCommand::Replay { id } => {
+                for (owner, conn) in &mut stores {
+                    if dead_letter::request_replay(conn, &id).map_err(|e| missing(owner, e))? {
+                        println!("{owner}: replay of {id} requested; its consumer applies it within seconds");
+                        return Ok(());
+                    }
+                }
+                anyhow::bail!("no dead letter {id} in any store (`pdp events dead-letters` lists them)")
+            }
+        }
+    })
+    .await?
+}
+
+/// `pdp calendar check FILE`: the file alone must be valid, and so must the shipped years with it.
+fn calendar_check(file: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let own =
+        WorkingCalendar::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let merged = WorkingCalendar::load(Some(file))?;
+    let list = |years: Vec<i32>| {
+        years
+            .iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{}: valid; it holds {}; with the shipped years pdp holds {}",
+        file.display(),
+        list(own.years()),
+        list(merged.years())
+    );
+    Ok(())
+}
+
+/// The process's one working-day calendar, kept in step with the deployment's holiday file.
+fn calendar(
+    config: &Config,
+    clock: Arc<dyn pdp_kit::clock::Clock>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<WorkingCalendar>> {
+    let file = config.calendar.holidays_file.clone();
+    let calendar = Arc::new(WorkingCalendar::load(file.as_deref())?);
+    tokio::spawn(
+        calendar
+            .clone()
+            .watch(file, clock, Duration::from_secs(30), shutdown.clone()),
+    );
+    Ok(calendar)
+}
+
+/// Readiness of a service process: its store and log, and the calendar's advice.
+fn service_readiness(
+    store: &Store,
+    log: &Arc<dyn EventLog>,
+    calendar: &Arc<WorkingCalendar>,
+    clock: Arc<dyn pdp_kit::clock::Clock>,
+) -> pdp_kit::telemetry::health::Readiness {
+    let calendar = calendar.clone();
+    platform::readiness(store, log).advise("calendar", move || {
+        calendar.advice(pdp_kit::calendar::civil_date(clock.now()))
+    })
 }
 
 fn parse_ttl(raw: &str) -> Result<chrono::Duration, String> {
@@ -396,11 +562,12 @@ fn token(
             .is_some(),
         "--tenant {tenant} is not the province or one of its cities"
     );
+    use pdp_kit::identity::Role;
     for role in roles {
         anyhow::ensure!(
-            pdp_gateway::authz::ROLES.contains(&role.as_str()),
-            "--role {role} is unknown; roles: {}",
-            pdp_gateway::authz::ROLES.join(", ")
+            Role::parse(role).is_some_and(|r| !r.is_derived()),
+            "--role {role} is not a role a token carries; roles: {}",
+            Role::ISSUED.map(Role::as_str).join(", ")
         );
     }
     let key = pdp_gateway::auth::DevKey::load_or_create(&config.data_dir)?;
@@ -412,14 +579,16 @@ fn token(
 /// gateway, and (in dev) every service that exists.
 async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), mode = ?config.mode, "starting");
+    // `pdp dev` migrates its own stores; a gateway in a cluster waits for `pdp migrate`.
+    let migrate = config.is_dev();
     let boot = config.clone();
-    let (store, log) = tokio::task::spawn_blocking(move || {
-        let log = platform::open_event_log(&boot)?;
-        let (store, _) =
-            platform::open_migrated_store(&boot, PLATFORM_STORE, &migrations_of(PLATFORM_STORE))?;
-        Ok::<_, anyhow::Error>((store, log))
-    })
-    .await??;
+    let log = tokio::task::spawn_blocking(move || platform::open_event_log(&boot)).await??;
+    let store = service_store(&config, PLATFORM_STORE, migrate).await?;
+    let signal = on_signal();
+    let stores = vec![needed(PLATFORM_STORE, &store)];
+    if !platform::await_migrations(config.http.listen, stores, signal.clone()).await? {
+        return Ok(());
+    }
     create_topics(&log).await?;
 
     // Stopping goes outside in: HTTP drains, then the audit writer writes the last records,
@@ -432,15 +601,25 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     // In dev every service runs here, each on its own gRPC port (the next one up from
     // `grpc.listen`, or any free one when that is port 0), and the gateway calls them there.
     let services_stop = CancellationToken::new();
+    let time = Time::new(&config, &services_stop)?;
     let mut services = Vec::new();
     if config.is_dev() {
-        for (i, name) in SERVICES.iter().copied().enumerate() {
+        for (i, name) in SERVICES.iter().map(|s| s.name).enumerate() {
             let mut listen = config.grpc.listen;
             if listen.port() != 0 {
                 listen.set_port(listen.port() + i as u16);
             }
-            let (handle, _) =
-                launch(&config, name, log.clone(), listen, services_stop.clone()).await?;
+            let store = service_store(&config, name, true).await?;
+            let handle = launch(
+                &config,
+                name,
+                store,
+                log.clone(),
+                &time,
+                listen,
+                services_stop.clone(),
+            )
+            .await?;
             config
                 .gateway
                 .upstreams
@@ -451,16 +630,21 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     }
     let gateway =
         pdp_gateway::start(&config, store.clone(), log.clone(), audit_stop.clone()).await?;
+    let readiness = if config.is_dev() {
+        service_readiness(&store, &log, &time.calendar, time.clock.clone())
+    } else {
+        platform::readiness(&store, &log)
+    };
     let http = tokio::spawn(platform::serve_http(
         config.http.listen,
-        platform::readiness(&store, &log),
+        readiness,
         gateway.gateway.clone().configure(),
         Duration::from_secs(config.http.shutdown_grace_secs),
         shutdown.clone(),
     ));
 
     tokio::select! {
-        _ = platform::shutdown_signal() => {}
+        _ = signal.cancelled() => {}
         _ = shutdown.cancelled() => {}
     }
     shutdown.cancel();

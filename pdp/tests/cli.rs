@@ -81,6 +81,106 @@ fn migrate_applies_once_on_postgres() {
     assert!(String::from_utf8_lossy(&second.stdout).contains("platform: up to date"));
 }
 
+/// The migrations each `pdp migrate` output says it applied, by store.
+fn applied(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (owner, rest) = line.split_once(": applied ")?;
+            Some(
+                rest.split(", ")
+                    .map(|m| format!("{owner}/{m}"))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .flatten()
+        .collect()
+}
+
+#[test]
+fn two_migrations_at_once_both_succeed_and_apply_each_migration_once() {
+    let own = database("cli_race");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pdp"))
+            .arg("migrate")
+            .env_clear()
+            .env("PDP_STORE__URL", &own)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (run(), run());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let mut both = applied(&a);
+    both.extend(applied(&b));
+    let mut once = both.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(both.len(), once.len(), "applied twice: {both:?}");
+    assert!(
+        once.iter().any(|m| m.starts_with("planning/"))
+            && once.iter().any(|m| m.starts_with("platform/")),
+        "{once:?}"
+    );
+    let again = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
+    assert!(
+        applied(&again).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
+
+#[test]
+fn serve_waits_not_ready_until_pdp_migrate_has_run() {
+    let own = database("cli_wait");
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let http_listen = format!("127.0.0.1:{http}");
+    let grpc_listen = format!("127.0.0.1:{}", free_port());
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let mut child = start_serve(
+        dir.path(),
+        "planning",
+        &[
+            ("PDP_MODE", "cluster"),
+            ("PDP_DATA_DIR", &data_dir),
+            ("PDP_STORE__URL", &own),
+            (
+                "PDP_IDENTITY__HMAC_KEY",
+                "cli-test-hmac-key-of-at-least-32-characters",
+            ),
+            ("PDP_HTTP__LISTEN", &http_listen),
+            ("PDP_GRPC__LISTEN", &grpc_listen),
+        ],
+    );
+    let body = eventually(30, "readyz names the pending migrations", || {
+        match get(http, "/readyz") {
+            Some((503, body)) if body.contains("pending") => Some(body),
+            _ => {
+                assert!(child.try_wait().unwrap().is_none(), "pdp serve exited");
+                None
+            }
+        }
+    });
+    assert!(
+        body.contains("planning: ") && body.contains("pdp migrate"),
+        "{body}"
+    );
+    assert_eq!(
+        get(http, "/healthz").map(|(s, _)| s),
+        Some(200),
+        "alive meanwhile"
+    );
+
+    let out = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_ready(&mut child, http);
+    assert_eq!(interrupt_and_wait(child, dir.path()).code(), Some(0));
+}
+
 #[test]
 fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
     let data = tempfile::tempdir().unwrap();
@@ -162,7 +262,7 @@ fn dev_serves_the_gateway_and_accepts_its_own_tokens() {
         &[],
     );
     assert!(
-        stderr(&bad).contains("--role root is unknown"),
+        stderr(&bad).contains("--role root is not a role a token carries"),
         "{}",
         stderr(&bad)
     );

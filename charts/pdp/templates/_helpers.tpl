@@ -46,7 +46,15 @@ shutdown_grace_secs = 25
 listen = "0.0.0.0:{{ .Values.instance.grpcPort }}"
 
 [instance]
+name = {{ .Release.Name | quote }}
 mode = {{ .Values.instance.mode | quote }}
+tenants = [{{ range $i, $t := .Values.instance.tenants }}{{ if $i }}, {{ end }}{{ $t | quote }}{{ end }}]
+
+{{- if .Values.config.holidays }}
+
+[calendar]
+holidays_file = "/etc/pdp/config/holidays.toml"
+{{- end }}
 
 [store]
 pool_size = {{ .Values.config.storePoolSize }}

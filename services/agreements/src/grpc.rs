@@ -1,31 +1,12 @@
 //! The gRPC face of agreements: take the request apart, call [`Agreements`], answer. No rules.
 
-use pdp_kit::error::ServiceError;
-use pdp_kit::identity::{Identity, caller};
-use pdp_kit::paging::Cursor;
+use pdp_kit::grpc::{Answer, cursor, ok, who};
 use pdp_proto::pdp::agreements::v1 as api;
 use pdp_proto::pdp::common::v1::PageResponse;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use crate::AgreementError;
 use crate::agreement::AgreementState;
 use crate::service::Agreements;
-
-type Answer<T> = Result<Response<T>, Status>;
-
-fn cursor(page: Option<&pdp_proto::pdp::common::v1::PageRequest>) -> Result<Cursor, Status> {
-    let page = page.cloned().unwrap_or_default();
-    Cursor::parse(page.page_size, &page.page_token)
-        .map_err(|v| AgreementError::invalid("page", vec![v]).to_status())
-}
-
-fn who<T>(request: &Request<T>) -> Result<Identity, Status> {
-    caller(request).cloned()
-}
-
-fn ok<T>(result: Result<T, AgreementError>) -> Answer<T> {
-    result.map(Response::new).map_err(Status::from)
-}
 
 #[tonic::async_trait]
 impl api::agreement_service_server::AgreementService for Agreements {

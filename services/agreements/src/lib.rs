@@ -8,13 +8,10 @@ mod grpc;
 pub mod service;
 pub mod store;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use pdp_kit::events::Event;
 use pdp_kit::identity::RequireIdentity;
-use pdp_kit::inbox::{EventHandler, InboxConsumer};
-use pdp_kit::service::{Context, Running};
+use pdp_kit::inbox::EventHandler;
+use pdp_kit::service::{Context, Running, ServiceDef};
 use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
 
@@ -28,15 +25,14 @@ pub const TOPIC: &str = "pdp.agreements";
 pub const FOLLOW_CONSUMER: &str = "agreements-follow";
 const FOLLOWED: [&str; 2] = ["pdp.planning", "pdp.selection"];
 
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &POSTGRES,
-    sqlite: &SQLITE,
-};
+pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
 
-static POSTGRES: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/postgres");
-static SQLITE: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/sqlite");
+/// The service as `pdp` serves it.
+pub const DEF: ServiceDef = ServiceDef {
+    name: SERVICE,
+    migrations: MIGRATIONS,
+    start: |context| Box::pin(start(context)),
+};
 
 /// Keeps what agreements must know of other services: each effective plan's scope and each
 /// concluded selection's operators.
@@ -101,38 +97,12 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     .add_service(api::authorization_service_server::AuthorizationServiceServer::with_interceptor(agreements.clone(), guard.clone()))
     .add_service(api::public_authorization_service_server::PublicAuthorizationServiceServer::with_interceptor(agreements.clone(), guard));
 
-    let consumer = InboxConsumer {
-        store: context.store.clone(),
-        log: context.log.clone(),
-        consumer: FOLLOW_CONSUMER.into(),
-        topics: FOLLOWED.iter().map(|t| t.to_string()).collect(),
-        batch_size: 100,
-    };
-    let stop = context.shutdown.clone();
-    let follower = tokio::spawn(async move {
-        let handler = Arc::new(Follow);
-        while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
-            tracing::warn!(error = %err, "agreements follower failed; restarting");
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    });
-    let interval = Duration::from_secs(context.config.instance.scheduler_interval_secs.max(1));
-    let stop = context.shutdown.clone();
-    let scheduler = tokio::spawn(async move {
-        loop {
-            match agreements.run_schedule().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(agreements = n, "agreements activated or expired"),
-                Err(err) => tracing::warn!(error = %err, "agreement scheduler failed; retrying"),
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
+    let follower = context
+        .consumer(FOLLOW_CONSUMER, &FOLLOWED)
+        .spawn(Follow, context.shutdown.clone());
+    let scheduler = context.every("agreements activated or expired", move || {
+        let agreements = agreements.clone();
+        async move { agreements.run_schedule().await }
     });
     Ok(Running {
         routes,

@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use pdp_kit::calendar::civil_date;
-use pdp_kit::change::{Change, timestamp};
+use pdp_kit::change::{Change, Recorder, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
-use pdp_kit::identity::{Identity, TenantCode};
+use pdp_kit::identity::{Identity, Role, TenantCode};
 use pdp_kit::paging::Cursor;
+use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
 use serde_json::json;
@@ -23,8 +24,13 @@ use crate::{SERVICE, TOPIC};
 
 type Result<T> = std::result::Result<T, AgreementError>;
 
-const STAFF: &[&str] = &["provincial_bureau", "city_bureau", "supervisor", "auditor"];
-const BUREAU: &[&str] = &["provincial_bureau", "city_bureau"];
+const STAFF: &[Role] = &[
+    Role::ProvincialBureau,
+    Role::CityBureau,
+    Role::Supervisor,
+    Role::Auditor,
+];
+const BUREAU: &[Role] = &Role::BUREAU;
 
 #[derive(Debug, Clone)]
 pub struct Agreements {
@@ -32,20 +38,11 @@ pub struct Agreements {
     clock: Arc<dyn Clock>,
 }
 
-/// Who acts, in which tenant, at what time: what every change records.
-fn recorder<'a>(
-    scope: &'a TenantScope,
-    actor: Option<&'a Identity>,
-    now: DateTime<Utc>,
-) -> Change<'a> {
-    Change {
-        service: SERVICE,
-        topic: TOPIC,
-        scope,
-        actor,
-        now,
-    }
-}
+/// Records this service's changes: their events on its topic and their audit records.
+const RECORDER: Recorder = Recorder {
+    service: SERVICE,
+    topic: TOPIC,
+};
 
 /// Records `verb` of agreement `a`: its event and its audit record.
 fn emit(
@@ -108,21 +105,21 @@ fn activate(conn: &mut AnyConnection, act: &Change<'_>, a: &mut api::Agreement) 
     emit(conn, act, "activated", a)
 }
 
+impl Operations for Agreements {
+    type Error = AgreementError;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+}
+
 impl Agreements {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
-    }
-
-    async fn in_scope<F, R>(&self, scope: &TenantScope, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut AnyConnection, &TenantScope, DateTime<Utc>) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let now = self.clock.now();
-        let inner = scope.clone();
-        self.store
-            .scoped(scope, move |conn| f(conn, &inner, now))
-            .await
     }
 
     fn load(conn: &mut AnyConnection, scope: &TenantScope, id: &str) -> Result<api::Agreement> {
@@ -175,7 +172,7 @@ impl Agreements {
                 ..input
             };
             db::insert(conn, scope, &agreement, now)?;
-            emit(conn, &recorder(scope, Some(&who), now), "created", &agreement)?;
+            emit(conn, &RECORDER.change(scope, Some(&who), now), "created", &agreement)?;
             Ok(agreement)
         })
         .await
@@ -184,7 +181,7 @@ impl Agreements {
     /// Staff see every agreement; an operator its own.
     pub async fn get(&self, who: &Identity, tenant: &str, id: String) -> Result<api::Agreement> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let staff = STAFF.iter().any(|r| who.has_role(r));
+        let staff = who.has_any(STAFF);
         let org = who.organization.clone();
         self.in_scope(&scope, move |conn, scope, _| {
             let a = Self::load(conn, scope, &id)?;
@@ -204,7 +201,7 @@ impl Agreements {
         cursor: Cursor,
     ) -> Result<(Vec<api::Agreement>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let operator = (!STAFF.iter().any(|r| who.has_role(r))).then(|| who.organization.clone());
+        let operator = (!who.has_any(STAFF)).then(|| who.organization.clone());
         self.in_scope(&scope, move |conn, scope, _| {
             let states = state.map(|s| vec![s]);
             let items = db::list(conn, scope, operator.as_deref(), states.as_deref(), &cursor)?;
@@ -226,7 +223,7 @@ impl Agreements {
         self.in_scope(&scope, move |conn, scope, now| {
             let mut a = Self::load(conn, scope, &id)?;
             let allowed = match party {
-                api::Party::Bureau => BUREAU.iter().any(|r| who.has_role(r)),
+                api::Party::Bureau => who.has_any(BUREAU),
                 api::Party::Operator => who.organization == a.operator,
                 api::Party::Unspecified => {
                     return Err(AgreementError::invalid(
@@ -270,7 +267,7 @@ impl Agreements {
                 sign_time: Some(timestamp(now)),
             });
             a.update_time = Some(timestamp(now));
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             let both = [api::Party::Bureau, api::Party::Operator]
                 .iter()
                 .all(|p| a.signatures.iter().any(|s| s.party == *p as i32));
@@ -349,7 +346,7 @@ impl Agreements {
                 ..current
             };
             db::insert(conn, scope, &renewed, now)?;
-            emit(conn, &recorder(scope, Some(&who), now), "renewed", &renewed)?;
+            emit(conn, &RECORDER.change(scope, Some(&who), now), "renewed", &renewed)?;
             Ok(renewed)
         })
         .await
@@ -371,7 +368,7 @@ impl Agreements {
                         return Ok(false);
                     }
                     let mut a = Self::load(conn, scope, &id)?;
-                    let act = recorder(scope, None, now);
+                    let act = RECORDER.change(scope, None, now);
                     match (action.as_str(), AgreementState::of(&a)) {
                         (db::ACTIVATE, AgreementState::Signed) => activate(conn, &act, &mut a)?,
                         (db::EXPIRE, AgreementState::Active) => {

@@ -59,8 +59,20 @@ tenant_table!(concluded_selections::table, concluded_selections::tenant);
 
 type Result<T> = std::result::Result<T, AgreementError>;
 
+/// An agreement read back from its row; a state number that names no state is refused with the
+/// row named, instead of being read as a draft.
 fn decode(bytes: &[u8]) -> Result<api::Agreement> {
-    api::Agreement::decode(bytes).map_err(|e| AgreementError::Corrupt(e.to_string()))
+    let a = api::Agreement::decode(bytes).map_err(|e| AgreementError::Corrupt(e.to_string()))?;
+    if !AgreementState::ALL
+        .iter()
+        .any(|s| s.to_api() as i32 == a.state)
+    {
+        return Err(AgreementError::Corrupt(format!(
+            "agreements/{}: state {} is not an agreement state",
+            a.id, a.state
+        )));
+    }
+    Ok(a)
 }
 
 fn days(a: &api::Agreement) -> (String, String) {

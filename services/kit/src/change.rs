@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 
 use crate::audit;
-use crate::events::Event;
+use crate::events::{Event, to_json};
 use crate::identity::Identity;
 use crate::outbox;
 use crate::store::{AnyConnection, TenantScope};
+use pdp_proto::{EventPayload, EventType};
 
 /// Who changes what, in which tenant, when.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +25,52 @@ pub struct Change<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// The service changes are recorded for: its name (the events' source and type prefix) and its
+/// topic. Each service holds one as a constant.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorder {
+    pub service: &'static str,
+    pub topic: &'static str,
+}
+
+impl Recorder {
+    /// A change made by `actor` (`None` for schedulers and event handlers) in `scope` at `now`.
+    pub fn change<'a>(
+        &self,
+        scope: &'a TenantScope,
+        actor: Option<&'a Identity>,
+        now: DateTime<Utc>,
+    ) -> Change<'a> {
+        Change {
+            service: self.service,
+            topic: self.topic,
+            scope,
+            actor,
+            now,
+        }
+    }
+}
+
 impl Change<'_> {
+    /// Writes event `ty` about `subject` (the aggregate id, also the record key) with `payload` as
+    /// its data, and the audit record of the same action.
+    pub fn emit<P: EventPayload>(
+        &self,
+        conn: &mut AnyConnection,
+        ty: EventType<P>,
+        subject: &str,
+        payload: &P,
+    ) -> QueryResult<()> {
+        let name = ty.name();
+        let (aggregate, verb) = name
+            .strip_prefix("pdp.")
+            .and_then(|rest| rest.strip_prefix(self.service))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.split_once('.'))
+            .unwrap_or_else(|| panic!("{name} is not an event type of {}", self.service));
+        self.record(conn, aggregate, verb, subject, to_json(payload))
+    }
+
     /// Writes `pdp.<service>.<aggregate>.<verb>` about `subject` (the aggregate id, also the
     /// record key) with `data`, and the audit record of the same action.
     pub fn record(

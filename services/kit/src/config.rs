@@ -115,7 +115,15 @@ pub enum InstanceMode {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InstanceConfig {
+    /// The instance's name (the chart sets the release name). Consumer groups are named after it,
+    /// so that every instance on the provincial Kafka receives every event, instead of the
+    /// instances splitting the partitions between them.
+    pub name: String,
     pub mode: InstanceMode,
+    /// The tenants this instance serves; events of other tenants are acknowledged without effect.
+    /// Empty: every tenant (one instance for the whole province). A municipal instance names its
+    /// city.
+    pub tenants: Vec<crate::identity::TenantCode>,
     /// How often the services look for dated work that has come due (plans taking effect,
     /// agreements activating and expiring). Dates are civil days, so a minute is plenty.
     pub scheduler_interval_secs: u64,
@@ -124,7 +132,9 @@ pub struct InstanceConfig {
 impl Default for InstanceConfig {
     fn default() -> Self {
         Self {
+            name: "pdp".to_string(),
             mode: InstanceMode::default(),
+            tenants: Vec::new(),
             scheduler_interval_secs: 60,
         }
     }
@@ -134,6 +144,34 @@ impl InstanceConfig {
     /// Whether this instance keeps the province's own records (filings from the cities).
     pub fn serves_province(&self) -> bool {
         self.mode == InstanceMode::Shared
+    }
+
+    /// Whether this instance applies the events of `tenant`.
+    pub fn serves(&self, tenant: &crate::identity::TenantCode) -> bool {
+        self.tenants.is_empty() || self.tenants.contains(tenant)
+    }
+
+    /// The consumer group of this instance's `consumer`: one group per instance and consumer.
+    pub fn group(&self, consumer: &str) -> String {
+        format!("{}.{consumer}", self.name)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "`{}`: an instance name is letters, digits, `-` and `_` (it names consumer groups)",
+                self.name
+            ));
+        }
+        if self.mode == InstanceMode::Municipal && self.tenants.is_empty() {
+            return Err("a municipal instance names the city it serves".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -237,7 +275,8 @@ impl Default for IdentityConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalendarConfig {
-    /// A holiday file replacing the one shipped with pdp (same format as `data/holidays-cn.toml`).
+    /// The deployment's holiday file (same format as `data/holidays-cn.toml`): years it holds are
+    /// added to the shipped ones, or replace them. Read at start and whenever it changes.
     pub holidays_file: Option<PathBuf>,
 }
 
@@ -445,7 +484,7 @@ impl Config {
         }
 
         let value = toml::Value::Table(merged);
-        serde_path_to_error::deserialize(value).map_err(|err| {
+        let config: Self = serde_path_to_error::deserialize(value).map_err(|err| {
             let parent = err.path().to_string();
             let inner = err.into_inner();
             let message = inner.message().to_string();
@@ -469,7 +508,16 @@ impl Config {
                 origin,
                 message,
             }
-        })
+        })?;
+        config
+            .instance
+            .check()
+            .map_err(|message| ConfigError::Key {
+                key: "instance".to_string(),
+                origin: String::new(),
+                message,
+            })?;
+        Ok(config)
     }
 
     /// The effective configuration as TOML, secrets masked: what `pdp config` prints and what a
@@ -555,6 +603,42 @@ mod tests {
         assert_eq!(config.store.pool_size, 16, "environment wins over the file");
         assert_eq!(config.http.listen.port(), 9000);
         assert_eq!(config.events.partitions, 3, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn an_instance_names_its_groups_and_its_tenants() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("PDP_INSTANCE__NAME", "pdp-harbin"),
+                ("PDP_INSTANCE__MODE", "municipal"),
+                ("PDP_INSTANCE__TENANTS", "[\"230100\"]"),
+            ]),
+        )
+        .unwrap();
+        let instance = &config.instance;
+        assert_eq!(
+            instance.group("selection-plans"),
+            "pdp-harbin.selection-plans"
+        );
+        assert!(instance.serves(&"230100".parse().unwrap()));
+        assert!(!instance.serves(&"230200".parse().unwrap()));
+        assert!(
+            Config::default()
+                .instance
+                .serves(&"230200".parse().unwrap()),
+            "no list: every tenant"
+        );
+
+        let err = Config::load(None, env(&[("PDP_INSTANCE__MODE", "municipal")])).unwrap_err();
+        assert!(
+            err.to_string().contains("names the city it serves"),
+            "{err}"
+        );
+        let err = Config::load(None, env(&[("PDP_INSTANCE__NAME", "a b")])).unwrap_err();
+        assert!(err.to_string().contains("instance"), "{err}");
+        let err = Config::load(None, env(&[("PDP_INSTANCE__TENANTS", "[\"2301\"]")])).unwrap_err();
+        assert!(err.to_string().contains("instance.tenants"), "{err}");
     }
 
     #[test]

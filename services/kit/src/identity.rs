@@ -94,9 +94,101 @@ pub struct Identity {
     pub tenant: TenantCode,
 }
 
+/// The roles of the regulation a caller acts in (R-ROLE-1..7), and those the gateway derives.
+/// Tokens and the authorization policy name them by [`Role::as_str`]; services and the gateway's
+/// policy share this one list, so that a role the policy names and no service knows (or the
+/// reverse) cannot exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// 省数据局 (R-ROLE-1).
+    ProvincialBureau,
+    /// A city's data bureau (R-ROLE-2).
+    CityBureau,
+    /// 数据提供单位 (R-ROLE-3).
+    Provider,
+    /// 运营机构 (R-ROLE-4).
+    Operator,
+    /// 开发利用主体 (R-ROLE-5).
+    Developer,
+    /// The supervising departments (R-ROLE-6).
+    Supervisor,
+    Auditor,
+    /// Derived: an operator's organization while one of its agreements in the tenant is ACTIVE
+    /// (R-AGR-3). Granted by the gateway from the agreements, never by a token.
+    AuthorizedOperator,
+    /// Derived: the provincial bureau's reading of every city (R-ROLE-1).
+    Supervision,
+    /// Derived: a caller without a token (R-ROLE-7).
+    Public,
+}
+
+impl Role {
+    /// The roles a token may carry.
+    pub const ISSUED: [Role; 7] = [
+        Role::ProvincialBureau,
+        Role::CityBureau,
+        Role::Provider,
+        Role::Operator,
+        Role::Developer,
+        Role::Supervisor,
+        Role::Auditor,
+    ];
+
+    pub const ALL: [Role; 10] = [
+        Role::ProvincialBureau,
+        Role::CityBureau,
+        Role::Provider,
+        Role::Operator,
+        Role::Developer,
+        Role::Supervisor,
+        Role::Auditor,
+        Role::AuthorizedOperator,
+        Role::Supervision,
+        Role::Public,
+    ];
+
+    /// The data bureaus: the province's and the cities'.
+    pub const BUREAU: [Role; 2] = [Role::ProvincialBureau, Role::CityBureau];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ProvincialBureau => "provincial_bureau",
+            Self::CityBureau => "city_bureau",
+            Self::Provider => "provider",
+            Self::Operator => "operator",
+            Self::Developer => "developer",
+            Self::Supervisor => "supervisor",
+            Self::Auditor => "auditor",
+            Self::AuthorizedOperator => "authorized_operator",
+            Self::Supervision => "supervision",
+            Self::Public => "public",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// Whether only the gateway grants it (a token that claims it gets nothing by it).
+    pub fn is_derived(self) -> bool {
+        !Self::ISSUED.contains(&self)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Identity {
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r == role.as_str())
+    }
+
+    /// Whether the caller holds any of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|role| self.has(*role))
     }
 }
 

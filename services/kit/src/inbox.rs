@@ -11,8 +11,11 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tokio_util::sync::CancellationToken;
 
+use crate::dead_letter;
 use crate::events::{Delivery, Event, EventLog, EventLogError};
+use crate::identity::TenantCode;
 use crate::store::{AnyConnection, Store, StoreError};
+use crate::telemetry::metrics;
 
 diesel::table! {
     pdp_inbox (consumer, event_id) {
@@ -103,8 +106,15 @@ where
 pub struct InboxConsumer {
     pub store: Store,
     pub log: Arc<dyn EventLog>,
+    /// The consumer's name: its key in the inbox and its metric label.
     pub consumer: String,
+    /// The consumer group it joins on the log: one per instance (`InstanceConfig::group`), so
+    /// that every instance receives every event.
+    pub group: String,
     pub topics: Vec<String>,
+    /// The tenants whose events it applies; the others are acknowledged without effect (another
+    /// instance serves them). Empty: every tenant.
+    pub tenants: Vec<TenantCode>,
     pub batch_size: usize,
 }
 
@@ -116,12 +126,13 @@ impl InboxConsumer {
         shutdown: CancellationToken,
     ) -> Result<(), InboxError<H::Error>> {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        let mut subscription = self.log.subscribe(&self.consumer, &topics).await?;
+        let mut subscription = self.log.subscribe(&self.group, &topics).await?;
         while !shutdown.is_cancelled() {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 batch = subscription.next_batch(self.batch_size, Duration::from_millis(500)) => batch?,
             };
+            self.replay_requested(&handler).await?;
             if batch.is_empty() {
                 continue;
             }
@@ -131,6 +142,25 @@ impl InboxConsumer {
         Ok(())
     }
 
+    /// Runs on its own task until `shutdown`, joining again after a failure: a failed batch was
+    /// not committed, so it is delivered again.
+    pub fn spawn<H: EventHandler>(
+        self,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let handler = Arc::new(handler);
+        tokio::spawn(async move {
+            while let Err(err) = self.clone().run(handler.clone(), shutdown.clone()).await {
+                tracing::warn!(consumer = %self.consumer, error = %err, "consumer failed; restarting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
+    }
+
     async fn apply_batch<H: EventHandler>(
         &self,
         handler: &Arc<H>,
@@ -138,27 +168,146 @@ impl InboxConsumer {
     ) -> Result<(), InboxError<H::Error>> {
         let handler = handler.clone();
         let consumer = self.consumer.clone();
+        let tenants = self.tenants.clone();
         let batch = batch.to_vec();
         self.store
             .run(move |conn| {
                 for delivery in &batch {
-                    let span = tracing::info_span!("apply", consumer = %consumer, event = %delivery.event.id, r#type = %delivery.event.event_type);
-                    crate::telemetry::adopt_parent(
-                        &span,
-                        &crate::telemetry::RecordHeaders(&delivery.event.trace),
-                    );
-                    let _entered = span.enter();
-                    let outcome = apply_once(conn, &consumer, delivery, |c, e| handler.handle(c, e))?;
-                    let label = match outcome {
-                        Outcome::Applied => "applied",
-                        Outcome::Duplicate => "duplicate",
+                    let event = &delivery.event;
+                    let outcome = if let Some(reason) = event.unreadable_reason() {
+                        dead_letter::park(conn, &consumer, delivery, reason, 1)?;
+                        Received::Parked
+                    } else if !tenants.is_empty() && !tenants.contains(&event.tenant) {
+                        Received::Skipped
+                    } else {
+                        let span = tracing::info_span!("apply", consumer = %consumer, event = %event.id, r#type = %event.event_type);
+                        crate::telemetry::adopt_parent(
+                            &span,
+                            &crate::telemetry::RecordHeaders(&event.trace),
+                        );
+                        let _entered = span.enter();
+                        apply_or_park(conn, &consumer, delivery, handler.as_ref())?
                     };
-                    crate::telemetry::metrics::EVENTS_APPLIED
-                        .with_label_values(&[consumer.as_str(), label])
-                        .inc();
+                    count(conn, &consumer, outcome)?;
                 }
                 Ok(())
             })
             .await
     }
+
+    /// Applies the dead letters whose replay was asked for: a letter whose event now applies is
+    /// removed; one that fails again stays parked with the new error.
+    async fn replay_requested<H: EventHandler>(
+        &self,
+        handler: &Arc<H>,
+    ) -> Result<(), InboxError<H::Error>> {
+        let handler = handler.clone();
+        let consumer = self.consumer.clone();
+        self.store
+            .run(move |conn| {
+                for letter in dead_letter::to_replay(conn, &consumer)? {
+                    let outcome = match apply_once(conn, &consumer, &letter.delivery, |c, e| {
+                        handler.handle(c, e)
+                    }) {
+                        Ok(outcome) => {
+                            dead_letter::remove(conn, &letter.id)?;
+                            dead_letters_held(conn, &consumer)?;
+                            tracing::info!(consumer = %consumer, letter = %letter.id, "dead letter replayed");
+                            Received::from(outcome)
+                        }
+                        Err(InboxError::Handler(err)) => {
+                            let error = err.to_string();
+                            tracing::warn!(consumer = %consumer, letter = %letter.id, %error, "dead letter failed again");
+                            dead_letter::park(
+                                conn,
+                                &consumer,
+                                &letter.delivery,
+                                &error,
+                                letter.attempts + 1,
+                            )?;
+                            Received::Parked
+                        }
+                        Err(other) => return Err(other),
+                    };
+                    count(conn, &consumer, outcome)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// What became of an event a consumer received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    Applied,
+    Duplicate,
+    /// Of a tenant another instance serves: acknowledged without effect.
+    Skipped,
+    /// Not applied after its attempts, or no event at all: a dead letter.
+    Parked,
+}
+
+impl From<Outcome> for Received {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Applied => Self::Applied,
+            Outcome::Duplicate => Self::Duplicate,
+        }
+    }
+}
+
+/// How often a consumer tries an event whose handler fails before it parks it.
+pub const ATTEMPTS: i32 = 3;
+
+/// Applies `delivery` through the inbox, trying again (after 50, then 100 ms) when the handler
+/// fails, and parks it as a dead letter after [`ATTEMPTS`]. A failing store is not the event's
+/// fault: it fails the batch, which is delivered again.
+fn apply_or_park<H: EventHandler>(
+    conn: &mut AnyConnection,
+    consumer: &str,
+    delivery: &Delivery,
+    handler: &H,
+) -> Result<Received, InboxError<H::Error>> {
+    let mut attempt = 1;
+    loop {
+        match apply_once(conn, consumer, delivery, |c, e| handler.handle(c, e)) {
+            Ok(outcome) => return Ok(outcome.into()),
+            Err(InboxError::Handler(err)) if attempt >= ATTEMPTS => {
+                let error = err.to_string();
+                tracing::warn!(consumer, event = %delivery.event.id, %error, "event parked as a dead letter");
+                dead_letter::park(conn, consumer, delivery, &error, attempt)?;
+                return Ok(Received::Parked);
+            }
+            Err(InboxError::Handler(_)) => {
+                std::thread::sleep(Duration::from_millis(50 * attempt as u64));
+                attempt += 1;
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+/// Counts what became of an event; after a parking, how many dead letters the consumer holds.
+fn count(conn: &mut AnyConnection, consumer: &str, outcome: Received) -> Result<(), StoreError> {
+    let label = match outcome {
+        Received::Applied => "applied",
+        Received::Duplicate => "duplicate",
+        Received::Skipped => "skipped",
+        Received::Parked => "parked",
+    };
+    metrics::EVENTS_APPLIED
+        .with_label_values(&[consumer, label])
+        .inc();
+    if outcome == Received::Parked {
+        dead_letters_held(conn, consumer)?;
+    }
+    Ok(())
+}
+
+fn dead_letters_held(conn: &mut AnyConnection, consumer: &str) -> Result<(), StoreError> {
+    metrics::DEAD_LETTERS
+        .with_label_values(&[consumer])
+        .set(dead_letter::count(conn, consumer)?);
+    Ok(())
 }

@@ -6,8 +6,10 @@ pub mod calendar;
 pub mod change;
 pub mod clock;
 pub mod config;
+pub mod dead_letter;
 pub mod error;
 pub mod events;
+pub mod grpc;
 pub mod identity;
 pub mod inbox;
 pub mod outbox;
@@ -16,3 +18,5 @@ pub mod platform;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

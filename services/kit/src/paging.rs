@@ -39,6 +39,11 @@ impl Cursor {
 
     /// The token of the page after `items`, empty when `items` did not fill this page.
     pub fn next_token<T>(&self, items: &[T], key: impl Fn(&T) -> &str) -> String {
+        self.next_token_by(items, |item| key(item).to_string())
+    }
+
+    /// [`Cursor::next_token`] for a key made from several fields (`id@version`).
+    pub fn next_token_by<T>(&self, items: &[T], key: impl Fn(&T) -> String) -> String {
         match items.last() {
             Some(last) if items.len() as u32 >= self.size => URL_SAFE_NO_PAD.encode(key(last)),
             _ => String::new(),

@@ -26,17 +26,96 @@ pub fn open_store(config: &Config, owner: &str) -> Result<Store, StoreError> {
     }
 }
 
-/// Opens `owner`'s store and applies kit's migrations, then the owner's.
+/// Every migration of `owner`'s store: kit's, then the owner's.
+pub fn migrations_with_kit(migrations: &[Migrations]) -> Vec<Migrations> {
+    let mut sets = vec![KIT_MIGRATIONS];
+    sets.extend_from_slice(migrations);
+    sets
+}
+
+/// Opens `owner`'s store and applies kit's migrations, then the owner's: what `pdp migrate` and
+/// `pdp dev` do. Serving processes in a cluster wait instead ([`await_migrations`]).
 pub fn open_migrated_store(
     config: &Config,
     owner: &str,
     migrations: &[Migrations],
 ) -> Result<(Store, Vec<String>), StoreError> {
     let store = open_store(config, owner)?;
-    let mut sets = vec![KIT_MIGRATIONS];
-    sets.extend_from_slice(migrations);
-    let applied = store.migrate(&sets)?;
+    let applied = store.migrate(&migrations_with_kit(migrations))?;
     Ok((store, applied))
+}
+
+/// A store a process needs, with every migration it needs.
+#[derive(Debug, Clone)]
+pub struct NeededStore {
+    pub owner: String,
+    pub store: Store,
+    pub migrations: Vec<Migrations>,
+}
+
+/// What is not applied yet across `stores`, as `owner: migration`.
+async fn pending(stores: &[NeededStore]) -> Result<Vec<String>, String> {
+    let stores = stores.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for needed in &stores {
+            let names = needed
+                .store
+                .pending(&needed.migrations)
+                .map_err(|e| format!("{}: {e}", needed.owner))?;
+            out.extend(names.into_iter().map(|n| format!("{}: {n}", needed.owner)));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Waits until `pdp migrate` (the chart's Job, or a person) has applied every migration that
+/// `stores` need: a serving process never migrates, so that replicas and the Job do not race.
+/// Meanwhile it serves `/healthz`, and a `/readyz` that names what is pending, on `listen`.
+/// Answers `false` when `shutdown` comes first.
+pub async fn await_migrations(
+    listen: SocketAddr,
+    stores: Vec<NeededStore>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<bool> {
+    let first = pending(&stores).await;
+    if first.as_ref().is_ok_and(Vec::is_empty) {
+        return Ok(true);
+    }
+    tracing::warn!(pending = ?first, "waiting for `pdp migrate` to apply the migrations");
+    let watched = stores.clone();
+    let readiness = Readiness::default().check("migrations", move || {
+        let stores = watched.clone();
+        async move {
+            match pending(&stores).await? {
+                names if names.is_empty() => Ok(()),
+                names => Err(format!("pending: {}; run `pdp migrate`", names.join(", "))),
+            }
+        }
+    });
+    let waiting = CancellationToken::new();
+    let server = tokio::spawn(serve_http(
+        listen,
+        readiness,
+        |_: &mut web::ServiceConfig| {},
+        Duration::from_secs(1),
+        waiting.clone(),
+    ));
+    let migrated = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break false,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        if pending(&stores).await.is_ok_and(|p| p.is_empty()) {
+            tracing::info!("migrations applied; starting");
+            break true;
+        }
+    };
+    waiting.cancel();
+    server.await??;
+    Ok(migrated)
 }
 
 /// Kafka when brokers are configured, else the embedded log under the data directory.

@@ -13,7 +13,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::identity::IdentityKey;
-use crate::store::Store;
+use crate::inbox::InboxConsumer;
+use crate::store::{AnyConnection, Store, StoreError, TenantScope};
+use chrono::{DateTime, Utc};
 
 /// Everything a service needs from outside itself.
 #[derive(Debug, Clone)]
@@ -27,6 +29,89 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub calendar: Arc<WorkingCalendar>,
     pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// An inbox consumer of this instance: its own consumer group on `topics`, applying the
+    /// events of the tenants the instance serves.
+    pub fn consumer(&self, name: &str, topics: &[&str]) -> InboxConsumer {
+        InboxConsumer {
+            store: self.store.clone(),
+            log: self.log.clone(),
+            consumer: name.to_string(),
+            group: self.config.instance.group(name),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            tenants: self.config.instance.tenants.clone(),
+            batch_size: 100,
+        }
+    }
+
+    /// Runs `work` every `instance.scheduler_interval_secs` until shutdown: the dated work of a
+    /// service (plans taking effect, agreements expiring). `work` answers how many items it
+    /// did; a failure is logged and tried again at the next tick.
+    pub fn every<F, Fut, E>(&self, what: &'static str, work: F) -> JoinHandle<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<usize, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let interval =
+            std::time::Duration::from_secs(self.config.instance.scheduler_interval_secs.max(1));
+        let stop = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match work().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(items = n, "{what}"),
+                    Err(err) => tracing::warn!(error = %err, "{what}: failed; trying again"),
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+            }
+        })
+    }
+}
+
+/// The operations of a domain service run alike: in one transaction in the caller's tenant, at the
+/// time of the service's clock. A service says where its store and clock are; `in_scope` is the
+/// rest.
+pub trait Operations {
+    /// The service's refusal (its name for `kit::error::DomainError`).
+    type Error: From<StoreError> + From<diesel::result::Error> + Send + 'static;
+
+    fn store(&self) -> &Store;
+    fn clock(&self) -> &dyn Clock;
+
+    /// Runs `f` in one transaction in `scope`'s tenant with the scope and the time now.
+    fn in_scope<F, R>(
+        &self,
+        scope: &TenantScope,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<R, Self::Error>> + Send
+    where
+        F: FnOnce(&mut AnyConnection, &TenantScope, DateTime<Utc>) -> Result<R, Self::Error>
+            + Send
+            + 'static,
+        R: Send + 'static,
+    {
+        self.store().operate(scope, self.clock().now(), f)
+    }
+}
+
+/// What `start` returns while it starts.
+pub type Starting<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Running>> + 'a>>;
+
+/// A domain service as the `pdp` binary knows it: one row of its table of services.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDef {
+    /// Its name: `pdp serve <name>`, its store, its upstream in the gateway's routes.
+    pub name: &'static str,
+    /// Its own tables (kit's come with every store).
+    pub migrations: crate::store::Migrations,
+    pub start: fn(&Context) -> Starting<'_>,
 }
 
 /// A started service: its gRPC services and its background work (schedulers, consumers), which

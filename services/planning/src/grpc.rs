@@ -1,38 +1,12 @@
 //! The gRPC face of planning: each handler takes the verified caller and the request apart, calls
 //! [`Planning`], and puts the answer back together. No rule lives here.
 
-use pdp_kit::error::ServiceError;
-use pdp_kit::identity::{Identity, caller};
-use pdp_kit::paging::Cursor;
-use pdp_proto::pdp::common::v1::{PageRequest, PageResponse};
+use pdp_kit::grpc::{Answer, cursor, ok, page, who};
 use pdp_proto::pdp::planning::v1 as api;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use crate::PlanningError;
 use crate::plan::PlanState;
 use crate::service::Planning;
-
-type Answer<T> = Result<Response<T>, Status>;
-
-fn cursor(page: Option<&PageRequest>) -> Result<Cursor, Status> {
-    let page = page.cloned().unwrap_or_default();
-    Cursor::parse(page.page_size, &page.page_token)
-        .map_err(|v| PlanningError::invalid("page", vec![v]).to_status())
-}
-
-fn page(next: String) -> Option<PageResponse> {
-    Some(PageResponse {
-        next_page_token: next,
-    })
-}
-
-fn who<T>(request: &Request<T>) -> Result<Identity, Status> {
-    caller(request).cloned()
-}
-
-fn ok<T>(result: Result<T, PlanningError>) -> Answer<T> {
-    result.map(Response::new).map_err(Status::from)
-}
 
 #[tonic::async_trait]
 impl api::resource_service_server::ResourceService for Planning {

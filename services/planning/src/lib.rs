@@ -12,12 +12,13 @@ pub mod resource;
 pub mod service;
 pub mod store;
 
-use std::time::Duration;
+use std::sync::Arc;
 
+use pdp_kit::clock::Clock;
 use pdp_kit::events::Event;
 use pdp_kit::identity::RequireIdentity;
-use pdp_kit::inbox::{EventHandler, InboxConsumer};
-use pdp_kit::service::{Context, Running};
+use pdp_kit::inbox::EventHandler;
+use pdp_kit::service::{Context, Running, ServiceDef};
 use pdp_kit::store::{AnyConnection, Migrations};
 use pdp_proto::pdp::planning::v1 as api;
 
@@ -32,28 +33,29 @@ pub const TOPIC: &str = "pdp.planning";
 /// The consumer group that files city plans with the province.
 pub const FILINGS_CONSUMER: &str = "planning-filings";
 
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &POSTGRES,
-    sqlite: &SQLITE,
-};
+pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
 
-static POSTGRES: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/postgres");
-static SQLITE: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/sqlite");
+/// The service as `pdp` serves it.
+pub const DEF: ServiceDef = ServiceDef {
+    name: SERVICE,
+    migrations: MIGRATIONS,
+    start: |context| Box::pin(start(context)),
+};
 
 /// Files city plans that took effect with the province (R-PLAN-5, R-TEN-3). Runs in the
 /// instance that serves the province; a city with its own instance reaches it through the
 /// provincial event log that both instances write to.
 #[derive(Debug, Clone)]
-pub struct Filings;
+pub struct Filings {
+    pub clock: Arc<dyn Clock>,
+}
 
 impl EventHandler for Filings {
     type Error = PlanningError;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), PlanningError> {
         if event.event_type == format!("pdp.{SERVICE}.plan.became_effective") {
-            Planning::receive_filing(conn, event, chrono::Utc::now())?;
+            Planning::receive_filing(conn, event, self.clock.now())?;
         }
         Ok(())
     }
@@ -91,45 +93,18 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         ),
     );
 
-    let mut tasks = Vec::new();
     let scheduler = planning.clone();
-    let stop = context.shutdown.clone();
-    let interval = Duration::from_secs(context.config.instance.scheduler_interval_secs.max(1));
-    tasks.push(tokio::spawn(async move {
-        loop {
-            match scheduler.take_effect_due().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(plans = n, "plans took effect"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "effective-date scheduler failed; retrying")
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
-    }));
+    let mut tasks = vec![context.every("plans took effect", move || {
+        let planning = scheduler.clone();
+        async move { planning.take_effect_due().await }
+    })];
     if context.config.instance.serves_province() {
-        let consumer = InboxConsumer {
-            store: context.store.clone(),
-            log: context.log.clone(),
-            consumer: FILINGS_CONSUMER.into(),
-            topics: vec![TOPIC.into()],
-            batch_size: 100,
-        };
-        let stop = context.shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let handler = std::sync::Arc::new(Filings);
-            // A failed batch is not committed: start again and it is delivered again.
-            while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
-                tracing::warn!(error = %err, "filings consumer failed; restarting");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }));
+        // The province files the plans of every city, those of cities with their own instance
+        // included: this consumer applies every tenant's events.
+        let mut filings = context.consumer(FILINGS_CONSUMER, &[TOPIC]);
+        filings.tenants.clear();
+        let clock = context.clock.clone();
+        tasks.push(filings.spawn(Filings { clock }, context.shutdown.clone()));
     }
     Ok(Running { routes, tasks })
 }

@@ -540,9 +540,271 @@ pub fn merge_sections(base: &mut api::PlanSections, change: api::PlanSections) -
     changed
 }
 
+// === the records of the approval chain (第十条) ===
+
+const CHAIN: &str = "第十条";
+
+/// What a feasibility review lacks: its summary, the sector departments consulted and its date.
+pub fn review_violations(review: &api::FeasibilityReview) -> Vec<FieldViolation> {
+    let rule = format!("the feasibility review, with the sector departments consulted ({CHAIN})");
+    let mut v = Vec::new();
+    required(&mut v, "review.summary", &review.summary, &rule);
+    if review
+        .departments_consulted
+        .iter()
+        .all(|d| d.trim().is_empty())
+    {
+        v.push(FieldViolation::new(
+            "review.departments_consulted",
+            format!("at least one: {rule}"),
+        ));
+    }
+    date_field(&mut v, "review.reviewed_on", &review.reviewed_on, &rule);
+    v
+}
+
+/// What a collective decision lacks; when it is complete, whether it agreed (a decision that does
+/// not agree rejects the plan).
+pub fn decision_outcome(
+    decision: &api::CollectiveDecision,
+) -> Result<api::DecisionOutcome, Vec<FieldViolation>> {
+    let rule =
+        format!("the collective decision (三重一大) with its date, body and outcome ({CHAIN})");
+    let mut v = Vec::new();
+    date_field(&mut v, "decision.decided_on", &decision.decided_on, &rule);
+    required(&mut v, "decision.body", &decision.body, &rule);
+    let outcome = api::DecisionOutcome::try_from(decision.outcome).unwrap_or_default();
+    if outcome == api::DecisionOutcome::Unspecified {
+        v.push(FieldViolation::new(
+            "decision.outcome",
+            format!("agreed or not agreed: {rule}"),
+        ));
+    }
+    if v.is_empty() { Ok(outcome) } else { Err(v) }
+}
+
+/// The reason recorded when the collective decision does not agree.
+pub const NOT_AGREED: &str = "the collective decision (三重一大) did not agree";
+
+/// What a government approval lacks: its document number, its date, and an effective date not
+/// before it.
+pub fn approval_violations(approval: &api::GovernmentApproval) -> Vec<FieldViolation> {
+    let rule = format!("the same-level government's approval ({CHAIN})");
+    let mut v = Vec::new();
+    required(
+        &mut v,
+        "approval.document_number",
+        &approval.document_number,
+        &rule,
+    );
+    let approved = date_field(&mut v, "approval.approved_on", &approval.approved_on, &rule);
+    let effective = date_field(
+        &mut v,
+        "approval.effective_on",
+        &approval.effective_on,
+        "the day the plan takes effect",
+    );
+    if let (Some(a), Some(e)) = (approved, effective)
+        && e < a
+    {
+        v.push(FieldViolation::new(
+            "approval.effective_on",
+            format!("cannot be before approved_on {a}"),
+        ));
+    }
+    v
+}
+
+/// The reasons of a rejection, blank ones dropped; at least one is required.
+pub fn rejection_reasons(reasons: Vec<String>) -> Result<Vec<String>, Vec<FieldViolation>> {
+    let reasons: Vec<String> = reasons
+        .into_iter()
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    if reasons.is_empty() {
+        return Err(vec![FieldViolation::new("reasons", "at least one reason")]);
+    }
+    Ok(reasons)
+}
+
+// === amendments (第十条: an approved plan changes only by amendment) ===
+
+/// What an amendment request lacks: its kind and its reason.
+pub fn amendment_violations(kind: api::AmendmentKind, reason: &str) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    if kind == api::AmendmentKind::Unspecified {
+        v.push(FieldViolation::new(
+            "kind",
+            format!(
+                "minor or major ({CHAIN}: a major change goes through the approval chain again)"
+            ),
+        ));
+    }
+    if reason.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "reason",
+            format!("required: why the approved plan changes ({CHAIN})"),
+        ));
+    }
+    v
+}
+
+/// Why a plan version in `state` cannot be amended, or `None` when it can: only the version in
+/// effect is amended.
+pub fn not_amendable(state: PlanState, version: u32) -> Option<String> {
+    match state {
+        PlanState::Effective => None,
+        s if s.is_approved() => {
+            Some("the plan is approved but not yet effective; amend it once it takes effect".into())
+        }
+        PlanState::Superseded | PlanState::Rejected => Some(format!(
+            "version {version} is {}; nothing to amend",
+            state.name()
+        )),
+        s => Some(format!(
+            "version {version} is {} and goes through the approval chain; change it there (PATCH \
+             while a draft) and amend only what took effect",
+            s.name()
+        )),
+    }
+}
+
+/// The next version of `current` with the amendment's name and sections applied, and the names of
+/// what changed; refused when it changes nothing.
+pub fn amended(
+    current: &api::Plan,
+    name: &str,
+    sections: api::PlanSections,
+) -> Result<(api::Plan, Vec<String>), Vec<FieldViolation>> {
+    let mut next = current.clone();
+    next.version = current.version + 1;
+    if !name.is_empty() {
+        next.name = name.to_string();
+    }
+    let mut changed = merge_sections(next.sections.get_or_insert_default(), sections);
+    if next.name != current.name {
+        changed.insert(0, "name".into());
+    }
+    if changed.is_empty() {
+        return Err(vec![FieldViolation::new(
+            "sections",
+            "the amendment changes nothing",
+        )]);
+    }
+    Ok((next, changed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn day(s: &str) -> String {
+        s.to_string()
+    }
+
+    #[test]
+    fn a_review_needs_its_summary_departments_and_date() {
+        let fields = |v: Vec<FieldViolation>| v.into_iter().map(|v| v.field).collect::<Vec<_>>();
+        assert_eq!(
+            fields(review_violations(&api::FeasibilityReview::default())),
+            [
+                "review.summary",
+                "review.departments_consulted",
+                "review.reviewed_on"
+            ]
+        );
+        let review = api::FeasibilityReview {
+            summary: "feasible".into(),
+            departments_consulted: vec!["Transport".into()],
+            reviewed_on: day("2026-03-02"),
+            ..Default::default()
+        };
+        assert!(review_violations(&review).is_empty());
+    }
+
+    #[test]
+    fn a_decision_is_complete_before_its_outcome_counts() {
+        let err = decision_outcome(&api::CollectiveDecision::default()).unwrap_err();
+        assert_eq!(err.len(), 3, "{err:?}");
+        assert!(
+            err.iter().all(|v| v.description.contains("第十条")),
+            "{err:?}"
+        );
+        let mut decision = api::CollectiveDecision {
+            decided_on: day("2026-03-03"),
+            body: "party group".into(),
+            outcome: api::DecisionOutcome::NotAgreed as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            decision_outcome(&decision).unwrap(),
+            api::DecisionOutcome::NotAgreed
+        );
+        decision.decided_on = day("3 March");
+        assert_eq!(
+            decision_outcome(&decision).unwrap_err()[0].field,
+            "decision.decided_on"
+        );
+    }
+
+    #[test]
+    fn an_approval_takes_effect_no_earlier_than_it_is_given() {
+        let mut approval = api::GovernmentApproval {
+            document_number: "哈政函〔2026〕1号".into(),
+            approved_on: day("2026-03-04"),
+            effective_on: day("2026-03-03"),
+            ..Default::default()
+        };
+        let v = approval_violations(&approval);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "approval.effective_on");
+        approval.effective_on = day("2026-03-04");
+        assert!(approval_violations(&approval).is_empty());
+        assert_eq!(
+            approval_violations(&api::GovernmentApproval::default()).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_rejection_gives_a_reason() {
+        assert!(rejection_reasons(vec![" ".into()]).is_err());
+        assert_eq!(
+            rejection_reasons(vec!["".into(), "incomplete".into()]).unwrap(),
+            ["incomplete"]
+        );
+    }
+
+    #[test]
+    fn only_the_version_in_effect_is_amended_and_only_by_a_change() {
+        assert!(not_amendable(PlanState::Effective, 1).is_none());
+        assert!(
+            not_amendable(PlanState::Approved, 1)
+                .unwrap()
+                .contains("not yet effective")
+        );
+        assert!(
+            not_amendable(PlanState::Draft, 2)
+                .unwrap()
+                .contains("approval chain")
+        );
+        let v = amendment_violations(api::AmendmentKind::Unspecified, "");
+        assert_eq!(
+            v.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(),
+            ["kind", "reason"]
+        );
+
+        let current = api::Plan {
+            name: "Transit".into(),
+            version: 1,
+            ..Default::default()
+        };
+        let err = amended(&current, "", api::PlanSections::default()).unwrap_err();
+        assert_eq!(err[0].field, "sections");
+        let (next, changed) =
+            amended(&current, "Transit and metro", api::PlanSections::default()).unwrap();
+        assert_eq!((next.version, changed), (2, vec!["name".to_string()]));
+    }
 
     #[test]
     fn the_chain_runs_in_order_and_a_skipped_step_is_named() {

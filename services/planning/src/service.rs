@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pdp_kit::calendar::civil_date;
-use pdp_kit::change::{Change, timestamp};
+use pdp_kit::change::{Change, Recorder, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
 use pdp_kit::events::Event;
-use pdp_kit::identity::{Identity, TenantCode};
+use pdp_kit::identity::{Identity, Role, TenantCode};
 use pdp_kit::paging::Cursor;
+use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::planning::v1 as api;
 use serde_json::json;
@@ -26,11 +27,11 @@ use crate::{SERVICE, TOPIC};
 type Result<T> = std::result::Result<T, PlanningError>;
 
 /// Roles that manage every resource of their tenant; a provider unit manages its own.
-const BUREAU: &[&str] = &["provincial_bureau", "city_bureau"];
+const BUREAU: &[Role] = &Role::BUREAU;
 
 /// Ownership is the service's to decide (the gateway decides role × tenant × operation).
 fn may_manage(who: &Identity, resource: &api::DataResource) -> Result<()> {
-    if BUREAU.iter().any(|r| who.has_role(r)) || resource.owner_organization == who.organization {
+    if who.has_any(BUREAU) || resource.owner_organization == who.organization {
         Ok(())
     } else {
         Err(PlanningError::forbidden(
@@ -44,7 +45,12 @@ fn may_manage(who: &Identity, resource: &api::DataResource) -> Result<()> {
 }
 
 /// Roles that see plans before they take effect; everyone else sees effective plans only.
-const SEES_UNPUBLISHED: &[&str] = &["provincial_bureau", "city_bureau", "supervisor", "auditor"];
+const SEES_UNPUBLISHED: &[Role] = &[
+    Role::ProvincialBureau,
+    Role::CityBureau,
+    Role::Supervisor,
+    Role::Auditor,
+];
 
 #[derive(Debug, Clone)]
 pub struct Planning {
@@ -52,26 +58,20 @@ pub struct Planning {
     clock: Arc<dyn Clock>,
 }
 
-/// Who acts, in which tenant, at what time: what every change records.
-fn recorder<'a>(
-    scope: &'a TenantScope,
-    actor: Option<&'a Identity>,
-    now: DateTime<Utc>,
-) -> Change<'a> {
-    Change {
-        service: SERVICE,
-        topic: TOPIC,
-        scope,
-        actor,
-        now,
-    }
-}
+/// Records this service's changes: their events on its topic and their audit records.
+const RECORDER: Recorder = Recorder {
+    service: SERVICE,
+    topic: TOPIC,
+};
 
+/// The state of a plan read from the store, which refuses a row whose state names none (so the
+/// fallback is never taken for a stored plan).
 fn state_of(plan: &api::Plan) -> PlanState {
-    api::PlanState::try_from(plan.state)
+    let state = api::PlanState::try_from(plan.state)
         .ok()
-        .and_then(PlanState::from_api)
-        .unwrap_or(PlanState::Draft)
+        .and_then(PlanState::from_api);
+    debug_assert!(state.is_some(), "stored plans carry a known state");
+    state.unwrap_or(PlanState::Draft)
 }
 
 fn plan_subject(plan: &api::Plan) -> String {
@@ -111,6 +111,18 @@ fn catalog_for(
     Ok(Catalog(found))
 }
 
+impl Operations for Planning {
+    type Error = PlanningError;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+}
+
 impl Planning {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
@@ -118,18 +130,6 @@ impl Planning {
 
     fn today(&self) -> NaiveDate {
         civil_date(self.clock.now())
-    }
-
-    async fn in_scope<F, R>(&self, scope: &TenantScope, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut AnyConnection, &TenantScope, DateTime<Utc>) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let now = self.clock.now();
-        let inner = scope.clone();
-        self.store
-            .scoped(scope, move |conn| f(conn, &inner, now))
-            .await
     }
 
     // --- catalog -------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ impl Planning {
             resource.create_time = Some(timestamp(now));
             resource.update_time = Some(timestamp(now));
             db::insert_resource(conn, scope, &resource, now)?;
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             act.record(
                 conn,
                 "resource",
@@ -188,7 +188,7 @@ impl Planning {
             }
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             act.record(
                 conn,
                 "resource",
@@ -225,7 +225,7 @@ impl Planning {
             resource.registered_at = Some(timestamp(now));
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             act.record(
                 conn,
                 "resource",
@@ -322,7 +322,7 @@ impl Planning {
                 ..Default::default()
             };
             db::insert_plan_version(conn, scope, &plan, now)?;
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "plan",
                 "created",
@@ -380,7 +380,7 @@ impl Planning {
             PlanningError::check("plan", v)?;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "plan",
                 "updated",
@@ -394,7 +394,7 @@ impl Planning {
 
     /// Whether `who` may see versions that have not taken effect.
     fn sees_unpublished(who: &Identity) -> bool {
-        SEES_UNPUBLISHED.iter().any(|r| who.has_role(r))
+        who.has_any(SEES_UNPUBLISHED)
     }
 
     pub async fn get_plan(&self, who: &Identity, tenant: &str, id: String) -> Result<api::Plan> {
@@ -461,7 +461,7 @@ impl Planning {
                 Some(s) if s.is_empty() => Vec::new(),
                 s => db::list_plans(conn, scope, s.as_deref(), &cursor)?,
             };
-            let next = cursor.next_token(&items, |p| &p.id);
+            let next = cursor.next_token_by(&items, db::plan_page_key);
             Ok((items, next))
         })
         .await
@@ -526,7 +526,7 @@ impl Planning {
             plan.state = next.to_api() as i32;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             let verb = match next {
                 PlanState::Submitted => "submitted",
                 PlanState::Reviewed => "reviewed",
@@ -565,26 +565,7 @@ impl Planning {
     ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Review, move |plan, who, _, _| {
             let mut review = review.unwrap_or_default();
-            let rule = "the feasibility review, with the sector departments consulted (第十条)";
-            let mut v = Vec::new();
-            if review.summary.trim().is_empty() {
-                v.push(FieldViolation::new(
-                    "review.summary",
-                    format!("required: {rule}"),
-                ));
-            }
-            if review
-                .departments_consulted
-                .iter()
-                .all(|d| d.trim().is_empty())
-            {
-                v.push(FieldViolation::new(
-                    "review.departments_consulted",
-                    format!("at least one: {rule}"),
-                ));
-            }
-            plan::date_field(&mut v, "review.reviewed_on", &review.reviewed_on, rule);
-            PlanningError::check("review", v)?;
+            PlanningError::check("review", plan::review_violations(&review))?;
             review.reviewed_by = who.subject.clone();
             plan.review = Some(review);
             Ok(Step::Review)
@@ -601,30 +582,14 @@ impl Planning {
     ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Decide, move |plan, who, now, _| {
             let mut decision = decision.unwrap_or_default();
-            let rule =
-                "the collective decision (三重一大) with its date, body and outcome (第十条)";
-            let mut v = Vec::new();
-            plan::date_field(&mut v, "decision.decided_on", &decision.decided_on, rule);
-            if decision.body.trim().is_empty() {
-                v.push(FieldViolation::new(
-                    "decision.body",
-                    format!("required: {rule}"),
-                ));
-            }
-            let outcome = api::DecisionOutcome::try_from(decision.outcome).unwrap_or_default();
-            if outcome == api::DecisionOutcome::Unspecified {
-                v.push(FieldViolation::new(
-                    "decision.outcome",
-                    format!("agreed or not agreed: {rule}"),
-                ));
-            }
-            PlanningError::check("decision", v)?;
+            let outcome = plan::decision_outcome(&decision)
+                .map_err(|v| PlanningError::invalid("decision", v))?;
             decision.recorded_by = who.subject.clone();
             plan.decision = Some(decision);
             if outcome == api::DecisionOutcome::NotAgreed {
                 plan.rejection = Some(api::Rejection {
                     at: api::PlanState::Reviewed as i32,
-                    reasons: vec!["the collective decision (三重一大) did not agree".into()],
+                    reasons: vec![plan::NOT_AGREED.into()],
                     rejected_by: who.subject.clone(),
                     reject_time: Some(timestamp(now)),
                 });
@@ -644,31 +609,7 @@ impl Planning {
     ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Approve, move |plan, who, _, _| {
             let mut approval = approval.unwrap_or_default();
-            let rule = "the same-level government's approval (第十条)";
-            let mut v = Vec::new();
-            if approval.document_number.trim().is_empty() {
-                v.push(FieldViolation::new(
-                    "approval.document_number",
-                    format!("required: {rule}"),
-                ));
-            }
-            let approved =
-                plan::date_field(&mut v, "approval.approved_on", &approval.approved_on, rule);
-            let effective = plan::date_field(
-                &mut v,
-                "approval.effective_on",
-                &approval.effective_on,
-                "the day the plan takes effect",
-            );
-            if let (Some(a), Some(e)) = (approved, effective)
-                && e < a
-            {
-                v.push(FieldViolation::new(
-                    "approval.effective_on",
-                    format!("cannot be before approved_on {a}"),
-                ));
-            }
-            PlanningError::check("approval", v)?;
+            PlanningError::check("approval", plan::approval_violations(&approval))?;
             approval.recorded_by = who.subject.clone();
             plan.approval = Some(approval);
             Ok(Step::Approve)
@@ -684,16 +625,8 @@ impl Planning {
         reasons: Vec<String>,
     ) -> Result<api::Plan> {
         self.step(who, tenant, id, Step::Reject, move |plan, who, now, _| {
-            let reasons: Vec<String> = reasons
-                .into_iter()
-                .filter(|r| !r.trim().is_empty())
-                .collect();
-            if reasons.is_empty() {
-                return Err(PlanningError::invalid(
-                    "rejection",
-                    vec![FieldViolation::new("reasons", "at least one reason")],
-                ));
-            }
+            let reasons = plan::rejection_reasons(reasons)
+                .map_err(|v| PlanningError::invalid("rejection", v))?;
             plan.rejection = Some(api::Rejection {
                 at: plan.state,
                 reasons,
@@ -715,42 +648,28 @@ impl Planning {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
-            let current = db::latest_plan(conn, scope, &id)?.ok_or_else(|| PlanningError::not_found("plan", &id))?;
+            let current = db::latest_plan(conn, scope, &id)?
+                .ok_or_else(|| PlanningError::not_found("plan", &id))?;
             let kind = api::AmendmentKind::try_from(request.kind).unwrap_or_default();
-            let mut v = Vec::new();
-            if kind == api::AmendmentKind::Unspecified {
-                v.push(FieldViolation::new("kind", "minor or major (第十条: a major change goes through the approval chain again)"));
+            PlanningError::check(
+                "amendment",
+                plan::amendment_violations(kind, &request.reason),
+            )?;
+            if let Some(description) = plan::not_amendable(state_of(&current), current.version) {
+                return Err(PlanningError::precondition(
+                    plan_subject(&current),
+                    description,
+                ));
             }
-            if request.reason.trim().is_empty() {
-                v.push(FieldViolation::new("reason", "required: why the approved plan changes (第十条)"));
-            }
-            PlanningError::check("amendment", v)?;
-            if state_of(&current) != PlanState::Effective {
-                return Err(PlanningError::Precondition {
-                    subject: plan_subject(&current),
-                    description: match state_of(&current) {
-                        s if s.is_approved() => "the plan is approved but not yet effective; amend it once it takes effect".into(),
-                        PlanState::Superseded | PlanState::Rejected => format!("version {} is {}; nothing to amend", current.version, state_of(&current).name()),
-                        s => format!("version {} is {} and goes through the approval chain; change it there (PATCH while a draft) and amend only what took effect", current.version, s.name()),
-                    },
-                });
-            }
-            let mut next = current.clone();
-            next.version = current.version + 1;
-            if !request.name.is_empty() {
-                next.name = request.name.clone();
-            }
-            let change = request.sections.clone().unwrap_or_default();
-            let mut changed = plan::merge_sections(next.sections.get_or_insert_default(), change);
-            if next.name != current.name {
-                changed.insert(0, "name".into());
-            }
-            if changed.is_empty() {
-                return Err(PlanningError::invalid("amendment", vec![FieldViolation::new("sections", "the amendment changes nothing")]));
-            }
+            let (mut next, changed) = plan::amended(
+                &current,
+                &request.name,
+                request.sections.clone().unwrap_or_default(),
+            )
+            .map_err(|v| PlanningError::invalid("amendment", v))?;
             let sections = next.sections.clone().unwrap_or_default();
             let catalog = catalog_for(conn, scope, &sections)?;
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             next.update_time = Some(timestamp(now));
             next.create_time = Some(timestamp(now));
             next.created_by = who.subject.clone();
@@ -758,7 +677,13 @@ impl Planning {
                 // A minor change keeps the approval and takes effect with its record.
                 PlanningError::check(
                     "plan",
-                    plan::submission_violations(scope.tenant(), &next.name, next.mode, &sections, &catalog),
+                    plan::submission_violations(
+                        scope.tenant(),
+                        &next.name,
+                        next.mode,
+                        &sections,
+                        &catalog,
+                    ),
                 )?;
                 next.state = PlanState::Approved.to_api() as i32;
                 db::insert_plan_version(conn, scope, &next, now)?;
@@ -829,7 +754,7 @@ impl Planning {
                     if state_of(&plan) != PlanState::Approved {
                         return Ok(false);
                     }
-                    take_effect(conn, &recorder(scope, None, now), &mut plan)?;
+                    take_effect(conn, &RECORDER.change(scope, None, now), &mut plan)?;
                     Ok(true)
                 })
                 .await?;
@@ -892,7 +817,7 @@ impl Planning {
             filing.acknowledge_time = Some(timestamp(now));
             filing.note = note;
             db::save_filing(conn, scope, &filing, now)?;
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "filing",
                 "acknowledged",
@@ -941,7 +866,7 @@ impl Planning {
         let scope = TenantScope::system(TenantCode::province());
         scope.enter(conn)?;
         if db::insert_filing(conn, &scope, &filing, now)? {
-            recorder(&scope, None, now).record(
+            RECORDER.change(&scope, None, now).record(
                 conn,
                 "filing",
                 "received",
@@ -963,7 +888,7 @@ impl Planning {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
             let plans = db::list_plans(conn, scope, Some(&[PlanState::Effective]), &cursor)?;
-            let next = cursor.next_token(&plans, |p| &p.id);
+            let next = cursor.next_token_by(&plans, db::plan_page_key);
             let mut out = Vec::with_capacity(plans.len());
             for plan in plans {
                 let sections = plan.sections.clone().unwrap_or_default();

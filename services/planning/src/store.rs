@@ -73,8 +73,50 @@ tenant_table!(filings::table, filings::tenant);
 
 type Result<T> = std::result::Result<T, PlanningError>;
 
-fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
-    M::decode(bytes).map_err(|e| PlanningError::Corrupt(e.to_string()))
+/// A message stored as a row's body. What the encoding cannot refuse (a state number that names
+/// no state) is refused on reading, with the row named, instead of being read as a default.
+trait Row: Message + Default {
+    fn problem(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Row for api::DataResource {}
+impl Row for api::Amendment {}
+
+impl Row for api::Plan {
+    fn problem(&self) -> Option<String> {
+        let known = api::PlanState::try_from(self.state)
+            .ok()
+            .and_then(PlanState::from_api);
+        known.is_none().then(|| {
+            format!(
+                "plans/{} version {}: state {} is not a plan state",
+                self.id, self.version, self.state
+            )
+        })
+    }
+}
+
+impl Row for api::Filing {
+    fn problem(&self) -> Option<String> {
+        let known = api::FilingState::try_from(self.state)
+            .is_ok_and(|s| s != api::FilingState::Unspecified);
+        (!known).then(|| {
+            format!(
+                "filings/{}: state {} is not a filing state",
+                self.id, self.state
+            )
+        })
+    }
+}
+
+fn decode<M: Row>(bytes: &[u8]) -> Result<M> {
+    let row = M::decode(bytes).map_err(|e| PlanningError::Corrupt(e.to_string()))?;
+    match row.problem() {
+        Some(problem) => Err(PlanningError::Corrupt(problem)),
+        None => Ok(row),
+    }
 }
 
 // --- resources -------------------------------------------------------------------------------
@@ -275,6 +317,12 @@ pub fn plan_versions(
         .collect()
 }
 
+/// Where a page of [`list_plans`] ends: the plan and its version, since with a state filter one
+/// plan can show several versions and a page may end between them.
+pub fn plan_page_key(plan: &api::Plan) -> String {
+    format!("{}@{}", plan.id, plan.version)
+}
+
 /// The newest version of each plan, or every version in one of `states`.
 pub fn list_plans(
     conn: &mut AnyConnection,
@@ -289,7 +337,26 @@ pub fn list_plans(
         .limit(i64::from(page.size))
         .into_boxed();
     if let Some(after) = &page.after {
-        query = query.filter(plans::id.gt(after.clone()));
+        // A token of an older release names the plan alone: continue after all its versions.
+        query = match after.split_once('@') {
+            Some((id, version)) => {
+                let version: i32 = version.parse().map_err(|_| {
+                    PlanningError::invalid(
+                        "page",
+                        vec![pdp_kit::error::FieldViolation::new(
+                            "page.page_token",
+                            "not a token this service issued",
+                        )],
+                    )
+                })?;
+                query.filter(
+                    plans::id
+                        .gt(id.to_string())
+                        .or(plans::id.eq(id.to_string()).and(plans::version.gt(version))),
+                )
+            }
+            None => query.filter(plans::id.gt(after.clone())),
+        };
     }
     query = match states {
         Some(states) => query.filter(plans::state.eq_any(states.iter().map(|s| s.name()))),

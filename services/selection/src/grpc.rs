@@ -1,37 +1,11 @@
 //! The gRPC face of selection: take the request apart, call [`Selections`], answer. No rules.
 
-use pdp_kit::error::ServiceError;
-use pdp_kit::identity::{Identity, caller};
-use pdp_kit::paging::Cursor;
-use pdp_proto::pdp::common::v1::{PageRequest, PageResponse};
+use pdp_kit::grpc::{Answer, cursor, ok, page, who};
 use pdp_proto::pdp::selection::v1 as api;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
-use crate::SelectionError;
 use crate::selection::SelectionState;
 use crate::service::Selections;
-
-type Answer<T> = Result<Response<T>, Status>;
-
-fn cursor(page: Option<&PageRequest>) -> Result<Cursor, Status> {
-    let page = page.cloned().unwrap_or_default();
-    Cursor::parse(page.page_size, &page.page_token)
-        .map_err(|v| SelectionError::invalid("page", vec![v]).to_status())
-}
-
-fn page(next: String) -> Option<PageResponse> {
-    Some(PageResponse {
-        next_page_token: next,
-    })
-}
-
-fn who<T>(request: &Request<T>) -> Result<Identity, Status> {
-    caller(request).cloned()
-}
-
-fn ok<T>(result: Result<T, SelectionError>) -> Answer<T> {
-    result.map(Response::new).map_err(Status::from)
-}
 
 #[tonic::async_trait]
 impl api::selection_service_server::SelectionService for Selections {

@@ -9,12 +9,11 @@ pub mod service;
 pub mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use pdp_kit::events::Event;
 use pdp_kit::identity::RequireIdentity;
-use pdp_kit::inbox::{EventHandler, InboxConsumer};
-use pdp_kit::service::{Context, Running};
+use pdp_kit::inbox::EventHandler;
+use pdp_kit::service::{Context, Running, ServiceDef};
 use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
 use pdp_proto::pdp::selection::v1 as api;
 
@@ -29,15 +28,14 @@ pub const TOPIC: &str = "pdp.selection";
 pub const PLANS_CONSUMER: &str = "selection-plans";
 const PLANNING_TOPIC: &str = "pdp.planning";
 
-pub const MIGRATIONS: Migrations = Migrations {
-    postgres: &POSTGRES,
-    sqlite: &SQLITE,
-};
+pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
 
-static POSTGRES: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/postgres");
-static SQLITE: diesel_migrations::EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("migrations/sqlite");
+/// The service as `pdp` serves it.
+pub const DEF: ServiceDef = ServiceDef {
+    name: SERVICE,
+    migrations: MIGRATIONS,
+    start: |context| Box::pin(start(context)),
+};
 
 /// Keeps the plans in force, as planning's events tell, so that a call is opened only for an
 /// effective plan without reading planning's tables.
@@ -96,24 +94,9 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         ),
     );
 
-    let consumer = InboxConsumer {
-        store: context.store.clone(),
-        log: context.log.clone(),
-        consumer: PLANS_CONSUMER.into(),
-        topics: vec![PLANNING_TOPIC.into()],
-        batch_size: 100,
-    };
-    let stop = context.shutdown.clone();
-    let follower = tokio::spawn(async move {
-        let handler = Arc::new(PlansInForce);
-        while let Err(err) = consumer.clone().run(handler.clone(), stop.clone()).await {
-            tracing::warn!(error = %err, "plan follower failed; restarting");
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    });
+    let follower = context
+        .consumer(PLANS_CONSUMER, &[PLANNING_TOPIC])
+        .spawn(PlansInForce, context.shutdown.clone());
     Ok(Running {
         routes,
         tasks: vec![follower],

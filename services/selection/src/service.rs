@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use pdp_kit::calendar::{WorkingCalendar, civil_date};
-use pdp_kit::change::{Change, instant, timestamp};
+use pdp_kit::change::{Recorder, instant, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
-use pdp_kit::identity::Identity;
+use pdp_kit::identity::{Identity, Role};
 use pdp_kit::paging::Cursor;
+use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::selection::v1 as api;
 use serde_json::json;
@@ -24,7 +25,12 @@ use crate::{SERVICE, TOPIC};
 type Result<T> = std::result::Result<T, SelectionError>;
 
 /// Roles that see calls before they are published and every application.
-const STAFF: &[&str] = &["provincial_bureau", "city_bureau", "supervisor", "auditor"];
+const STAFF: &[Role] = &[
+    Role::ProvincialBureau,
+    Role::CityBureau,
+    Role::Supervisor,
+    Role::Auditor,
+];
 
 #[derive(Debug, Clone)]
 pub struct Selections {
@@ -34,23 +40,14 @@ pub struct Selections {
     credit: Arc<dyn CreditChecker>,
 }
 
-/// Who acts, in which tenant, at what time: what every change records.
-fn recorder<'a>(
-    scope: &'a TenantScope,
-    actor: Option<&'a Identity>,
-    now: DateTime<Utc>,
-) -> Change<'a> {
-    Change {
-        service: SERVICE,
-        topic: TOPIC,
-        scope,
-        actor,
-        now,
-    }
-}
+/// Records this service's changes: their events on its topic and their audit records.
+const RECORDER: Recorder = Recorder {
+    service: SERVICE,
+    topic: TOPIC,
+};
 
 fn is_staff(who: &Identity) -> bool {
-    STAFF.iter().any(|r| who.has_role(r))
+    who.has_any(STAFF)
 }
 
 fn subject(s: &api::Selection) -> String {
@@ -73,6 +70,18 @@ fn advance(selection: &mut api::Selection, step: Step) -> Result<()> {
     Ok(())
 }
 
+impl Operations for Selections {
+    type Error = SelectionError;
+
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+}
+
 impl Selections {
     pub fn new(
         store: Store,
@@ -86,18 +95,6 @@ impl Selections {
             calendar,
             credit,
         }
-    }
-
-    async fn in_scope<F, R>(&self, scope: &TenantScope, f: F) -> Result<R>
-    where
-        F: FnOnce(&mut AnyConnection, &TenantScope, DateTime<Utc>) -> Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let now = self.clock.now();
-        let inner = scope.clone();
-        self.store
-            .scoped(scope, move |conn| f(conn, &inner, now))
-            .await
     }
 
     fn load(conn: &mut AnyConnection, scope: &TenantScope, id: &str) -> Result<api::Selection> {
@@ -148,7 +145,7 @@ impl Selections {
                 ..input
             };
             db::insert_selection(conn, scope, &selection, now)?;
-            recorder(scope, Some(&who), now).record(conn, "selection", "created", &selection.id, summary(&selection))?;
+            RECORDER.change(scope, Some(&who), now).record(conn, "selection", "created", &selection.id, summary(&selection))?;
             Ok(selection)
         })
         .await
@@ -207,7 +204,7 @@ impl Selections {
             advance(&mut s, Step::Publish)?;
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "selection",
                 "published",
@@ -270,7 +267,7 @@ impl Selections {
             if !db::insert_application(conn, scope, &application, now)? {
                 return Err(SelectionError::precondition(subject(&s), format!("{} has applied to this selection already", who.organization)));
             }
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "application",
                 "submitted",
@@ -353,7 +350,7 @@ impl Selections {
             a.evaluations.retain(|e| e.evaluator != evaluation.evaluator);
             a.evaluations.push(evaluation.clone());
             db::save_application(conn, scope, &a, now)?;
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "application",
                 "evaluated",
@@ -403,7 +400,7 @@ impl Selections {
                 .collect();
             let mut data = summary(&s);
             data["proposed_organizations"] = json!(proposed);
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "selection",
                 "shortlisted",
@@ -461,7 +458,7 @@ impl Selections {
             db::save_selection(conn, scope, &s, now)?;
             let mut data = summary(&s);
             data["ends_at"] = json!(ends_at.to_rfc3339());
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "selection",
                 "notice_published",
@@ -529,7 +526,7 @@ impl Selections {
                 ..input
             };
             db::insert_objection(conn, scope, &objection, now)?;
-            recorder(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).record(
                 conn,
                 "objection",
                 "filed",
@@ -584,7 +581,7 @@ impl Selections {
                 v.push(FieldViolation::new("reasons", "at least one reason"));
             }
             SelectionError::check("resolution", v)?;
-            let act = recorder(scope, Some(&who), now);
+            let act = RECORDER.change(scope, Some(&who), now);
             if outcome == api::ObjectionState::Upheld {
                 // The result is reconsidered: back to shortlisting, with a new notice to follow.
                 advance(&mut s, Step::UpholdObjection)?;
@@ -660,7 +657,7 @@ impl Selections {
             db::save_selection(conn, scope, &s, now)?;
             let mut data = summary(&s);
             data["selected_organizations"] = json!(selected);
-            recorder(scope, Some(&who), now).record(conn, "selection", "concluded", &s.id, data)?;
+            RECORDER.change(scope, Some(&who), now).record(conn, "selection", "concluded", &s.id, data)?;
             Ok(s)
         })
         .await

@@ -60,11 +60,52 @@ tenant_table!(effective_plans::table, effective_plans::tenant);
 
 type Result<T> = std::result::Result<T, SelectionError>;
 
-fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
-    M::decode(bytes).map_err(|e| SelectionError::Corrupt(e.to_string()))
+/// A message stored as a row's body. What the encoding cannot refuse (a state number that names
+/// no state) is refused on reading, with the row named, instead of being read as a default.
+trait Row: Message + Default {
+    fn problem(&self) -> Option<String> {
+        None
+    }
 }
 
-fn decode_all<M: Message + Default>(rows: Vec<Vec<u8>>) -> Result<Vec<M>> {
+impl Row for api::Application {}
+
+impl Row for api::Selection {
+    fn problem(&self) -> Option<String> {
+        let known = SelectionState::ALL
+            .iter()
+            .any(|s| s.to_api() as i32 == self.state);
+        (!known).then(|| {
+            format!(
+                "selections/{}: state {} is not a selection state",
+                self.id, self.state
+            )
+        })
+    }
+}
+
+impl Row for api::Objection {
+    fn problem(&self) -> Option<String> {
+        let known = api::ObjectionState::try_from(self.state)
+            .is_ok_and(|s| s != api::ObjectionState::Unspecified);
+        (!known).then(|| {
+            format!(
+                "objections/{}: state {} is not an objection state",
+                self.id, self.state
+            )
+        })
+    }
+}
+
+fn decode<M: Row>(bytes: &[u8]) -> Result<M> {
+    let row = M::decode(bytes).map_err(|e| SelectionError::Corrupt(e.to_string()))?;
+    match row.problem() {
+        Some(problem) => Err(SelectionError::Corrupt(problem)),
+        None => Ok(row),
+    }
+}
+
+fn decode_all<M: Row>(rows: Vec<Vec<u8>>) -> Result<Vec<M>> {
     rows.iter().map(|b| decode(b)).collect()
 }
 

@@ -8,44 +8,9 @@ use pdp_kit::clock::ManualClock;
 use pdp_kit::events::Event;
 use pdp_kit::identity::Identity;
 use pdp_kit::inbox::EventHandler;
-use pdp_kit::store::{KIT_MIGRATIONS, Store, StoreError};
+use pdp_kit::store::{Store, StoreError};
+pub use pdp_kit::testing::Backend;
 use pdp_proto::pdp::agreements::v1 as api;
-
-pub fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-pub enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Backend {
-    pub fn sqlite() -> Self {
-        Self::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    pub fn postgres() -> Self {
-        Self::Postgres(format!("agreements_{}", uuid::Uuid::now_v7().simple()))
-    }
-
-    pub fn store(&self) -> Store {
-        let store = match self {
-            Self::Sqlite(dir) => Store::open(
-                &dir.path().join("agreements.db").to_string_lossy(),
-                "agreements",
-                1,
-            ),
-            Self::Postgres(schema) => Store::open(&database_url(), schema, 4),
-        }
-        .expect("store opens (is PostgreSQL running? see README)");
-        store
-            .migrate(&[KIT_MIGRATIONS, pdp_agreements::MIGRATIONS])
-            .unwrap();
-        store
-    }
-}
 
 pub fn at(local: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&format!("{}:00+08:00", local.replace(' ', "T")))
@@ -61,7 +26,7 @@ pub struct Instance {
 
 impl Instance {
     pub fn new(backend: &Backend) -> Self {
-        let store = backend.store();
+        let store = backend.store("agreements", &[pdp_agreements::MIGRATIONS]);
         let clock = ManualClock::at(at("2026-11-26 10:00"));
         Self {
             agreements: Agreements::new(store.clone(), Arc::new(clock.clone())),

@@ -311,15 +311,12 @@ impl EmbeddedSubscription {
                         ))
                         .load(conn)?;
                     for (offset, headers, payload) in rows {
-                        let malformed = |reason: String| EventLogError::Malformed {
-                            topic: topic.clone(),
-                            partition: part,
-                            offset,
-                            reason,
-                        };
-                        let headers: EventHeaders =
-                            serde_json::from_str(&headers).map_err(|e| malformed(e.to_string()))?;
-                        let event = Event::from_record(&headers, &payload).map_err(malformed)?;
+                        let event = serde_json::from_str::<EventHeaders>(&headers)
+                            .map_err(|e| e.to_string())
+                            .and_then(|headers| Event::from_record(&headers, &payload))
+                            .unwrap_or_else(|reason| {
+                                Event::unreadable(&topic, part, offset, reason, &payload)
+                            });
                         out.push(Delivery {
                             topic: topic.clone(),
                             partition: part,

@@ -12,6 +12,8 @@ use crate::identity::TenantCode;
 
 pub const SPEC_VERSION: &str = "1.0";
 pub const CONTENT_TYPE: &str = "application/json";
+/// The type of the stand-in for a record that is no event ([`Event::unreadable`]).
+pub const UNREADABLE: &str = "pdp.kit.record.unreadable";
 
 /// Headers of a record, as strings (every CloudEvents attribute pdp writes is a string).
 pub type EventHeaders = BTreeMap<String, String>;
@@ -94,6 +96,37 @@ impl Event {
         serde_json::to_vec(&self.data).expect("JSON values serialize")
     }
 
+    /// A record that is no event: what a subscription delivers in its place, so that the consumer
+    /// parks it as a dead letter (with `reason`) instead of failing on it forever or guessing
+    /// what it meant. Its id is its place in the log.
+    pub fn unreadable(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        reason: String,
+        payload: &[u8],
+    ) -> Self {
+        Self {
+            id: format!("{topic}/{partition}/{offset}"),
+            source: format!("/{topic}"),
+            event_type: UNREADABLE.to_string(),
+            subject: String::new(),
+            time: Utc::now().trunc_subsecs(6),
+            tenant: TenantCode::province(),
+            data: serde_json::json!({
+                "reason": reason,
+                "payload": String::from_utf8_lossy(payload),
+            }),
+            trace: BTreeMap::new(),
+        }
+    }
+
+    /// Why the record could not be read, when it is [`Event::unreadable`].
+    pub fn unreadable_reason(&self) -> Option<&str> {
+        (self.event_type == UNREADABLE)
+            .then(|| self.data["reason"].as_str().unwrap_or("unreadable"))
+    }
+
     /// Reads an event back from a record's headers and value.
     pub fn from_record(headers: &EventHeaders, payload: &[u8]) -> Result<Self, String> {
         let get = |name: &str| {
@@ -161,5 +194,25 @@ mod tests {
     fn a_record_without_attributes_is_rejected() {
         let err = Event::from_record(&EventHeaders::new(), b"{}").unwrap_err();
         assert!(err.contains("ce_specversion"), "{err}");
+    }
+
+    #[test]
+    fn a_record_that_is_no_event_stands_in_as_unreadable_with_its_place_and_reason() {
+        let stand_in =
+            Event::unreadable("pdp.planning", 2, 41, "missing header ce_id".into(), b"{x");
+        assert_eq!(stand_in.id, "pdp.planning/2/41");
+        assert_eq!(stand_in.unreadable_reason(), Some("missing header ce_id"));
+        assert_eq!(stand_in.data["payload"], "{x");
+        let tenant: TenantCode = "230100".parse().unwrap();
+        let ordinary = Event::new(
+            "planning",
+            &tenant,
+            "plan",
+            "approved",
+            "p",
+            Utc::now(),
+            serde_json::json!({}),
+        );
+        assert_eq!(ordinary.unreadable_reason(), None);
     }
 }

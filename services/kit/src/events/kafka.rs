@@ -177,7 +177,7 @@ struct KafkaSubscription {
 }
 
 impl KafkaSubscription {
-    fn delivery(msg: &rdkafka::message::BorrowedMessage<'_>) -> Result<Delivery, EventLogError> {
+    fn delivery(msg: &rdkafka::message::BorrowedMessage<'_>) -> Delivery {
         let mut headers = EventHeaders::new();
         if let Some(h) = msg.headers() {
             for header in h.iter() {
@@ -189,21 +189,16 @@ impl KafkaSubscription {
                 }
             }
         }
-        let event =
-            Event::from_record(&headers, msg.payload().unwrap_or_default()).map_err(|reason| {
-                EventLogError::Malformed {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    reason,
-                }
-            })?;
-        Ok(Delivery {
+        let payload = msg.payload().unwrap_or_default();
+        let event = Event::from_record(&headers, payload).unwrap_or_else(|reason| {
+            Event::unreadable(msg.topic(), msg.partition(), msg.offset(), reason, payload)
+        });
+        Delivery {
             topic: msg.topic().to_string(),
             partition: msg.partition(),
             offset: msg.offset(),
             event,
-        })
+        }
     }
 }
 
@@ -219,12 +214,12 @@ impl Subscription for KafkaSubscription {
             Err(_) => return Ok(out),
             Ok(msg) => msg.map_err(unavailable)?,
         };
-        out.push(Self::delivery(&first)?);
+        out.push(Self::delivery(&first));
         drop(first);
         // Drain what is already fetched without waiting for more.
         while out.len() < max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
-                Ok(Ok(msg)) => out.push(Self::delivery(&msg)?),
+                Ok(Ok(msg)) => out.push(Self::delivery(&msg)),
                 Ok(Err(err)) => return Err(unavailable(err)),
                 Err(_) => break,
             }

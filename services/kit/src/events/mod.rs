@@ -10,14 +10,16 @@
 mod embedded;
 mod envelope;
 mod kafka;
+mod typed;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedLog;
-pub use envelope::{Event, EventHeaders};
+pub use envelope::{Event, EventHeaders, UNREADABLE};
 pub use kafka::KafkaLog;
+pub use typed::{PayloadError, to_json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
@@ -25,13 +27,6 @@ pub enum EventLogError {
     UnknownTopic(String),
     #[error("event log unavailable: {0}")]
     Unavailable(String),
-    #[error("malformed record on {topic}[{partition}]@{offset}: {reason}")]
-    Malformed {
-        topic: String,
-        partition: i32,
-        offset: i64,
-        reason: String,
-    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }

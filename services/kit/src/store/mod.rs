@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+pub use diesel_migrations::EmbeddedMigrations;
+use diesel_migrations::MigrationHarness;
+#[doc(hidden)]
+pub use diesel_migrations::embed_migrations;
 
 pub use connection::{AnyConnection, MultiBackend};
 pub use tenant::{Access, ScopeError, TenantScope, TenantTable};
@@ -51,6 +54,22 @@ impl std::fmt::Debug for Migrations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Migrations")
     }
+}
+
+/// The migrations of the calling crate, embedded from its `migrations/postgres` and
+/// `migrations/sqlite` folders: `pub const MIGRATIONS: Migrations = pdp_kit::migrations!();`.
+#[macro_export]
+macro_rules! migrations {
+    () => {{
+        static POSTGRES: $crate::store::EmbeddedMigrations =
+            $crate::store::embed_migrations!("migrations/postgres");
+        static SQLITE: $crate::store::EmbeddedMigrations =
+            $crate::store::embed_migrations!("migrations/sqlite");
+        $crate::store::Migrations {
+            postgres: &POSTGRES,
+            sqlite: &SQLITE,
+        }
+    }};
 }
 
 /// Lends a static set of embedded migrations to diesel, which wants a source by value.
@@ -143,8 +162,13 @@ impl Store {
             use diesel::Connection;
             let mut conn = diesel::PgConnection::establish(&url)
                 .map_err(|e| StoreError::Open(e.to_string()))?;
-            conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .map_err(|e| StoreError::Open(e.to_string()))?;
+            // Two processes opening a new schema at once would both try to create it
+            // (`IF NOT EXISTS` does not stop the race); one waits for the other instead.
+            conn.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('pdp.schema.{schema}')); \
+                 CREATE SCHEMA IF NOT EXISTS \"{schema}\"; COMMIT;"
+            ))
+            .map_err(|e| StoreError::Open(e.to_string()))?;
         }
         let pool = Pool::builder()
             .max_size(size)
@@ -220,19 +244,79 @@ impl Store {
         .await
     }
 
-    /// Applies the pending migrations of each owner, in order.
+    /// Runs `f` in one transaction in the tenant of `scope`, handing it the scope and `now`: the
+    /// shape of every operation of a domain service (load, apply the rules, store, record).
+    pub async fn operate<F, R, E>(
+        &self,
+        scope: &TenantScope,
+        now: chrono::DateTime<chrono::Utc>,
+        f: F,
+    ) -> Result<R, E>
+    where
+        F: FnOnce(&mut AnyConnection, &TenantScope, chrono::DateTime<chrono::Utc>) -> Result<R, E>
+            + Send
+            + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let inner = scope.clone();
+        self.scoped(scope, move |conn| f(conn, &inner, now)).await
+    }
+
+    /// Applies the pending migrations of each owner, in order. In PostgreSQL one process at a
+    /// time migrates a schema (a session advisory lock): the chart's Job and a person running
+    /// `pdp migrate` at once both succeed, and each migration is applied once.
     pub fn migrate(&self, sets: &[Migrations]) -> StoreResult<Vec<String>> {
         let mut conn = self.connection()?;
-        let mut applied = Vec::new();
+        let lock = self.migration_lock();
+        if let Some(key) = &lock {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({key})"))?;
+        }
+        let result = (|| {
+            let mut applied = Vec::new();
+            for set in sets {
+                let versions = match &mut *conn {
+                    AnyConnection::Postgresql(c) => c.run_pending_migrations(Source(set.postgres)),
+                    AnyConnection::Sqlite(c) => c.run_pending_migrations(Source(set.sqlite)),
+                }
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+                applied.extend(versions.into_iter().map(|v| v.to_string()));
+            }
+            Ok(applied)
+        })();
+        if let Some(key) = &lock {
+            // Ending the session would release it too; a pooled connection lives on.
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({key})"))?;
+        }
+        result
+    }
+
+    /// The migrations of `sets` not applied yet (`<version>_<name>`), in order: what a process
+    /// that leaves migrating to `pdp migrate` waits for.
+    pub fn pending(&self, sets: &[Migrations]) -> StoreResult<Vec<String>> {
+        let mut conn = self.connection()?;
+        let mut pending = Vec::new();
         for set in sets {
-            let versions = match &mut *conn {
-                AnyConnection::Postgresql(c) => c.run_pending_migrations(Source(set.postgres)),
-                AnyConnection::Sqlite(c) => c.run_pending_migrations(Source(set.sqlite)),
+            let names: Vec<String> = match &mut *conn {
+                AnyConnection::Postgresql(c) => c
+                    .pending_migrations(Source(set.postgres))
+                    .map(|ms| ms.iter().map(|m| m.name().to_string()).collect()),
+                AnyConnection::Sqlite(c) => c
+                    .pending_migrations(Source(set.sqlite))
+                    .map(|ms| ms.iter().map(|m| m.name().to_string()).collect()),
             }
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-            applied.extend(versions.into_iter().map(|v| v.to_string()));
+            pending.extend(names);
         }
-        Ok(applied)
+        Ok(pending)
+    }
+
+    /// The advisory lock key of this store's migrations (PostgreSQL only): one per schema.
+    fn migration_lock(&self) -> Option<String> {
+        // The schema name is checked to be [a-z0-9_] in `open`, so it is safe inside a literal.
+        self.schema
+            .as_ref()
+            .map(|schema| format!("hashtext('pdp.migrate.{schema}')"))
     }
 
     /// Answers when the database does: what `/readyz` asks.

@@ -8,11 +8,14 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type Advice = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
-/// The dependencies a process needs before it takes traffic.
+/// The dependencies a process needs before it takes traffic, and what its operators should know
+/// without the process being taken out of service (advice).
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<(String, Arc<dyn Fn() -> CheckFuture + Send + Sync>)>,
+    advice: Vec<(String, Advice)>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -31,6 +34,23 @@ impl Readiness {
         self.checks
             .push((name.to_string(), Arc::new(move || Box::pin(check()))));
         self
+    }
+
+    /// Something `/readyz` reports under `advice` when `advise` says so, without failing.
+    pub fn advise<F>(mut self, name: &str, advise: F) -> Self
+    where
+        F: Fn() -> Option<String> + Send + Sync + 'static,
+    {
+        self.advice.push((name.to_string(), Arc::new(advise)));
+        self
+    }
+
+    /// What the advisers say now, by name.
+    pub fn advice(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.advice
+            .iter()
+            .filter_map(|(name, advise)| Some((name.clone(), advise()?.into())))
+            .collect()
     }
 
     /// Runs every check (each bounded by two seconds) and reports each by name.
@@ -66,10 +86,14 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let (ready, checks) = readiness.evaluate().await;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": checks,
     });
+    let advice = readiness.advice();
+    if !advice.is_empty() {
+        body["advice"] = advice.into();
+    }
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -94,7 +118,9 @@ mod tests {
             .check("store", || async { Ok(()) })
             .check("event_log", || async {
                 Err("connection refused".to_string())
-            });
+            })
+            .advise("calendar", || Some("no schedule for 2027".to_string()))
+            .advise("quiet", || None);
         let app = test::init_service(App::new().configure(routes(readiness))).await;
 
         let resp =
@@ -107,6 +133,16 @@ mod tests {
         let body: serde_json::Value = test::read_body_json(resp).await;
         assert_eq!(body["checks"]["event_log"], "connection refused");
         assert_eq!(body["checks"]["store"], "ok");
+        assert_eq!(body["advice"]["calendar"], "no schedule for 2027");
+        assert!(body["advice"].get("quiet").is_none(), "{body}");
+
+        let advised = Readiness::default()
+            .check("store", || async { Ok(()) })
+            .advise("calendar", || Some("no schedule for 2027".to_string()));
+        let app2 = test::init_service(App::new().configure(routes(advised))).await;
+        let resp =
+            test::call_service(&app2, test::TestRequest::get().uri("/readyz").to_request()).await;
+        assert_eq!(resp.status(), 200, "advice never makes a process unready");
 
         super::super::metrics::OUTBOX_PENDING
             .with_label_values(&["health_test"])

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -33,9 +34,34 @@ pub static EVENTS_APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         IntCounterVec::new(
             Opts::new(
                 "pdp_events_applied_total",
-                "Events a consumer applied (outcome: applied or duplicate)",
+                "Events a consumer received (outcome: applied, duplicate, skipped for a tenant another instance serves, or parked as a dead letter)",
             ),
             &["consumer", "outcome"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Dead letters a consumer holds (see `dead_letter`): anything above 0 needs a person.
+pub static DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "pdp_dead_letters",
+                "Events a consumer parked after its retries (pdp events dead-letters lists them)",
+            ),
+            &["consumer"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// 1 from 1 December while next year's holidays are not loaded (see `calendar`).
+pub static CALENDAR_NEXT_YEAR_MISSING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "pdp_calendar_next_year_missing",
+            "1 when it is December and the working-day calendar does not hold next year yet",
         )
         .expect("valid metric"),
     )

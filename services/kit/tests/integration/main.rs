@@ -2,6 +2,7 @@
 //! implementation of the trait they test.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
+mod dead_letters;
 mod event_log;
 mod outbox;
 mod store;

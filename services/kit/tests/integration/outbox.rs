@@ -179,8 +179,10 @@ pub async fn a_relay_killed_mid_batch_loses_and_duplicates_nothing_downstream(
     let consumer = InboxConsumer {
         store: consumer_store.clone(),
         log: log.clone(),
-        consumer: unique("recorder"),
+        consumer: "recorder".into(),
+        group: unique("recorder"),
         topics: vec![topic.clone()],
+        tenants: Vec::new(),
         batch_size: 20,
     };
     let task = tokio::spawn(consumer.run(Arc::new(Recorder::default()), shutdown.clone()));

@@ -1,5 +1,6 @@
 //! Planning's rules, end to end through the service and a real store.
 
+use pdp_kit::clock::Clock;
 use pdp_kit::error::ServiceError;
 use pdp_kit::paging::Cursor;
 use pdp_planning::plan::PlanState;
@@ -220,6 +221,11 @@ pub async fn a_plan_walks_the_chain_and_is_filed_with_the_province(backend: Back
         (HARBIN, plan.id.as_str(), 1)
     );
     assert_eq!(filing.approval_document, "哈政函〔2026〕88号");
+    assert_eq!(
+        filing.receive_time,
+        Some(pdp_kit::change::timestamp(i.clock.now())),
+        "received at the service's clock, not the wall clock"
+    );
     i.deliver().await;
     let (again, _) = i
         .planning
@@ -747,4 +753,100 @@ pub async fn lists_page_with_tokens(backend: Backend) {
         token = next;
     }
     assert_eq!(seen, ["R0", "R1", "R2", "R3", "R4"]);
+}
+
+pub async fn a_stored_state_that_does_not_decode_is_an_error(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN);
+    let r = registered(&i.planning, HARBIN, "Bus arrivals").await;
+    let mut plan = i
+        .planning
+        .create_plan(&bureau, HARBIN, draft("Transit", &[&r]))
+        .await
+        .unwrap();
+    // A state number no release of pdp defines, as a damaged or newer row would hold.
+    plan.state = 42;
+    let scope = scope_of(HARBIN);
+    let inner = scope.clone();
+    let damaged = plan.clone();
+    let now = i.clock.now();
+    i.store
+        .scoped(&scope, move |conn| {
+            pdp_planning::store::save_plan_version(conn, &inner, &damaged, now)
+        })
+        .await
+        .unwrap();
+    let err = i
+        .planning
+        .get_plan(&bureau, HARBIN, plan.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::Internal, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&plan.id) && text.contains("42"), "{text}");
+    let err = i
+        .planning
+        .submit_plan(&bureau, HARBIN, plan.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_status().code(),
+        tonic::Code::Internal,
+        "never taken for a draft: {err}"
+    );
+}
+
+fn scope_of(tenant: &str) -> pdp_kit::store::TenantScope {
+    pdp_kit::store::TenantScope::system(tenant.parse().unwrap())
+}
+
+/// With a state filter one plan can show several versions (two superseded ones here), and a page
+/// may end between them: the next page still starts at the version after the last one shown.
+pub async fn a_state_filtered_list_pages_through_every_version(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN);
+    let a = registered(&i.planning, HARBIN, "Bus arrivals").await;
+    let plan = i
+        .planning
+        .create_plan(&bureau, HARBIN, draft("Transit", &[&a]))
+        .await
+        .unwrap();
+    make_effective(&i.planning, HARBIN, &plan.id).await;
+    for name in ["Transit v2", "Transit v3"] {
+        i.planning
+            .amend_plan(
+                &bureau,
+                HARBIN,
+                plan.id.clone(),
+                api::AmendPlanRequest {
+                    kind: api::AmendmentKind::Major as i32,
+                    reason: "a new name".into(),
+                    name: name.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        make_effective(&i.planning, HARBIN, &plan.id).await;
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = i
+            .planning
+            .list_plans(
+                &bureau,
+                HARBIN,
+                Some(PlanState::Superseded),
+                Cursor::parse(1, &token).unwrap(),
+            )
+            .await
+            .unwrap();
+        seen.extend(page.into_iter().map(|p| (p.id, p.version)));
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    assert_eq!(seen, [(plan.id.clone(), 1), (plan.id.clone(), 2)]);
 }

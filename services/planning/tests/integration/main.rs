@@ -6,22 +6,7 @@
 mod flows;
 mod support;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                crate::flows::$name(crate::support::Backend::sqlite()).await;
-            }
-        )*}
-        mod postgres {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                crate::flows::$name(crate::support::Backend::postgres()).await;
-            }
-        )*}
-    };
-}
+use pdp_kit::on_both_stores;
 
 on_both_stores!(
     registration_needs_complete_metadata_and_numbers_are_stable,
@@ -34,4 +19,6 @@ on_both_stores!(
     no_tenant_sees_another_tenants_rows,
     the_public_sees_effective_plans_and_no_personal_information,
     lists_page_with_tokens,
+    a_stored_state_that_does_not_decode_is_an_error,
+    a_state_filtered_list_pages_through_every_version,
 );

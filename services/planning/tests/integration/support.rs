@@ -9,51 +9,10 @@ use pdp_kit::events::{EmbeddedLog, EventLog};
 use pdp_kit::identity::Identity;
 use pdp_kit::inbox::{EventHandler, apply_once};
 use pdp_kit::outbox::OutboxRelay;
-use pdp_kit::store::{KIT_MIGRATIONS, Store};
+use pdp_kit::store::Store;
+pub use pdp_kit::testing::{Backend, unique};
 use pdp_planning::{FILINGS_CONSUMER, Filings, Planning};
 use pdp_proto::pdp::planning::v1 as api;
-
-pub fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
-
-pub enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Backend {
-    pub fn sqlite() -> Self {
-        Self::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    pub fn postgres() -> Self {
-        Self::Postgres(unique("planning"))
-    }
-
-    pub fn store(&self, instance: &str) -> Store {
-        let store = match self {
-            Self::Sqlite(dir) => Store::open(
-                &dir.path().join(format!("{instance}.db")).to_string_lossy(),
-                instance,
-                1,
-            ),
-            Self::Postgres(schema) => {
-                Store::open(&database_url(), &format!("{schema}_{instance}"), 4)
-            }
-        }
-        .expect("store opens (is PostgreSQL running? see README)");
-        store
-            .migrate(&[KIT_MIGRATIONS, pdp_planning::MIGRATIONS])
-            .unwrap();
-        store
-    }
-}
 
 /// One platform instance of planning with its own store, an embedded event log, and a clock
 /// the test moves.
@@ -67,7 +26,7 @@ pub struct Instance {
 
 impl Instance {
     pub fn new(backend: &Backend) -> Self {
-        let store = backend.store("shared");
+        let store = backend.store("shared", &[pdp_planning::MIGRATIONS]);
         // 2026-11-26 10:00 in Asia/Shanghai.
         let clock = ManualClock::at(Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap());
         let dir = tempfile::tempdir().unwrap();
@@ -95,7 +54,13 @@ impl Instance {
             .unwrap()
             > 0
         {}
-        apply_filings(&self.store, &self.log, FILINGS_CONSUMER).await;
+        apply_filings(
+            &self.store,
+            &self.log,
+            FILINGS_CONSUMER,
+            Arc::new(self.clock.clone()),
+        )
+        .await;
     }
 }
 
@@ -146,7 +111,12 @@ impl Instance {
 }
 
 /// Applies every event waiting on `pdp.planning` for `group` through the inbox.
-pub async fn apply_filings(store: &Store, log: &Arc<dyn EventLog>, group: &str) -> usize {
+pub async fn apply_filings(
+    store: &Store,
+    log: &Arc<dyn EventLog>,
+    group: &str,
+    clock: Arc<dyn pdp_kit::clock::Clock>,
+) -> usize {
     let mut sub = log.subscribe(group, &[pdp_planning::TOPIC]).await.unwrap();
     let mut applied = 0;
     loop {
@@ -159,10 +129,13 @@ pub async fn apply_filings(store: &Store, log: &Arc<dyn EventLog>, group: &str) 
         }
         let group_name = group.to_string();
         let deliveries = batch.clone();
+        let filings = Filings {
+            clock: clock.clone(),
+        };
         store
             .run(move |conn| {
                 for d in &deliveries {
-                    apply_once(conn, &group_name, d, |c, e| Filings.handle(c, e)).unwrap();
+                    apply_once(conn, &group_name, d, |c, e| filings.handle(c, e)).unwrap();
                 }
                 Ok::<_, pdp_kit::store::StoreError>(())
             })

@@ -5,22 +5,7 @@
 mod flows;
 mod support;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                crate::flows::$name(crate::support::Backend::sqlite()).await;
-            }
-        )*}
-        mod postgres {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                crate::flows::$name(crate::support::Backend::postgres()).await;
-            }
-        )*}
-    };
-}
+use pdp_kit::on_both_stores;
 
 on_both_stores!(
     no_call_without_an_effective_plan,

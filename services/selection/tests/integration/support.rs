@@ -8,45 +8,10 @@ use pdp_kit::clock::ManualClock;
 use pdp_kit::events::Event;
 use pdp_kit::identity::Identity;
 use pdp_kit::inbox::EventHandler;
-use pdp_kit::store::{KIT_MIGRATIONS, Store, StoreError};
+use pdp_kit::store::{Store, StoreError};
+pub use pdp_kit::testing::Backend;
 use pdp_proto::pdp::selection::v1 as api;
 use pdp_selection::{EvidenceCreditChecker, PlansInForce, Selections};
-
-pub fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
-pub enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Backend {
-    pub fn sqlite() -> Self {
-        Self::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    pub fn postgres() -> Self {
-        Self::Postgres(format!("selection_{}", uuid::Uuid::now_v7().simple()))
-    }
-
-    pub fn store(&self) -> Store {
-        let store = match self {
-            Self::Sqlite(dir) => Store::open(
-                &dir.path().join("selection.db").to_string_lossy(),
-                "selection",
-                1,
-            ),
-            Self::Postgres(schema) => Store::open(&database_url(), schema, 4),
-        }
-        .expect("store opens (is PostgreSQL running? see README)");
-        store
-            .migrate(&[KIT_MIGRATIONS, pdp_selection::MIGRATIONS])
-            .unwrap();
-        store
-    }
-}
 
 /// A Shanghai wall-clock time as an instant: `at("2026-11-23 10:00")`.
 pub fn at(local: &str) -> DateTime<Utc> {
@@ -71,7 +36,7 @@ pub struct Instance {
 
 impl Instance {
     pub fn new(backend: &Backend) -> Self {
-        let store = backend.store();
+        let store = backend.store("selection", &[pdp_selection::MIGRATIONS]);
         let clock = ManualClock::at(at("2026-11-23 10:00"));
         Self {
             selections: Selections::new(

@@ -1,0 +1,1 @@
+DROP TABLE pdp_dead_letters;
