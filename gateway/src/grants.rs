@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
-use pdp_kit::events::{Event, EventLog};
+use pdp_kit::events::{Event, EventLog, PayloadError};
 use pdp_kit::inbox::{EventHandler, InboxConsumer};
 use pdp_kit::store::{AnyConnection, Store, StoreError};
+use pdp_proto::pdp::agreements::v1 as agreements;
 use tokio_util::sync::CancellationToken;
 
 use crate::authz::CasbinAuthorizer;
@@ -35,29 +36,36 @@ pub type Grants = HashSet<(String, String)>;
 #[derive(Debug, Clone, Copy)]
 pub struct GrantFollower;
 
-impl EventHandler for GrantFollower {
-    type Error = diesel::result::Error;
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error(transparent)]
+    Store(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
 
-    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), Self::Error> {
-        let agreement = event.data["agreement_id"]
-            .as_str()
-            .unwrap_or(&event.subject);
-        match event.event_type.rsplit('.').next().unwrap_or_default() {
-            "activated" => {
-                let organization = event.data["operator"].as_str().unwrap_or_default();
-                diesel::delete(gateway_grants::table.find(agreement)).execute(conn)?;
-                diesel::insert_into(gateway_grants::table)
-                    .values((
-                        gateway_grants::agreement_id.eq(agreement),
-                        gateway_grants::tenant.eq(event.tenant.as_str()),
-                        gateway_grants::organization.eq(organization),
-                    ))
-                    .execute(conn)?;
+impl EventHandler for GrantFollower {
+    type Error = GrantError;
+
+    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), GrantError> {
+        if let Some(a) = event.data_of(agreements::AGREEMENT_ACTIVATED)? {
+            if a.agreement_id.is_empty() || a.operator.is_empty() {
+                return Err(PayloadError::missing::<agreements::AgreementChanged>(
+                    event,
+                    "agreement_id and operator",
+                )
+                .into());
             }
-            "expired" | "suspended" | "terminated" => {
-                diesel::delete(gateway_grants::table.find(agreement)).execute(conn)?;
-            }
-            _ => {}
+            diesel::delete(gateway_grants::table.find(&a.agreement_id)).execute(conn)?;
+            diesel::insert_into(gateway_grants::table)
+                .values((
+                    gateway_grants::agreement_id.eq(&a.agreement_id),
+                    gateway_grants::tenant.eq(event.tenant.as_str()),
+                    gateway_grants::organization.eq(&a.operator),
+                ))
+                .execute(conn)?;
+        } else if let Some(a) = event.data_of(agreements::AGREEMENT_EXPIRED)? {
+            diesel::delete(gateway_grants::table.find(&a.agreement_id)).execute(conn)?;
         }
         Ok(())
     }

@@ -8,12 +8,14 @@ mod grpc;
 pub mod service;
 pub mod store;
 
-use pdp_kit::events::Event;
+use pdp_kit::events::{Event, PayloadError};
 use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::service::{Context, Running, ServiceDef};
 use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
+use pdp_proto::pdp::planning::v1 as planning;
+use pdp_proto::pdp::selection::v1 as selection;
 
 /// What agreements refuses: kit's one shape of refusal, with agreements's rules in its texts.
 pub type AgreementError = pdp_kit::error::DomainError;
@@ -39,46 +41,44 @@ pub const DEF: ServiceDef = ServiceDef {
 #[derive(Debug, Clone)]
 pub struct Follow;
 
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl EventHandler for Follow {
     type Error = AgreementError;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), AgreementError> {
-        let d = &event.data;
         let scope = TenantScope::system(event.tenant.clone());
-        match event.event_type.as_str() {
-            "pdp.planning.plan.became_effective" => {
-                scope.enter(conn)?;
-                store::put_plan_scope(
-                    conn,
-                    &scope,
-                    d["plan_id"].as_str().unwrap_or_default(),
-                    d["version"].as_i64().unwrap_or_default() as i32,
-                    &strings(&d["resource_ids"]),
-                )
+        if let Some(plan) = event.data_of(planning::PLAN_BECAME_EFFECTIVE)? {
+            if plan.plan_id.is_empty() {
+                return Err(
+                    PayloadError::missing::<planning::PlanTookEffect>(event, "plan_id").into(),
+                );
             }
-            "pdp.selection.selection.concluded" => {
-                scope.enter(conn)?;
-                store::put_concluded(
-                    conn,
-                    &scope,
-                    d["selection_id"].as_str().unwrap_or_default(),
-                    d["plan_id"].as_str().unwrap_or_default(),
-                    d["plan_version"].as_i64().unwrap_or_default() as i32,
-                    &strings(&d["selected_organizations"]),
+            scope.enter(conn)?;
+            store::put_plan_scope(
+                conn,
+                &scope,
+                &plan.plan_id,
+                plan.version as i32,
+                &plan.resource_ids,
+            )
+        } else if let Some(selection) = event.data_of(selection::SELECTION_CONCLUDED)? {
+            if selection.selection_id.is_empty() {
+                return Err(PayloadError::missing::<selection::SelectionChanged>(
+                    event,
+                    "selection_id",
                 )
+                .into());
             }
-            _ => Ok(()),
+            scope.enter(conn)?;
+            store::put_concluded(
+                conn,
+                &scope,
+                &selection.selection_id,
+                &selection.plan_id,
+                selection.plan_version as i32,
+                &selection.selected_organizations,
+            )
+        } else {
+            Ok(())
         }
     }
 }

@@ -13,8 +13,8 @@ use pdp_kit::identity::{Identity, Role, TenantCode};
 use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
+use pdp_proto::EventType;
 use pdp_proto::pdp::agreements::v1 as api;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::AgreementError;
@@ -44,14 +44,14 @@ const RECORDER: Recorder = Recorder {
     topic: TOPIC,
 };
 
-/// Records `verb` of agreement `a`: its event and its audit record.
+/// Records `ty` of agreement `a`: its event and its audit record.
 fn emit(
     conn: &mut AnyConnection,
     change: &Change<'_>,
-    verb: &str,
+    ty: EventType<api::AgreementChanged>,
     a: &api::Agreement,
 ) -> Result<()> {
-    change.record(conn, "agreement", verb, &a.id, summary(a))?;
+    change.emit(conn, ty, &a.id, &agreement_changed(a))?;
     Ok(())
 }
 
@@ -73,18 +73,18 @@ fn resource_ids(a: &api::Agreement) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn summary(a: &api::Agreement) -> serde_json::Value {
+fn agreement_changed(a: &api::Agreement) -> api::AgreementChanged {
     let (first, last) = term_of(a);
-    json!({
-        "agreement_id": a.id,
-        "operator": a.operator,
-        "selection_id": a.selection_id,
-        "plan_id": a.plan_id,
-        "state": AgreementState::of(a).name(),
-        "resource_ids": resource_ids(a),
-        "first_day": first.to_string(),
-        "last_day": last.to_string(),
-    })
+    api::AgreementChanged {
+        agreement_id: a.id.clone(),
+        operator: a.operator.clone(),
+        selection_id: a.selection_id.clone(),
+        plan_id: a.plan_id.clone(),
+        state: a.state,
+        resource_ids: resource_ids(a),
+        first_day: first.to_string(),
+        last_day: last.to_string(),
+    }
 }
 
 fn advance(a: &mut api::Agreement, step: Step) -> Result<()> {
@@ -102,7 +102,7 @@ fn activate(conn: &mut AnyConnection, act: &Change<'_>, a: &mut api::Agreement) 
     let (_, last) = term_of(a);
     let day_after = last.checked_add_days(Days::new(1)).unwrap_or(last);
     db::schedule(conn, act.scope, &a.id, db::EXPIRE, day_after)?;
-    emit(conn, act, "activated", a)
+    emit(conn, act, api::AGREEMENT_ACTIVATED, a)
 }
 
 impl Operations for Agreements {
@@ -172,7 +172,7 @@ impl Agreements {
                 ..input
             };
             db::insert(conn, scope, &agreement, now)?;
-            emit(conn, &RECORDER.change(scope, Some(&who), now), "created", &agreement)?;
+            emit(conn, &RECORDER.change(scope, Some(&who), now), api::AGREEMENT_CREATED, &agreement)?;
             Ok(agreement)
         })
         .await
@@ -275,7 +275,7 @@ impl Agreements {
                 advance(&mut a, Step::CompleteSigning)?;
             }
             db::save(conn, scope, &a, now)?;
-            emit(conn, &act, "signed", &a)?;
+            emit(conn, &act, api::AGREEMENT_SIGNED, &a)?;
             if both {
                 let (first, _) = term_of(&a);
                 if first <= civil_date(now) {
@@ -346,7 +346,7 @@ impl Agreements {
                 ..current
             };
             db::insert(conn, scope, &renewed, now)?;
-            emit(conn, &RECORDER.change(scope, Some(&who), now), "renewed", &renewed)?;
+            emit(conn, &RECORDER.change(scope, Some(&who), now), api::AGREEMENT_RENEWED, &renewed)?;
             Ok(renewed)
         })
         .await
@@ -376,7 +376,7 @@ impl Agreements {
                             a.expire_time = Some(timestamp(now));
                             a.update_time = Some(timestamp(now));
                             db::save(conn, scope, &a, now)?;
-                            emit(conn, &act, "expired", &a)?;
+                            emit(conn, &act, api::AGREEMENT_EXPIRED, &a)?;
                         }
                         // Suspended or terminated meanwhile: nothing is due any more.
                         _ => return Ok(false),

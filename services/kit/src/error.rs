@@ -212,6 +212,13 @@ fn summary(violations: &[FieldViolation]) -> String {
         .join("; ")
 }
 
+/// Event data that is not what its type says: unreadable, as a damaged row is.
+impl From<crate::events::PayloadError> for DomainError {
+    fn from(e: crate::events::PayloadError) -> Self {
+        Self::Corrupt(e.to_string())
+    }
+}
+
 impl From<diesel::result::Error> for DomainError {
     fn from(e: diesel::result::Error) -> Self {
         Self::Store(e.into())

@@ -54,8 +54,8 @@ impl EventHandler for Filings {
     type Error = PlanningError;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), PlanningError> {
-        if event.event_type == format!("pdp.{SERVICE}.plan.became_effective") {
-            Planning::receive_filing(conn, event, self.clock.now())?;
+        if let Some(effective) = event.data_of(api::PLAN_BECAME_EFFECTIVE)? {
+            Planning::receive_filing(conn, event, &effective, self.clock.now())?;
         }
         Ok(())
     }

@@ -9,13 +9,12 @@ use pdp_kit::calendar::civil_date;
 use pdp_kit::change::{Change, Recorder, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
-use pdp_kit::events::Event;
+use pdp_kit::events::{Event, PayloadError};
 use pdp_kit::identity::{Identity, Role, TenantCode};
 use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::planning::v1 as api;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::PlanningError;
@@ -78,14 +77,31 @@ fn plan_subject(plan: &api::Plan) -> String {
     format!("plans/{}/versions/{}", plan.id, plan.version)
 }
 
-fn plan_event(plan: &api::Plan) -> serde_json::Value {
-    json!({
-        "plan_id": plan.id,
-        "version": plan.version,
-        "name": plan.name,
-        "state": state_of(plan).name(),
-        "mode": api::AuthorizationMode::try_from(plan.mode).unwrap_or_default().as_str_name(),
-    })
+fn plan_changed(plan: &api::Plan) -> api::PlanChanged {
+    api::PlanChanged {
+        plan_id: plan.id.clone(),
+        version: plan.version,
+        name: plan.name.clone(),
+        state: plan.state,
+        mode: plan.mode,
+    }
+}
+
+fn resource_changed(resource: &api::DataResource) -> api::ResourceChanged {
+    api::ResourceChanged {
+        resource_id: resource.id.clone(),
+        name: resource.name.clone(),
+        registration_number: resource.registration_number.clone(),
+    }
+}
+
+fn filing_changed(filing: &api::Filing) -> api::FilingChanged {
+    api::FilingChanged {
+        filing_id: filing.id.clone(),
+        city: filing.city.clone(),
+        plan_id: filing.plan_id.clone(),
+        plan_version: filing.plan_version,
+    }
 }
 
 /// The resources a scope names, loaded once for the rules to look at.
@@ -154,12 +170,11 @@ impl Planning {
             resource.update_time = Some(timestamp(now));
             db::insert_resource(conn, scope, &resource, now)?;
             let act = RECORDER.change(scope, Some(&who), now);
-            act.record(
+            act.emit(
                 conn,
-                "resource",
-                "created",
+                api::RESOURCE_CREATED,
                 &resource.id,
-                json!({"resource_id": resource.id, "name": resource.name}),
+                &resource_changed(&resource),
             )?;
             Ok(resource)
         })
@@ -189,12 +204,11 @@ impl Planning {
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
             let act = RECORDER.change(scope, Some(&who), now);
-            act.record(
+            act.emit(
                 conn,
-                "resource",
-                "updated",
+                api::RESOURCE_UPDATED,
                 &resource.id,
-                json!({"resource_id": resource.id}),
+                &resource_changed(&resource),
             )?;
             Ok(resource)
         })
@@ -220,18 +234,18 @@ impl Planning {
             PlanningError::check("resource", resource::registration_violations(&resource))?;
             let year = chrono::Datelike::year(&civil_date(now));
             let sequence = db::next_registration_sequence(conn, scope, year)?;
-            resource.registration_number = resource::registration_number(scope.tenant(), year, sequence);
+            resource.registration_number =
+                resource::registration_number(scope.tenant(), year, sequence);
             resource.registered_by = who.subject.clone();
             resource.registered_at = Some(timestamp(now));
             resource.update_time = Some(timestamp(now));
             db::save_resource(conn, scope, &resource, now)?;
             let act = RECORDER.change(scope, Some(&who), now);
-            act.record(
+            act.emit(
                 conn,
-                "resource",
-                "registered",
+                api::RESOURCE_REGISTERED,
                 &resource.id,
-                json!({"resource_id": resource.id, "registration_number": resource.registration_number, "name": resource.name}),
+                &resource_changed(&resource),
             )?;
             Ok(resource)
         })
@@ -322,12 +336,11 @@ impl Planning {
                 ..Default::default()
             };
             db::insert_plan_version(conn, scope, &plan, now)?;
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "plan",
-                "created",
+                api::PLAN_CREATED,
                 &plan.id,
-                plan_event(&plan),
+                &plan_changed(&plan),
             )?;
             Ok(plan)
         })
@@ -380,12 +393,11 @@ impl Planning {
             PlanningError::check("plan", v)?;
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "plan",
-                "updated",
+                api::PLAN_UPDATED,
                 &plan.id,
-                plan_event(&plan),
+                &plan_changed(&plan),
             )?;
             Ok(plan)
         })
@@ -527,15 +539,20 @@ impl Planning {
             plan.update_time = Some(timestamp(now));
             db::save_plan_version(conn, scope, &plan, now)?;
             let act = RECORDER.change(scope, Some(&who), now);
-            let verb = match next {
-                PlanState::Submitted => "submitted",
-                PlanState::Reviewed => "reviewed",
-                PlanState::Decided => "decided",
-                PlanState::Approved => "approved",
-                PlanState::Rejected => "rejected",
-                _ => "changed",
+            let ty = match next {
+                PlanState::Submitted => api::PLAN_SUBMITTED,
+                PlanState::Reviewed => api::PLAN_REVIEWED,
+                PlanState::Decided => api::PLAN_DECIDED,
+                PlanState::Approved => api::PLAN_APPROVED,
+                PlanState::Rejected => api::PLAN_REJECTED,
+                other => {
+                    return Err(PlanningError::Corrupt(format!(
+                        "{subject}: a step of the chain cannot lead to {}",
+                        other.name()
+                    )));
+                }
             };
-            act.record(conn, "plan", verb, &plan.id, plan_event(&plan))?;
+            act.emit(conn, ty, &plan.id, &plan_changed(&plan))?;
             if next == PlanState::Approved {
                 let approval = plan.approval.clone().unwrap_or_default();
                 let effective_on = NaiveDate::parse_from_str(&approval.effective_on, "%Y-%m-%d")
@@ -711,18 +728,17 @@ impl Planning {
                 record_time: Some(timestamp(now)),
             };
             db::insert_amendment(conn, scope, &amendment, now)?;
-            act.record(
+            act.emit(
                 conn,
-                "plan",
-                "amended",
+                api::PLAN_AMENDED,
                 &next.id,
-                json!({
-                    "plan_id": id,
-                    "kind": kind.as_str_name(),
-                    "from_version": amendment.from_version,
-                    "to_version": amendment.to_version,
-                    "changed_sections": amendment.changed_sections,
-                }),
+                &api::PlanAmended {
+                    plan_id: id.clone(),
+                    kind: kind as i32,
+                    from_version: amendment.from_version,
+                    to_version: amendment.to_version,
+                    changed_sections: amendment.changed_sections.clone(),
+                },
             )?;
             Ok(amendment)
         })
@@ -805,11 +821,15 @@ impl Planning {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
-            let mut filing = db::find_filing(conn, scope, &id)?.ok_or_else(|| PlanningError::not_found("filing", &id))?;
+            let mut filing = db::find_filing(conn, scope, &id)?
+                .ok_or_else(|| PlanningError::not_found("filing", &id))?;
             if filing.state == api::FilingState::Acknowledged as i32 {
                 return Err(PlanningError::Precondition {
                     subject: format!("filings/{id}"),
-                    description: format!("filing {id} was acknowledged already by {}", filing.acknowledged_by),
+                    description: format!(
+                        "filing {id} was acknowledged already by {}",
+                        filing.acknowledged_by
+                    ),
                 });
             }
             filing.state = api::FilingState::Acknowledged as i32;
@@ -817,12 +837,11 @@ impl Planning {
             filing.acknowledge_time = Some(timestamp(now));
             filing.note = note;
             db::save_filing(conn, scope, &filing, now)?;
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "filing",
-                "acknowledged",
+                api::FILING_ACKNOWLEDGED,
                 &filing.id,
-                json!({"filing_id": filing.id, "city": filing.city, "plan_id": filing.plan_id, "plan_version": filing.plan_version}),
+                &filing_changed(&filing),
             )?;
             Ok(filing)
         })
@@ -834,31 +853,25 @@ impl Planning {
     pub fn receive_filing(
         conn: &mut AnyConnection,
         event: &Event,
+        effective: &api::PlanTookEffect,
         now: DateTime<Utc>,
     ) -> Result<()> {
         if event.tenant.is_province() {
             return Ok(());
         }
-        let data = &event.data;
-        let text = |k: &str| {
-            data.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        if effective.plan_id.is_empty() {
+            return Err(PayloadError::missing::<api::PlanTookEffect>(event, "plan_id").into());
+        }
         let filing = api::Filing {
             id: Uuid::now_v7().to_string(),
             tenant: TenantCode::PROVINCE.into(),
             city: event.tenant.to_string(),
-            plan_id: text("plan_id"),
-            plan_version: data
-                .get("version")
-                .and_then(|v| v.as_u64())
-                .unwrap_or_default() as u32,
-            plan_name: text("name"),
-            mode: api::AuthorizationMode::from_str_name(&text("mode")).unwrap_or_default() as i32,
-            approval_document: text("approval_document"),
-            effective_on: text("effective_on"),
+            plan_id: effective.plan_id.clone(),
+            plan_version: effective.version,
+            plan_name: effective.name.clone(),
+            mode: effective.mode,
+            approval_document: effective.approval_document.clone(),
+            effective_on: effective.effective_on.clone(),
             state: api::FilingState::Received as i32,
             receive_time: Some(timestamp(now)),
             ..Default::default()
@@ -866,12 +879,11 @@ impl Planning {
         let scope = TenantScope::system(TenantCode::province());
         scope.enter(conn)?;
         if db::insert_filing(conn, &scope, &filing, now)? {
-            RECORDER.change(&scope, None, now).record(
+            RECORDER.change(&scope, None, now).emit(
                 conn,
-                "filing",
-                "received",
+                api::FILING_RECEIVED,
                 &filing.id,
-                json!({"filing_id": filing.id, "city": filing.city, "plan_id": filing.plan_id, "plan_version": filing.plan_version}),
+                &filing_changed(&filing),
             )?;
         }
         Ok(())
@@ -943,22 +955,27 @@ fn take_effect(conn: &mut AnyConnection, act: &Change<'_>, plan: &mut api::Plan)
                 .to_api() as i32;
             older.update_time = Some(timestamp(act.now));
             db::save_plan_version(conn, act.scope, &older, act.now)?;
-            act.record(conn, "plan", "superseded", &older.id, plan_event(&older))?;
+            act.emit(conn, api::PLAN_SUPERSEDED, &older.id, &plan_changed(&older))?;
         }
     }
     let approval = plan.approval.clone().unwrap_or_default();
-    let mut data = plan_event(plan);
-    data["approval_document"] = json!(approval.document_number);
-    data["effective_on"] = json!(approval.effective_on);
     // The scope travels with the event: agreements check that theirs lies within it.
-    let scope: Vec<&str> = plan
+    let resource_ids = plan
         .sections
         .iter()
         .flat_map(|s| s.scope.iter())
         .flat_map(|s| s.items.iter())
-        .map(|i| i.resource_id.as_str())
+        .map(|i| i.resource_id.clone())
         .collect();
-    data["resource_ids"] = json!(scope);
-    act.record(conn, "plan", "became_effective", &plan.id, data)?;
+    let effective = api::PlanTookEffect {
+        plan_id: plan.id.clone(),
+        version: plan.version,
+        name: plan.name.clone(),
+        mode: plan.mode,
+        approval_document: approval.document_number,
+        effective_on: approval.effective_on,
+        resource_ids,
+    };
+    act.emit(conn, api::PLAN_BECAME_EFFECTIVE, &plan.id, &effective)?;
     Ok(())
 }

@@ -10,11 +10,12 @@ pub mod store;
 
 use std::sync::Arc;
 
-use pdp_kit::events::Event;
+use pdp_kit::events::{Event, PayloadError};
 use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::service::{Context, Running, ServiceDef};
 use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
+use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
 
 pub use eligibility::{CreditChecker, EvidenceCreditChecker};
@@ -46,19 +47,25 @@ impl EventHandler for PlansInForce {
     type Error = SelectionError;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), SelectionError> {
-        let verb = event.event_type.rsplit('.').next().unwrap_or_default();
-        if !matches!(verb, "became_effective" | "superseded") {
-            return Ok(());
-        }
-        let plan_id = event.data["plan_id"].as_str().unwrap_or_default();
-        let version = event.data["version"].as_i64().unwrap_or_default() as i32;
         let scope = TenantScope::system(event.tenant.clone());
-        scope.enter(conn)?;
-        if verb == "became_effective" {
-            let name = event.data["name"].as_str().unwrap_or_default();
-            store::plan_in_force(conn, &scope, plan_id, version, name)
+        if let Some(plan) = event.data_of(planning::PLAN_BECAME_EFFECTIVE)? {
+            if plan.plan_id.is_empty() {
+                return Err(
+                    PayloadError::missing::<planning::PlanTookEffect>(event, "plan_id").into(),
+                );
+            }
+            scope.enter(conn)?;
+            store::plan_in_force(conn, &scope, &plan.plan_id, plan.version as i32, &plan.name)
+        } else if let Some(plan) = event.data_of(planning::PLAN_SUPERSEDED)? {
+            if plan.plan_id.is_empty() {
+                return Err(
+                    PayloadError::missing::<planning::PlanChanged>(event, "plan_id").into(),
+                );
+            }
+            scope.enter(conn)?;
+            store::plan_out_of_force(conn, &scope, &plan.plan_id, plan.version as i32)
         } else {
-            store::plan_out_of_force(conn, &scope, plan_id, version)
+            Ok(())
         }
     }
 }

@@ -13,7 +13,6 @@ use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::selection::v1 as api;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::SelectionError;
@@ -54,13 +53,40 @@ fn subject(s: &api::Selection) -> String {
     format!("selections/{}", s.id)
 }
 
-fn summary(s: &api::Selection) -> serde_json::Value {
-    json!({
-        "selection_id": s.id,
-        "plan_id": s.plan_id,
-        "plan_version": s.plan_version,
-        "state": SelectionState::of(s).name(),
-    })
+/// What every event of a selection says of it: where it stands, who is proposed and selected,
+/// and when its notice ends.
+fn selection_changed(s: &api::Selection) -> api::SelectionChanged {
+    api::SelectionChanged {
+        selection_id: s.id.clone(),
+        plan_id: s.plan_id.clone(),
+        plan_version: s.plan_version,
+        state: s.state,
+        selected_organizations: s
+            .conclusion
+            .as_ref()
+            .map(|c| c.selected_organizations.clone())
+            .unwrap_or_default(),
+        proposed_organizations: s
+            .shortlist
+            .iter()
+            .filter(|e| e.proposed)
+            .map(|e| e.organization.clone())
+            .collect(),
+        notice_ends_at: s
+            .notice
+            .as_ref()
+            .and_then(|n| instant(n.ends_at.as_ref()))
+            .map(|at| at.to_rfc3339())
+            .unwrap_or_default(),
+    }
+}
+
+fn objection_changed(o: &api::Objection, s: &api::Selection) -> api::ObjectionChanged {
+    api::ObjectionChanged {
+        objection_id: o.id.clone(),
+        selection_id: s.id.clone(),
+        state: o.state,
+    }
 }
 
 /// Moves `selection` by `step`, or says which step is missing.
@@ -145,7 +171,7 @@ impl Selections {
                 ..input
             };
             db::insert_selection(conn, scope, &selection, now)?;
-            RECORDER.change(scope, Some(&who), now).record(conn, "selection", "created", &selection.id, summary(&selection))?;
+            RECORDER.change(scope, Some(&who), now).emit(conn, api::SELECTION_CREATED, &selection.id, &selection_changed(&selection))?;
             Ok(selection)
         })
         .await
@@ -204,12 +230,11 @@ impl Selections {
             advance(&mut s, Step::Publish)?;
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "selection",
-                "published",
+                api::SELECTION_PUBLISHED,
                 &s.id,
-                summary(&s),
+                &selection_changed(&s),
             )?;
             Ok(s)
         })
@@ -231,7 +256,13 @@ impl Selections {
         self.in_scope(&scope, move |conn, scope, now| {
             let s = Self::load(conn, scope, &selection_id)?;
             if SelectionState::of(&s) != SelectionState::Published {
-                return Err(SelectionError::precondition(subject(&s), format!("the selection is {}, not taking applications", SelectionState::of(&s).name())));
+                return Err(SelectionError::precondition(
+                    subject(&s),
+                    format!(
+                        "the selection is {}, not taking applications",
+                        SelectionState::of(&s).name()
+                    ),
+                ));
             }
             let (opens, closes) = (instant(s.opens_at.as_ref()), instant(s.closes_at.as_ref()));
             if opens.is_some_and(|o| now < o) || closes.is_some_and(|c| now >= c) {
@@ -244,14 +275,25 @@ impl Selections {
                     ),
                 ));
             }
-            if s.method == api::SelectionMethod::InvitedTender as i32 && !s.invited_organizations.contains(&who.organization) {
+            if s.method == api::SelectionMethod::InvitedTender as i32
+                && !s.invited_organizations.contains(&who.organization)
+            {
                 return Err(SelectionError::forbidden(
                     "NOT_INVITED",
-                    format!("{} is not invited to selection {} (invited tender)", who.organization, s.id),
+                    format!(
+                        "{} is not invited to selection {} (invited tender)",
+                        who.organization, s.id
+                    ),
                 ));
             }
             let evidence = input.evidence.unwrap_or_default();
-            let results = eligibility::check(&who.organization, &evidence, &s.additional_conditions, civil_date(now), credit.as_ref());
+            let results = eligibility::check(
+                &who.organization,
+                &evidence,
+                &s.additional_conditions,
+                civil_date(now),
+                credit.as_ref(),
+            );
             let application = api::Application {
                 id: Uuid::now_v7().to_string(),
                 tenant: scope.tenant().to_string(),
@@ -265,14 +307,21 @@ impl Selections {
                 submit_time: Some(timestamp(now)),
             };
             if !db::insert_application(conn, scope, &application, now)? {
-                return Err(SelectionError::precondition(subject(&s), format!("{} has applied to this selection already", who.organization)));
+                return Err(SelectionError::precondition(
+                    subject(&s),
+                    format!("{} has applied to this selection already", who.organization),
+                ));
             }
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "application",
-                "submitted",
+                api::APPLICATION_SUBMITTED,
                 &application.id,
-                json!({"application_id": application.id, "selection_id": s.id, "organization": application.organization, "eligible": application.eligible}),
+                &api::ApplicationSubmitted {
+                    application_id: application.id.clone(),
+                    selection_id: s.id.clone(),
+                    organization: application.organization.clone(),
+                    eligible: application.eligible,
+                },
             )?;
             Ok(application)
         })
@@ -350,12 +399,16 @@ impl Selections {
             a.evaluations.retain(|e| e.evaluator != evaluation.evaluator);
             a.evaluations.push(evaluation.clone());
             db::save_application(conn, scope, &a, now)?;
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "application",
-                "evaluated",
+                api::APPLICATION_EVALUATED,
                 &a.id,
-                json!({"application_id": a.id, "selection_id": s.id, "evaluator": evaluation.evaluator, "total": evaluation.total}),
+                &api::ApplicationEvaluated {
+                    application_id: a.id.clone(),
+                    selection_id: s.id.clone(),
+                    evaluator: evaluation.evaluator.clone(),
+                    total: evaluation.total,
+                },
             )?;
             Ok(a)
         })
@@ -392,20 +445,11 @@ impl Selections {
             s.shortlist = ranked;
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            let proposed: Vec<_> = s
-                .shortlist
-                .iter()
-                .filter(|e| e.proposed)
-                .map(|e| e.organization.clone())
-                .collect();
-            let mut data = summary(&s);
-            data["proposed_organizations"] = json!(proposed);
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "selection",
-                "shortlisted",
+                api::SELECTION_SHORTLISTED,
                 &s.id,
-                data,
+                &selection_changed(&s),
             )?;
             Ok(s)
         })
@@ -456,14 +500,11 @@ impl Selections {
             });
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            let mut data = summary(&s);
-            data["ends_at"] = json!(ends_at.to_rfc3339());
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "selection",
-                "notice_published",
+                api::SELECTION_NOTICE_PUBLISHED,
                 &s.id,
-                data,
+                &selection_changed(&s),
             )?;
             Ok(s)
         })
@@ -526,12 +567,11 @@ impl Selections {
                 ..input
             };
             db::insert_objection(conn, scope, &objection, now)?;
-            RECORDER.change(scope, Some(&who), now).record(
+            RECORDER.change(scope, Some(&who), now).emit(
                 conn,
-                "objection",
-                "filed",
+                api::OBJECTION_FILED,
                 &objection.id,
-                json!({"objection_id": objection.id, "selection_id": s.id}),
+                &objection_changed(&objection, &s),
             )?;
             Ok(objection)
         })
@@ -570,12 +610,24 @@ impl Selections {
                 .find(|o| o.id == objection_id)
                 .ok_or_else(|| SelectionError::not_found("objection", &objection_id))?;
             if objection.state != api::ObjectionState::Open as i32 {
-                return Err(SelectionError::precondition(format!("objections/{objection_id}"), "the objection was resolved already"));
+                return Err(SelectionError::precondition(
+                    format!("objections/{objection_id}"),
+                    "the objection was resolved already",
+                ));
             }
-            let reasons: Vec<String> = reasons.into_iter().filter(|r| !r.trim().is_empty()).collect();
+            let reasons: Vec<String> = reasons
+                .into_iter()
+                .filter(|r| !r.trim().is_empty())
+                .collect();
             let mut v = Vec::new();
-            if !matches!(outcome, api::ObjectionState::Upheld | api::ObjectionState::Dismissed) {
-                v.push(FieldViolation::new("outcome", "OBJECTION_STATE_UPHELD or OBJECTION_STATE_DISMISSED"));
+            if !matches!(
+                outcome,
+                api::ObjectionState::Upheld | api::ObjectionState::Dismissed
+            ) {
+                v.push(FieldViolation::new(
+                    "outcome",
+                    "OBJECTION_STATE_UPHELD or OBJECTION_STATE_DISMISSED",
+                ));
             }
             if reasons.is_empty() {
                 v.push(FieldViolation::new("reasons", "at least one reason"));
@@ -589,19 +641,23 @@ impl Selections {
                 s.shortlist.clear();
                 s.update_time = Some(timestamp(now));
                 db::save_selection(conn, scope, &s, now)?;
-                act.record(conn, "selection", "returned_to_shortlisting", &s.id, summary(&s))?;
+                act.emit(
+                    conn,
+                    api::SELECTION_RETURNED_TO_SHORTLISTING,
+                    &s.id,
+                    &selection_changed(&s),
+                )?;
             }
             objection.state = outcome as i32;
             objection.resolution_reasons = reasons;
             objection.resolved_by = who.subject.clone();
             objection.resolve_time = Some(timestamp(now));
             db::save_objection(conn, scope, &objection, now)?;
-            act.record(
+            act.emit(
                 conn,
-                "objection",
-                "resolved",
+                api::OBJECTION_RESOLVED,
                 &objection.id,
-                json!({"objection_id": objection.id, "selection_id": s.id, "outcome": outcome.as_str_name()}),
+                &objection_changed(&objection, &s),
             )?;
             Ok(objection)
         })
@@ -655,9 +711,7 @@ impl Selections {
             });
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            let mut data = summary(&s);
-            data["selected_organizations"] = json!(selected);
-            RECORDER.change(scope, Some(&who), now).record(conn, "selection", "concluded", &s.id, data)?;
+            RECORDER.change(scope, Some(&who), now).emit(conn, api::SELECTION_CONCLUDED, &s.id, &selection_changed(&s))?;
             Ok(s)
         })
         .await

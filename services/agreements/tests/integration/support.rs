@@ -11,6 +11,8 @@ use pdp_kit::inbox::EventHandler;
 use pdp_kit::store::{Store, StoreError};
 pub use pdp_kit::testing::Backend;
 use pdp_proto::pdp::agreements::v1 as api;
+use pdp_proto::pdp::planning::v1 as planning;
+use pdp_proto::pdp::selection::v1 as selection;
 
 pub fn at(local: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&format!("{}:00+08:00", local.replace(' ', "T")))
@@ -54,18 +56,33 @@ impl Instance {
     /// concluded with `beta`, as planning's and selection's events tell.
     pub async fn concluded_selection(&self) {
         let harbin = "230100".parse().unwrap();
-        self.apply(Event::new(
-            "planning",
+        self.apply(Event::typed(
             &harbin,
-            "plan",
-            "became_effective",
+            planning::PLAN_BECAME_EFFECTIVE,
             "plan-1",
             Utc::now(),
-            serde_json::json!({"plan_id": "plan-1", "version": 1, "resource_ids": ["r1", "r2"]}),
+            &planning::PlanTookEffect {
+                plan_id: "plan-1".into(),
+                version: 1,
+                resource_ids: vec!["r1".into(), "r2".into()],
+                ..Default::default()
+            },
         ))
         .await;
-        self.apply(Event::new("selection", &harbin, "selection", "concluded", "sel-1", Utc::now(),
-            serde_json::json!({"selection_id": "sel-1", "plan_id": "plan-1", "plan_version": 1, "selected_organizations": ["beta"]}))).await;
+        self.apply(Event::typed(
+            &harbin,
+            selection::SELECTION_CONCLUDED,
+            "sel-1",
+            Utc::now(),
+            &selection::SelectionChanged {
+                selection_id: "sel-1".into(),
+                plan_id: "plan-1".into(),
+                plan_version: 1,
+                selected_organizations: vec!["beta".into()],
+                ..Default::default()
+            },
+        ))
+        .await;
     }
 }
 

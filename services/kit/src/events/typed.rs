@@ -7,7 +7,10 @@ use std::sync::LazyLock;
 use pdp_proto::{EventPayload, EventType};
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
 
+use chrono::{DateTime, Utc};
+
 use super::Event;
+use crate::identity::TenantCode;
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     DescriptorPool::decode(pdp_proto::FILE_DESCRIPTOR_SET).expect("pdp-proto's descriptors decode")
@@ -53,6 +56,29 @@ pub fn to_json<P: EventPayload>(payload: &P) -> serde_json::Value {
 }
 
 impl Event {
+    /// A new event of type `ty` about `subject` with `payload` as its data.
+    pub fn typed<P: EventPayload>(
+        tenant: &TenantCode,
+        ty: EventType<P>,
+        subject: impl Into<String>,
+        time: DateTime<Utc>,
+        payload: &P,
+    ) -> Self {
+        let parts: Vec<&str> = ty.name().splitn(4, '.').collect();
+        let [_, service, aggregate, verb] = parts[..] else {
+            unreachable!("the build checks every type is pdp.<service>.<aggregate>.<verb>")
+        };
+        Self::new(
+            service,
+            tenant,
+            aggregate,
+            verb,
+            subject,
+            time,
+            to_json(payload),
+        )
+    }
+
     /// The event's data as `ty`'s message; `None` when the event is of another type. Fields a
     /// newer release added are ignored (a type's data only grows).
     pub fn data_of<P: EventPayload>(&self, ty: EventType<P>) -> Result<Option<P>, PayloadError> {

@@ -10,6 +10,7 @@ use pdp_kit::identity::Identity;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::store::{Store, StoreError};
 pub use pdp_kit::testing::Backend;
+use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
 use pdp_selection::{EvidenceCreditChecker, PlansInForce, Selections};
 
@@ -50,17 +51,35 @@ impl Instance {
         }
     }
 
-    /// Applies a planning event as the plan follower does.
+    /// Applies a planning event (`became_effective` or `superseded`) as the plan follower does.
     pub async fn plan_event(&self, tenant: &str, verb: &str, plan_id: &str, version: u32) {
-        let event = Event::new(
-            "planning",
-            &tenant.parse().unwrap(),
-            "plan",
-            verb,
-            plan_id,
-            Utc::now(),
-            serde_json::json!({"plan_id": plan_id, "version": version, "name": "Harbin transit"}),
-        );
+        let tenant = tenant.parse().unwrap();
+        let event = match verb {
+            "became_effective" => Event::typed(
+                &tenant,
+                planning::PLAN_BECAME_EFFECTIVE,
+                plan_id,
+                Utc::now(),
+                &planning::PlanTookEffect {
+                    plan_id: plan_id.into(),
+                    version,
+                    name: "Harbin transit".into(),
+                    ..Default::default()
+                },
+            ),
+            "superseded" => Event::typed(
+                &tenant,
+                planning::PLAN_SUPERSEDED,
+                plan_id,
+                Utc::now(),
+                &planning::PlanChanged {
+                    plan_id: plan_id.into(),
+                    version,
+                    ..Default::default()
+                },
+            ),
+            other => panic!("no plan event `{other}` here"),
+        };
         self.store
             .transaction(move |conn| {
                 PlansInForce
