@@ -15,7 +15,8 @@ pub mod openapi;
 pub mod policy;
 pub mod routing;
 mod start;
-pub mod tenants;
+/// The tenants, kept in kit: every part of pdp knows them.
+pub use pdp_kit::tenants;
 pub mod transcode;
 pub mod upstream;
 

@@ -168,6 +168,11 @@ impl InstanceConfig {
                 self.name
             ));
         }
+        if let Some(unknown) = self.tenants.iter().find(|t| !crate::tenants::is_known(t)) {
+            return Err(format!(
+                "tenants: {unknown} is neither the province nor one of its cities"
+            ));
+        }
         if self.mode == InstanceMode::Municipal && self.tenants.is_empty() {
             return Err("a municipal instance names the city it serves".to_string());
         }
@@ -637,6 +642,9 @@ mod tests {
         );
         let err = Config::load(None, env(&[("PDP_INSTANCE__NAME", "a b")])).unwrap_err();
         assert!(err.to_string().contains("instance"), "{err}");
+        let err =
+            Config::load(None, env(&[("PDP_INSTANCE__TENANTS", "[\"239999\"]")])).unwrap_err();
+        assert!(err.to_string().contains("239999"), "{err}");
         let err = Config::load(None, env(&[("PDP_INSTANCE__TENANTS", "[\"2301\"]")])).unwrap_err();
         assert!(err.to_string().contains("instance.tenants"), "{err}");
     }

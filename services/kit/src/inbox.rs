@@ -16,6 +16,7 @@ use crate::events::{Delivery, Event, EventLog, EventLogError};
 use crate::identity::TenantCode;
 use crate::store::{AnyConnection, Store, StoreError};
 use crate::telemetry::metrics;
+use crate::tenants;
 
 diesel::table! {
     pdp_inbox (consumer, event_id) {
@@ -176,6 +177,13 @@ impl InboxConsumer {
                     let event = &delivery.event;
                     let outcome = if let Some(reason) = event.unreadable_reason() {
                         dead_letter::park(conn, &consumer, delivery, reason, 1)?;
+                        Received::Parked
+                    } else if !tenants::is_known(&event.tenant) {
+                        let reason = format!(
+                            "tenant {} is neither the province nor one of its cities",
+                            event.tenant
+                        );
+                        dead_letter::park(conn, &consumer, delivery, &reason, 1)?;
                         Received::Parked
                     } else if !tenants.is_empty() && !tenants.contains(&event.tenant) {
                         Received::Skipped

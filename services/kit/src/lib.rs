@@ -18,5 +18,6 @@ pub mod platform;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;

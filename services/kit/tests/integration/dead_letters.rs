@@ -99,9 +99,17 @@ pub async fn a_malformed_event_is_parked_and_replayed_not_stored(
     log.create_topic(&topic).await.unwrap();
     let mut malformed = event("agg-1", 0);
     malformed.data = serde_json::json!({"sequence": "two"});
+    // A well-formed event of a tenant that is neither the province nor one of its cities.
+    let mut stranger = event("agg-2", 9);
+    stranger.tenant = "239999".parse().unwrap();
     log.publish(
         &topic,
-        &[event("agg-1", 1), malformed.clone(), event("agg-1", 3)],
+        &[
+            event("agg-1", 1),
+            malformed.clone(),
+            event("agg-1", 3),
+            stranger.clone(),
+        ],
     )
     .await
     .unwrap();
@@ -123,8 +131,17 @@ pub async fn a_malformed_event_is_parked_and_replayed_not_stored(
         stored(&store).await == [1, 3]
     })
     .await;
-    let parked = letters(&store).await;
-    assert_eq!(parked.len(), 1, "{parked:?}");
+    until("both are parked", || async {
+        letters(&store).await.len() == 2
+    })
+    .await;
+    let mut parked = letters(&store).await;
+    let unknown = parked
+        .iter()
+        .position(|l| l.delivery.event.id == stranger.id)
+        .expect("the unknown tenant's event is parked");
+    let unknown = parked.remove(unknown);
+    assert!(unknown.error.contains("239999"), "{}", unknown.error);
     assert_eq!(parked[0].delivery.event.id, malformed.id);
     assert_eq!(
         parked[0].delivery.event.data, malformed.data,
@@ -144,10 +161,15 @@ pub async fn a_malformed_event_is_parked_and_replayed_not_stored(
         stored(&store).await == [0, 1, 3]
     })
     .await;
-    until("the letter is gone", || async {
-        letters(&store).await.is_empty()
+    until("its letter is gone", || async {
+        letters(&store).await.len() == 1
     })
     .await;
+    assert_eq!(
+        stored(&store).await,
+        [0, 1, 3],
+        "the unknown tenant's event is never applied"
+    );
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use pdp_kit::identity::TenantCode;
+use std::sync::LazyLock;
+
+use crate::identity::TenantCode;
 use serde::{Deserialize, Serialize};
 
 const SHIPPED: &str = include_str!("../data/tenants.yaml");
@@ -28,6 +30,14 @@ struct File {
 pub struct Tenants {
     province: TenantCode,
     by_code: BTreeMap<TenantCode, Tenant>,
+}
+
+static SHIPPED_TENANTS: LazyLock<Tenants> = LazyLock::new(Tenants::shipped);
+
+/// Whether `code` is the province or one of its cities: an event or a configuration naming
+/// anything else is refused.
+pub fn is_known(code: &TenantCode) -> bool {
+    SHIPPED_TENANTS.get(code).is_some()
 }
 
 impl Tenants {
@@ -74,5 +84,7 @@ mod tests {
         assert_eq!(harbin.name_zh, "哈尔滨市");
         assert_eq!(harbin.parent.as_ref(), Some(tenants.province()));
         assert!(tenants.get(&"110000".parse().unwrap()).is_none());
+        assert!(is_known(&"230100".parse().unwrap()));
+        assert!(!is_known(&"230199".parse().unwrap()));
     }
 }
