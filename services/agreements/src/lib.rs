@@ -8,7 +8,7 @@ mod grpc;
 pub mod service;
 pub mod store;
 
-use pdp_kit::events::{Event, PayloadError};
+use pdp_kit::events::Event;
 use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::service::{Context, Running, ServiceDef};
@@ -47,11 +47,6 @@ impl EventHandler for Follow {
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), AgreementError> {
         let scope = TenantScope::system(event.tenant.clone());
         if let Some(plan) = event.data_of(planning::PLAN_BECAME_EFFECTIVE)? {
-            if plan.plan_id.is_empty() {
-                return Err(
-                    PayloadError::missing::<planning::PlanTookEffect>(event, "plan_id").into(),
-                );
-            }
             scope.enter(conn)?;
             store::put_plan_scope(
                 conn,
@@ -61,13 +56,6 @@ impl EventHandler for Follow {
                 &plan.resource_ids,
             )
         } else if let Some(selection) = event.data_of(selection::SELECTION_CONCLUDED)? {
-            if selection.selection_id.is_empty() {
-                return Err(PayloadError::missing::<selection::SelectionChanged>(
-                    event,
-                    "selection_id",
-                )
-                .into());
-            }
             scope.enter(conn)?;
             store::put_concluded(
                 conn,

@@ -60,6 +60,43 @@ impl Backend {
     }
 }
 
+/// Asserts that every event written to `topic` through `store`'s outbox is a type the AsyncAPI
+/// document lists, and that the flow wrote some.
+pub async fn assert_events_documented(store: &Store, topic: &str) {
+    use diesel::prelude::*;
+
+    use crate::outbox::pdp_outbox;
+    let topic = topic.to_string();
+    let envelopes: Vec<String> = store
+        .run(move |conn| {
+            pdp_outbox::table
+                .filter(pdp_outbox::topic.eq(topic))
+                .select(pdp_outbox::envelope)
+                .load::<String>(conn)
+                .map_err(crate::store::StoreError::from)
+        })
+        .await
+        .expect("the outbox reads");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(pdp_proto::ASYNCAPI).expect("the AsyncAPI document parses");
+    let documented: Vec<&str> = doc["components"]["messages"]
+        .as_mapping()
+        .expect("the document lists messages")
+        .values()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(!envelopes.is_empty(), "the flow wrote events");
+    for envelope in envelopes {
+        let event: crate::events::Event =
+            serde_json::from_str(&envelope).expect("outbox rows hold events");
+        assert!(
+            documented.contains(&event.event_type.as_str()),
+            "{} is not in proto/asyncapi/pdp.yaml",
+            event.event_type
+        );
+    }
+}
+
 /// Runs each named flow of the test crate's `flows` module on SQLite and on PostgreSQL: each
 /// `flows::name(backend: Backend)` becomes `sqlite::name` and `postgres::name`.
 // `crate::flows` is the calling test crate's module, on purpose.

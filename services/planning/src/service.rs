@@ -9,7 +9,7 @@ use pdp_kit::calendar::civil_date;
 use pdp_kit::change::{Change, Recorder, timestamp};
 use pdp_kit::clock::Clock;
 use pdp_kit::error::FieldViolation;
-use pdp_kit::events::{Event, PayloadError};
+use pdp_kit::events::Event;
 use pdp_kit::identity::{Identity, Role, TenantCode};
 use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
@@ -858,9 +858,6 @@ impl Planning {
     ) -> Result<()> {
         if event.tenant.is_province() {
             return Ok(());
-        }
-        if effective.plan_id.is_empty() {
-            return Err(PayloadError::missing::<api::PlanTookEffect>(event, "plan_id").into());
         }
         let filing = api::Filing {
             id: Uuid::now_v7().to_string(),

@@ -10,7 +10,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use pdp_kit::events::{Event, PayloadError};
+use pdp_kit::events::Event;
 use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::service::{Context, Running, ServiceDef};
@@ -49,19 +49,9 @@ impl EventHandler for PlansInForce {
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), SelectionError> {
         let scope = TenantScope::system(event.tenant.clone());
         if let Some(plan) = event.data_of(planning::PLAN_BECAME_EFFECTIVE)? {
-            if plan.plan_id.is_empty() {
-                return Err(
-                    PayloadError::missing::<planning::PlanTookEffect>(event, "plan_id").into(),
-                );
-            }
             scope.enter(conn)?;
             store::plan_in_force(conn, &scope, &plan.plan_id, plan.version as i32, &plan.name)
         } else if let Some(plan) = event.data_of(planning::PLAN_SUPERSEDED)? {
-            if plan.plan_id.is_empty() {
-                return Err(
-                    PayloadError::missing::<planning::PlanChanged>(event, "plan_id").into(),
-                );
-            }
             scope.enter(conn)?;
             store::plan_out_of_force(conn, &scope, &plan.plan_id, plan.version as i32)
         } else {

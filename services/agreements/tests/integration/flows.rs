@@ -178,7 +178,7 @@ pub async fn signing_activation_and_expiry_happen_on_time(backend: Backend) {
         api::AgreementState::Expired
     );
     assert!(!check("beta", "r1").await.unwrap().authorized);
-    assert_events_documented(&i.store).await;
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_agreements::TOPIC).await;
 }
 
 pub async fn renewal_stays_within_three_uninterrupted_years(backend: Backend) {

@@ -95,8 +95,15 @@ impl Event {
             .get_message_by_name(P::FULL_NAME)
             .expect("event payloads are pdp-proto messages");
         let options = DeserializeOptions::new().deny_unknown_fields(false);
-        let message = DynamicMessage::deserialize_with_options(descriptor, &self.data, &options)
+        let message = DynamicMessage::deserialize_with_options(descriptor.clone(), &self.data, &options)
             .map_err(|e| error(e.to_string()))?;
+        // Field 1 of every payload is the id of what the event is about: without it a consumer
+        // would key a row on nothing.
+        if let Some(id) = descriptor.get_field(1)
+            && message.get_field(&id).as_str() == Some("")
+        {
+            return Err(error(format!("`{}` (field 1, the id) is empty", id.name())));
+        }
         message
             .transcode_to::<P>()
             .map(Some)
@@ -149,6 +156,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pdp.planning.v1.PlanTookEffect"), "{err}");
+        let err = effective(serde_json::json!({"version": 2}))
+            .data_of(planning::PLAN_BECAME_EFFECTIVE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`plan_id` (field 1, the id) is empty"),
+            "{err}"
+        );
         let newer = effective(serde_json::json!({"plan_id": "p", "added_later": 1}));
         assert!(
             newer.data_of(planning::PLAN_BECAME_EFFECTIVE).is_ok(),

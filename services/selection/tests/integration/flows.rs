@@ -337,7 +337,7 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
         .unwrap();
     assert_eq!(state(&s), api::SelectionState::Concluded);
     assert_eq!(s.conclusion.unwrap().selected_organizations, ["beta"]);
-    assert_events_documented(&i.store).await;
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_selection::TOPIC).await;
 }
 
 pub async fn an_upheld_objection_sends_the_result_back_to_shortlisting(backend: Backend) {
