@@ -9,10 +9,9 @@ pub mod service;
 pub mod store;
 
 use pdp_kit::events::Event;
-use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
-use pdp_kit::service::{Context, Running, ServiceDef};
-use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
+use pdp_kit::service::{Context, Running};
+use pdp_kit::store::{AnyConnection, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as selection;
@@ -27,14 +26,7 @@ pub const TOPIC: &str = "pdp.agreements";
 pub const FOLLOW_CONSUMER: &str = "agreements-follow";
 const FOLLOWED: [&str; 2] = ["pdp.planning", "pdp.selection"];
 
-pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
-
-/// The service as `pdp` serves it.
-pub const DEF: ServiceDef = ServiceDef {
-    name: SERVICE,
-    migrations: MIGRATIONS,
-    start: |context| Box::pin(start(context)),
-};
+pdp_kit::service_def!(SERVICE, start);
 
 /// Keeps what agreements must know of other services: each effective plan's scope and each
 /// concluded selection's operators.
@@ -78,12 +70,13 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         context.log.create_topic(topic).await?;
     }
     let agreements = Agreements::new(context.store.clone(), context.clock.clone());
-    let guard = RequireIdentity(context.identity_key.clone());
-    let routes = tonic::service::Routes::new(
-        api::agreement_service_server::AgreementServiceServer::with_interceptor(agreements.clone(), guard.clone()),
-    )
-    .add_service(api::authorization_service_server::AuthorizationServiceServer::with_interceptor(agreements.clone(), guard.clone()))
-    .add_service(api::public_authorization_service_server::PublicAuthorizationServiceServer::with_interceptor(agreements.clone(), guard));
+    let routes = pdp_kit::guarded_routes!(
+        context,
+        agreements;
+        api::agreement_service_server::AgreementServiceServer,
+        api::authorization_service_server::AuthorizationServiceServer,
+        api::public_authorization_service_server::PublicAuthorizationServiceServer,
+    );
 
     let follower = context
         .consumer(FOLLOW_CONSUMER, &FOLLOWED)

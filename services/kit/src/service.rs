@@ -114,6 +114,36 @@ pub struct ServiceDef {
     pub start: fn(&Context) -> Starting<'_>,
 }
 
+/// A service crate's `MIGRATIONS` (from its `migrations/` folders) and its `DEF`, the row of pdp's
+/// table of services: `pdp_kit::service_def!(SERVICE, start);`.
+#[macro_export]
+macro_rules! service_def {
+    ($name:expr, $start:path) => {
+        /// The service's own tables, for both backends.
+        pub const MIGRATIONS: $crate::store::Migrations = $crate::migrations!();
+
+        /// The service as `pdp` serves it.
+        pub const DEF: $crate::service::ServiceDef = $crate::service::ServiceDef {
+            name: $name,
+            migrations: MIGRATIONS,
+            start: |context| Box::pin($start(context)),
+        };
+    };
+}
+
+/// The gRPC services of a service crate, each behind the check of the identity the gateway signs
+/// (a call without one is refused): `guarded_routes!(context, planning; api::x::XServer, …)`.
+#[macro_export]
+macro_rules! guarded_routes {
+    ($context:expr, $service:expr; $($first:ident)::+ $(, $($rest:ident)::+)* $(,)?) => {{
+        let guard = $crate::identity::RequireIdentity($context.identity_key.clone());
+        $crate::service::Routes::new($($first)::+::with_interceptor($service.clone(), guard.clone()))
+            $(.add_service($($rest)::+::with_interceptor($service.clone(), guard.clone())))*
+    }};
+}
+
+pub use tonic::service::Routes;
+
 /// A started service: its gRPC services and its background work (schedulers, consumers), which
 /// end when the context's `shutdown` is cancelled.
 #[derive(Debug)]

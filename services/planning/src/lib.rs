@@ -16,10 +16,9 @@ use std::sync::Arc;
 
 use pdp_kit::clock::Clock;
 use pdp_kit::events::Event;
-use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
-use pdp_kit::service::{Context, Running, ServiceDef};
-use pdp_kit::store::{AnyConnection, Migrations};
+use pdp_kit::service::{Context, Running};
+use pdp_kit::store::AnyConnection;
 use pdp_proto::pdp::planning::v1 as api;
 
 /// What planning refuses: kit's one shape of refusal, with planning's rules in its texts.
@@ -33,14 +32,7 @@ pub const TOPIC: &str = "pdp.planning";
 /// The consumer group that files city plans with the province.
 pub const FILINGS_CONSUMER: &str = "planning-filings";
 
-pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
-
-/// The service as `pdp` serves it.
-pub const DEF: ServiceDef = ServiceDef {
-    name: SERVICE,
-    migrations: MIGRATIONS,
-    start: |context| Box::pin(start(context)),
-};
+pdp_kit::service_def!(SERVICE, start);
 
 /// Files city plans that took effect with the province (R-PLAN-5, R-TEN-3). Runs in the
 /// instance that serves the province; a city with its own instance reaches it through the
@@ -67,30 +59,13 @@ impl EventHandler for Filings {
 pub async fn start(context: &Context) -> anyhow::Result<Running> {
     context.log.create_topic(TOPIC).await?;
     let planning = Planning::new(context.store.clone(), context.clock.clone());
-    let guard = RequireIdentity(context.identity_key.clone());
-    let routes = tonic::service::Routes::new(
-        api::resource_service_server::ResourceServiceServer::with_interceptor(
-            planning.clone(),
-            guard.clone(),
-        ),
-    )
-    .add_service(
-        api::plan_service_server::PlanServiceServer::with_interceptor(
-            planning.clone(),
-            guard.clone(),
-        ),
-    )
-    .add_service(
-        api::filing_service_server::FilingServiceServer::with_interceptor(
-            planning.clone(),
-            guard.clone(),
-        ),
-    )
-    .add_service(
-        api::public_planning_service_server::PublicPlanningServiceServer::with_interceptor(
-            planning.clone(),
-            guard,
-        ),
+    let routes = pdp_kit::guarded_routes!(
+        context,
+        planning;
+        api::resource_service_server::ResourceServiceServer,
+        api::plan_service_server::PlanServiceServer,
+        api::filing_service_server::FilingServiceServer,
+        api::public_planning_service_server::PublicPlanningServiceServer,
     );
 
     let scheduler = planning.clone();

@@ -11,10 +11,9 @@ pub mod store;
 use std::sync::Arc;
 
 use pdp_kit::events::Event;
-use pdp_kit::identity::RequireIdentity;
 use pdp_kit::inbox::EventHandler;
-use pdp_kit::service::{Context, Running, ServiceDef};
-use pdp_kit::store::{AnyConnection, Migrations, TenantScope};
+use pdp_kit::service::{Context, Running};
+use pdp_kit::store::{AnyConnection, TenantScope};
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
 
@@ -29,14 +28,7 @@ pub const TOPIC: &str = "pdp.selection";
 pub const PLANS_CONSUMER: &str = "selection-plans";
 const PLANNING_TOPIC: &str = "pdp.planning";
 
-pub const MIGRATIONS: Migrations = pdp_kit::migrations!();
-
-/// The service as `pdp` serves it.
-pub const DEF: ServiceDef = ServiceDef {
-    name: SERVICE,
-    migrations: MIGRATIONS,
-    start: |context| Box::pin(start(context)),
-};
+pdp_kit::service_def!(SERVICE, start);
 
 /// Keeps the plans in force, as planning's events tell, so that a call is opened only for an
 /// effective plan without reading planning's tables.
@@ -72,23 +64,12 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         context.calendar.clone(),
         Arc::new(EvidenceCreditChecker),
     );
-    let guard = RequireIdentity(context.identity_key.clone());
-    let routes = tonic::service::Routes::new(
-        api::selection_service_server::SelectionServiceServer::with_interceptor(
-            selections.clone(),
-            guard.clone(),
-        ),
-    )
-    .add_service(
-        api::application_service_server::ApplicationServiceServer::with_interceptor(
-            selections.clone(),
-            guard.clone(),
-        ),
-    )
-    .add_service(
-        api::public_selection_service_server::PublicSelectionServiceServer::with_interceptor(
-            selections, guard,
-        ),
+    let routes = pdp_kit::guarded_routes!(
+        context,
+        selections;
+        api::selection_service_server::SelectionServiceServer,
+        api::application_service_server::ApplicationServiceServer,
+        api::public_selection_service_server::PublicSelectionServiceServer,
     );
 
     let follower = context

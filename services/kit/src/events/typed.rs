@@ -95,8 +95,9 @@ impl Event {
             .get_message_by_name(P::FULL_NAME)
             .expect("event payloads are pdp-proto messages");
         let options = DeserializeOptions::new().deny_unknown_fields(false);
-        let message = DynamicMessage::deserialize_with_options(descriptor.clone(), &self.data, &options)
-            .map_err(|e| error(e.to_string()))?;
+        let message =
+            DynamicMessage::deserialize_with_options(descriptor.clone(), &self.data, &options)
+                .map_err(|e| error(e.to_string()))?;
         // Field 1 of every payload is the id of what the event is about: without it a consumer
         // would key a row on nothing.
         if let Some(id) = descriptor.get_field(1)
