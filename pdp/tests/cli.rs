@@ -289,3 +289,61 @@ fn dev_serves_the_gateway_and_accepts_its_own_tokens() {
     );
     assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
 }
+
+#[test]
+fn calendar_check_validates_a_deployment_file_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("holidays.toml");
+    std::fs::write(
+        &good,
+        "[[year]]\nyear = 2027\ndays_off = [\"2027-01-01\"]\nworking_days = []\n",
+    )
+    .unwrap();
+    let out = pdp(&["calendar", "check", good.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("it holds 2027") && text.contains("2025, 2026, 2027"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[year]]\nyear = 2027\ndays_off = []\nworking_days = [\"2027-01-04\"]\n",
+    )
+    .unwrap();
+    let out = pdp(&["calendar", "check", bad.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("2027-01-04 is not a weekend day"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dead_letters_are_listed_and_an_unknown_one_is_not_replayed() {
+    let own = database("cli_letters");
+    let migrated = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let out = pdp(&["events", "dead-letters"], &[("PDP_STORE__URL", &own)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("store\tid\tconsumer\ttype"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).contains("0 dead letter(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = pdp(&["events", "replay", "nope"], &[("PDP_STORE__URL", &own)]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no dead letter nope in any store"),
+        "{}",
+        stderr(&out)
+    );
+}
