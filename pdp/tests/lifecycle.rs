@@ -114,7 +114,9 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         "plan_id": pid, "name": "Operator for Harbin transit data", "method": "SELECTION_METHOD_OPEN_TENDER",
         "criteria": [{"name": "plan", "weight": 60}, {"name": "security", "weight": 40}],
         "opens_at": (now - Duration::hours(1)).to_rfc3339(), "closes_at": (now + Duration::hours(1)).to_rfc3339(),
-        "procedure": "open tender", "operators_wanted": 1
+        "procedure": "open tender", "operators_wanted": 1,
+        "evaluators": [{"subject": "city_bureau-230100", "name": "Harbin bureau staff",
+            "organization": "harbin-data-bureau", "kind": "EVALUATOR_KIND_STAFF"}]
     });
     let selection = eventually(30, "selection sees the effective plan", || {
         let (status, s) = post(&format!("{H}/selections"), Some(&bureau), call_body.clone());

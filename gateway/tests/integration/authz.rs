@@ -1,8 +1,11 @@
 //! The authorization matrix: every role against operations in its own tenant and in another,
 //! with the shipped policy. Each expectation is written out, so a policy change shows here.
 
+use std::collections::BTreeMap;
+
 use pdp_gateway::authz::{CasbinAuthorizer, DEV_POLICY};
 use pdp_gateway::tenants::Tenants;
+use pdp_gateway::transcode::routes::RouteTable;
 use pdp_gateway::{Action, Authorizer};
 use pdp_kit::identity::{Identity, TenantCode};
 
@@ -76,45 +79,45 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "city_bureau",
             "230100",
             "230200",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         (
             "city_bureau",
             "230100",
             "230000",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         (
             "provider",
             "230100",
             "230100",
-            [false, false, false, true, false, true],
+            [false, false, false, true, true, true],
         ),
         (
             "provider",
             "230100",
             "230200",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         // Operators read (effective) plans; data requests need an active agreement (see below);
-        // the public routes need no token, so a token's roles do not reach them.
+        // what the public may do, a caller with a token may do too, in any tenant.
         (
             "operator",
             "230100",
             "230100",
-            [false, true, false, false, false, false],
+            [false, true, false, false, true, false],
         ),
         (
             "operator",
             "230100",
             "230200",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         (
             "developer",
             "230100",
             "230100",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         (
             "supervisor",
@@ -126,7 +129,7 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "supervisor",
             "230100",
             "230200",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         (
             "auditor",
@@ -138,13 +141,13 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "auditor",
             "230100",
             "230000",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
         (
             "root",
             "230100",
             "230100",
-            [false, false, false, false, false, false],
+            [false, false, false, false, true, false],
         ),
     ];
     for (role, home, tenant, expected) in matrix {
@@ -199,6 +202,84 @@ async fn operators_apply_to_selections_but_do_not_run_them() {
     assert!(!authz.allows(Some(&operator), &harbin, create, Action::Write));
     let bureau = caller("city_bureau", "230100");
     assert!(authz.allows(Some(&bureau), &harbin, create, Action::Write));
+    // Neither judges an application: operators never, bureaus only where named (the service).
+    let evaluate = "pdp.selection.v1.ApplicationService/EvaluateApplication";
+    assert!(!authz.allows(Some(&operator), &harbin, evaluate, Action::Write));
+    assert!(!authz.allows(Some(&bureau), &harbin, apply, Action::Write));
+}
+
+/// The rows of `gateway/policy/decisions.md`: operation → (role → allowed).
+fn decision_table() -> (Vec<String>, BTreeMap<String, Vec<bool>>) {
+    let text = include_str!("../../policy/decisions.md");
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("| operation |"));
+    let header = cells(lines.next().expect("the table has a header"));
+    // Between the operation and the condition: one column per role.
+    let roles = header[1..header.len() - 1].to_vec();
+    lines.next();
+    let mut rows = BTreeMap::new();
+    for line in lines.take_while(|l| l.starts_with('|')) {
+        let row = cells(line);
+        let decisions: Vec<bool> = row[1..=roles.len()]
+            .iter()
+            .map(|c| match c.as_str() {
+                "yes" => true,
+                "-" => false,
+                other => panic!("{}: `{other}` is neither `yes` nor `-`", row[0]),
+            })
+            .collect();
+        assert!(
+            rows.insert(row[0].clone(), decisions).is_none(),
+            "{} twice",
+            row[0]
+        );
+    }
+    (roles, rows)
+}
+
+#[tokio::test]
+async fn the_policy_decides_every_operation_as_the_decision_table_says() {
+    let authz = CasbinAuthorizer::new(DEV_POLICY, &Tenants::shipped())
+        .await
+        .unwrap();
+    authz.set_grants([("230100".to_string(), "granted".to_string())].into());
+    let pool = prost_reflect::DescriptorPool::decode(pdp_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let routes = RouteTable::from_pool(&pool).unwrap();
+    let (roles, rows) = decision_table();
+    let mut decided = std::collections::BTreeSet::new();
+    for route in routes.routes() {
+        let op = route.operation();
+        let action = Action::of(&route.method);
+        let expected = rows
+            .get(op)
+            .unwrap_or_else(|| panic!("{op} is not in gateway/policy/decisions.md"));
+        for (role, want) in roles.iter().zip(expected) {
+            let (who, tenant) = match role.as_str() {
+                "public" => (None, "230100"),
+                "provincial_bureau" => (Some(caller(role, "230000")), "230000"),
+                "authorized_operator" => {
+                    let mut granted = caller("operator", "230100");
+                    granted.organization = "granted".into();
+                    (Some(granted), "230100")
+                }
+                _ => (Some(caller(role, "230100")), "230100"),
+            };
+            let got = authz.allows(who.as_ref(), &code(tenant), op, action);
+            assert_eq!(got, *want, "{role} → {op} ({action:?})");
+        }
+        decided.insert(op.to_string());
+    }
+    let unknown: Vec<_> = rows.keys().filter(|op| !decided.contains(*op)).collect();
+    assert!(
+        unknown.is_empty(),
+        "decisions.md lists operations the API does not have: {unknown:?}"
+    );
 }
 
 #[tokio::test]

@@ -133,6 +133,7 @@ impl Agreements {
         input: api::Agreement,
     ) -> Result<api::Agreement> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        AgreementError::unless_role(who, BUREAU, "drafting an agreement")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let Some((plan_id, plan_version, selected)) = db::concluded(conn, scope, &input.selection_id)? else {
@@ -224,7 +225,7 @@ impl Agreements {
             let mut a = Self::load(conn, scope, &id)?;
             let allowed = match party {
                 api::Party::Bureau => who.has_any(BUREAU),
-                api::Party::Operator => who.organization == a.operator,
+                api::Party::Operator => who.has(Role::Operator) && who.organization == a.operator,
                 api::Party::Unspecified => {
                     return Err(AgreementError::invalid(
                         "signature",
@@ -297,6 +298,7 @@ impl Agreements {
         last_day: String,
     ) -> Result<api::Agreement> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        AgreementError::unless_role(who, BUREAU, "renewing an agreement")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let current = Self::load(conn, scope, &id)?;

@@ -253,6 +253,32 @@ impl DomainError {
         }
     }
 
+    /// The service's own check of the caller's role for a state-changing `step`, behind the
+    /// gateway's policy (so that one too broad a policy line is not enough): PERMISSION_DENIED,
+    /// reason ROLE_NOT_ALLOWED, unless the caller holds one of `roles`.
+    pub fn unless_role(
+        who: &crate::identity::Identity,
+        roles: &[crate::identity::Role],
+        step: &str,
+    ) -> Result<(), Self> {
+        if who.has_any(roles) {
+            return Ok(());
+        }
+        let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Self::forbidden(
+            "ROLE_NOT_ALLOWED",
+            format!(
+                "{step} is for {}; the caller holds {}",
+                allowed.join(" or "),
+                if who.roles.is_empty() {
+                    "no role".to_string()
+                } else {
+                    who.roles.join(", ")
+                }
+            ),
+        ))
+    }
+
     pub fn forbidden(reason: &'static str, message: impl Into<String>) -> Self {
         Self::Forbidden {
             reason,

@@ -113,6 +113,9 @@ pub enum Role {
     /// The supervising departments (R-ROLE-6).
     Supervisor,
     Auditor,
+    /// An outside expert a bureau names to evaluate a selection's applications (评审专家);
+    /// bureau staff named so keep their own role.
+    Evaluator,
     /// Derived: an operator's organization while one of its agreements in the tenant is ACTIVE
     /// (R-AGR-3). Granted by the gateway from the agreements, never by a token.
     AuthorizedOperator,
@@ -124,7 +127,7 @@ pub enum Role {
 
 impl Role {
     /// The roles a token may carry.
-    pub const ISSUED: [Role; 7] = [
+    pub const ISSUED: [Role; 8] = [
         Role::ProvincialBureau,
         Role::CityBureau,
         Role::Provider,
@@ -132,9 +135,10 @@ impl Role {
         Role::Developer,
         Role::Supervisor,
         Role::Auditor,
+        Role::Evaluator,
     ];
 
-    pub const ALL: [Role; 10] = [
+    pub const ALL: [Role; 11] = [
         Role::ProvincialBureau,
         Role::CityBureau,
         Role::Provider,
@@ -142,6 +146,7 @@ impl Role {
         Role::Developer,
         Role::Supervisor,
         Role::Auditor,
+        Role::Evaluator,
         Role::AuthorizedOperator,
         Role::Supervision,
         Role::Public,
@@ -159,6 +164,7 @@ impl Role {
             Self::Developer => "developer",
             Self::Supervisor => "supervisor",
             Self::Auditor => "auditor",
+            Self::Evaluator => "evaluator",
             Self::AuthorizedOperator => "authorized_operator",
             Self::Supervision => "supervision",
             Self::Public => "public",

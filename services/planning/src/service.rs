@@ -27,6 +27,8 @@ type Result<T> = std::result::Result<T, PlanningError>;
 
 /// Roles that manage every resource of their tenant; a provider unit manages its own.
 const BUREAU: &[Role] = &Role::BUREAU;
+/// Who lists and registers resources: their provider units, and the data bureau.
+const LISTS_RESOURCES: &[Role] = &[Role::ProvincialBureau, Role::CityBureau, Role::Provider];
 
 /// Ownership is the service's to decide (the gateway decides role × tenant × operation).
 fn may_manage(who: &Identity, resource: &api::DataResource) -> Result<()> {
@@ -157,6 +159,7 @@ impl Planning {
         mut resource: api::DataResource,
     ) -> Result<api::DataResource> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, LISTS_RESOURCES, "listing a resource")?;
         PlanningError::check("resource", resource::creation_violations(&resource))?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -189,6 +192,7 @@ impl Planning {
         change: api::DataResource,
     ) -> Result<api::DataResource> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, LISTS_RESOURCES, "changing a resource")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut resource = db::find_resource(conn, scope, &id)?
@@ -222,6 +226,7 @@ impl Planning {
         id: String,
     ) -> Result<api::DataResource> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, LISTS_RESOURCES, "registering a resource")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut resource = db::find_resource(conn, scope, &id)?
@@ -302,6 +307,7 @@ impl Planning {
         input: api::Plan,
     ) -> Result<api::Plan> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, BUREAU, "drafting a plan")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let sections = input.sections.unwrap_or_default();
@@ -355,6 +361,7 @@ impl Planning {
         change: api::Plan,
     ) -> Result<api::Plan> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, BUREAU, "changing a plan")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut plan = db::latest_plan(conn, scope, &id)?
@@ -510,6 +517,7 @@ impl Planning {
             + 'static,
     {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, BUREAU, "the approval chain")?;
         let who = who.clone();
         let today = self.today();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -663,6 +671,7 @@ impl Planning {
         request: api::AmendPlanRequest,
     ) -> Result<api::Amendment> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, BUREAU, "amending a plan")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let current = db::latest_plan(conn, scope, &id)?
@@ -819,6 +828,7 @@ impl Planning {
         note: String,
     ) -> Result<api::Filing> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        PlanningError::unless_role(who, BUREAU, "acknowledging a filing")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut filing = db::find_filing(conn, scope, &id)?

@@ -46,6 +46,17 @@ impl api::selection_service_server::SelectionService for Selections {
         ok(self.get(&who, &r.tenant, r.id).await)
     }
 
+    async fn appoint_evaluators(
+        &self,
+        request: Request<api::AppointEvaluatorsRequest>,
+    ) -> Answer<api::Selection> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .appoint_evaluators(&who, &r.tenant, r.id, r.evaluators)
+            .await)
+    }
+
     async fn publish_selection(
         &self,
         request: Request<api::PublishSelectionRequest>,

@@ -119,7 +119,7 @@ impl SelectionState {
 
 /// Every problem of a call, in one list (第十三条).
 pub fn call_violations(selection: &api::Selection) -> Vec<FieldViolation> {
-    let mut v = Vec::new();
+    let mut v = evaluator_violations("selection.evaluators", &selection.evaluators, &[]);
     if selection.plan_id.trim().is_empty() {
         v.push(FieldViolation::new(
             "selection.plan_id",
@@ -267,6 +267,89 @@ pub fn evaluation_violations(
     v
 }
 
+// === evaluators (评审, 第十三条: the bureau selects, with the departments concerned) ===
+
+const FAIR: &str = "第十三条: the bureau's selection, judged by those it names and by no applicant";
+
+/// Every problem of a list of evaluators: each with subject, name, organization and kind, named
+/// once, and none of an applicant's organization.
+pub fn evaluator_violations(
+    field: &str,
+    evaluators: &[api::Evaluator],
+    applicants: &[&str],
+) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    for (i, e) in evaluators.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        for (name, value) in [
+            ("subject", &e.subject),
+            ("name", &e.name),
+            ("organization", &e.organization),
+        ] {
+            if value.trim().is_empty() {
+                v.push(FieldViolation::new(
+                    format!("{field}.{name}"),
+                    "required: who evaluates, and for which organization",
+                ));
+            }
+        }
+        if api::EvaluatorKind::try_from(e.kind).unwrap_or_default()
+            == api::EvaluatorKind::Unspecified
+        {
+            v.push(FieldViolation::new(
+                format!("{field}.kind"),
+                "staff or expert",
+            ));
+        }
+        if evaluators[..i].iter().any(|o| o.subject == e.subject) {
+            v.push(FieldViolation::new(
+                format!("{field}.subject"),
+                format!("`{}` is named twice", e.subject),
+            ));
+        }
+        if applicants.contains(&e.organization.as_str()) {
+            v.push(FieldViolation::new(
+                format!("{field}.organization"),
+                format!(
+                    "`{}` has applied to this selection; its people do not evaluate it ({FAIR})",
+                    e.organization
+                ),
+            ));
+        }
+    }
+    v
+}
+
+/// Why `subject` of `organization` may not evaluate the applications of `selection`, or `None`
+/// when it may: it is named, and neither its appointment nor its token ties it to an applicant.
+pub fn evaluator_refusal(
+    selection: &api::Selection,
+    subject: &str,
+    organization: &str,
+    applicants: &[&str],
+) -> Option<(&'static str, String)> {
+    let Some(named) = selection.evaluators.iter().find(|e| e.subject == subject) else {
+        return Some((
+            "NOT_AN_EVALUATOR",
+            format!(
+                "only the evaluators the bureau named for this selection evaluate its \
+                 applications ({FAIR}); :appointEvaluators names them"
+            ),
+        ));
+    };
+    [named.organization.as_str(), organization]
+        .into_iter()
+        .find(|org| applicants.contains(org))
+        .map(|org| {
+            (
+                "EVALUATOR_TIED_TO_APPLICANT",
+                format!(
+                    "`{org}` has applied to this selection; its people do not evaluate it ({FAIR})"
+                ),
+            )
+        })
+}
+
 /// Ranks eligible, evaluated applications by their mean weighted total (ties: the earlier
 /// application first) and proposes the first `wanted`.
 pub fn rank(applications: &[api::Application], wanted: u32) -> Vec<api::ShortlistEntry> {
@@ -296,6 +379,65 @@ pub fn rank(applications: &[api::Application], wanted: u32) -> Vec<api::Shortlis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn evaluator(subject: &str, org: &str) -> api::Evaluator {
+        api::Evaluator {
+            subject: subject.into(),
+            name: "Li".into(),
+            organization: org.into(),
+            kind: api::EvaluatorKind::Expert as i32,
+        }
+    }
+
+    #[test]
+    fn evaluators_are_named_once_complete_and_never_of_an_applicant() {
+        let v = evaluator_violations(
+            "evaluators",
+            &[
+                evaluator("e1", "university"),
+                evaluator("e1", "acme"),
+                api::Evaluator::default(),
+            ],
+            &["acme"],
+        );
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "evaluators[1].subject",
+                "evaluators[1].organization",
+                "evaluators[2].subject",
+                "evaluators[2].name",
+                "evaluators[2].organization",
+                "evaluators[2].kind",
+            ]
+        );
+        assert!(
+            v[1].description.contains("第十三条"),
+            "{}",
+            v[1].description
+        );
+    }
+
+    #[test]
+    fn only_a_named_evaluator_untied_to_applicants_evaluates() {
+        let selection = api::Selection {
+            evaluators: vec![evaluator("e1", "university"), evaluator("e2", "acme")],
+            ..Default::default()
+        };
+        assert_eq!(
+            evaluator_refusal(&selection, "e1", "university", &["acme"]),
+            None
+        );
+        let (reason, _) = evaluator_refusal(&selection, "op", "beta", &["acme"]).unwrap();
+        assert_eq!(reason, "NOT_AN_EVALUATOR");
+        let (reason, text) = evaluator_refusal(&selection, "e2", "acme", &["acme"]).unwrap();
+        assert_eq!(reason, "EVALUATOR_TIED_TO_APPLICANT");
+        assert!(text.contains("acme"), "{text}");
+        // Named for the university, but its token says it acts for an applicant.
+        let (reason, _) = evaluator_refusal(&selection, "e1", "acme", &["acme"]).unwrap();
+        assert_eq!(reason, "EVALUATOR_TIED_TO_APPLICANT");
+    }
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -39,6 +39,10 @@ pub struct Selections {
     credit: Arc<dyn CreditChecker>,
 }
 
+const BUREAU: &[Role] = &Role::BUREAU;
+/// Who may be named to evaluate: the bureau's staff and outside experts.
+const EVALUATES: &[Role] = &[Role::ProvincialBureau, Role::CityBureau, Role::Evaluator];
+
 /// Records this service's changes: their events on its topic and their audit records.
 const RECORDER: Recorder = Recorder {
     service: SERVICE,
@@ -137,6 +141,7 @@ impl Selections {
         input: api::Selection,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, "creating a selection")?;
         SelectionError::check("selection", rules::call_violations(&input))?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -217,6 +222,58 @@ impl Selections {
     }
 
     /// A step on the selection that needs nothing but the state machine (publishing).
+    /// Names who evaluates the applications; replaces the list until the first evaluation.
+    pub async fn appoint_evaluators(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        evaluators: Vec<api::Evaluator>,
+    ) -> Result<api::Selection> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, ":appointEvaluators")?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut s = Self::load(conn, scope, &id)?;
+            let state = SelectionState::of(&s);
+            if !matches!(state, SelectionState::Draft | SelectionState::Published) {
+                return Err(SelectionError::precondition(
+                    subject(&s),
+                    format!(
+                        "evaluators are named before shortlisting; the selection is {}",
+                        state.name()
+                    ),
+                ));
+            }
+            let applications = db::applications_of(conn, scope, &id)?;
+            if applications.iter().any(|a| !a.evaluations.is_empty()) {
+                return Err(SelectionError::precondition(
+                    subject(&s),
+                    "evaluation has begun: the evaluators stay as they were named",
+                ));
+            }
+            let applicants: Vec<&str> = applications
+                .iter()
+                .map(|a| a.organization.as_str())
+                .collect();
+            SelectionError::check(
+                "evaluators",
+                rules::evaluator_violations("evaluators", &evaluators, &applicants),
+            )?;
+            s.evaluators = evaluators;
+            s.update_time = Some(timestamp(now));
+            db::save_selection(conn, scope, &s, now)?;
+            RECORDER.change(scope, Some(&who), now).emit(
+                conn,
+                api::SELECTION_EVALUATORS_APPOINTED,
+                &s.id,
+                &selection_changed(&s),
+            )?;
+            Ok(s)
+        })
+        .await
+    }
+
     pub async fn publish(
         &self,
         who: &Identity,
@@ -224,6 +281,7 @@ impl Selections {
         id: String,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, ":publish")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;
@@ -251,6 +309,13 @@ impl Selections {
         input: api::Application,
     ) -> Result<api::Application> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, &[Role::Operator], "applying")?;
+        if who.has_any(BUREAU) {
+            return Err(SelectionError::forbidden(
+                "BUREAU_DOES_NOT_APPLY",
+                "a data bureau runs selections and never applies to one (第十三条)",
+            ));
+        }
         let who = who.clone();
         let credit = self.credit.clone();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -371,6 +436,7 @@ impl Selections {
         input: api::Evaluation,
     ) -> Result<api::Application> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, EVALUATES, "evaluating")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let s = Self::load(conn, scope, &selection_id)?;
@@ -381,9 +447,18 @@ impl Selections {
             if instant(s.closes_at.as_ref()).is_some_and(|c| now < c) {
                 return Err(SelectionError::precondition(subject(&s), "evaluation starts when the application window has closed"));
             }
-            let mut a = db::applications_of(conn, scope, &selection_id)?
-                .into_iter()
+            let applications = db::applications_of(conn, scope, &selection_id)?;
+            let applicants: Vec<&str> =
+                applications.iter().map(|a| a.organization.as_str()).collect();
+            if let Some((reason, message)) =
+                rules::evaluator_refusal(&s, &who.subject, &who.organization, &applicants)
+            {
+                return Err(SelectionError::forbidden(reason, message));
+            }
+            let mut a = applications
+                .iter()
                 .find(|a| a.id == id)
+                .cloned()
                 .ok_or_else(|| SelectionError::not_found("application", &id))?;
             if !a.eligible {
                 return Err(SelectionError::precondition(format!("applications/{id}"), "an ineligible application is not evaluated"));
@@ -424,6 +499,7 @@ impl Selections {
         id: String,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, ":shortlist")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;
@@ -464,6 +540,7 @@ impl Selections {
         notice: api::Notice,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, "a notice")?;
         let who = who.clone();
         let calendar = self.calendar.clone();
         self.in_scope(&scope, move |conn, scope, now| {
@@ -602,6 +679,7 @@ impl Selections {
         reasons: Vec<String>,
     ) -> Result<api::Objection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, ":resolve")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;
@@ -672,6 +750,7 @@ impl Selections {
         decision: Option<api::DecisionRecord>,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, ":conclude")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;

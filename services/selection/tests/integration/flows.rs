@@ -494,3 +494,122 @@ pub async fn an_invited_tender_takes_only_the_invited(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
 }
+
+/// Operators never evaluate (an operator could shortlist itself); among the bureau's people and
+/// outside experts only those the bureau named, and none tied to an applicant; a bureau never
+/// applies.
+pub async fn only_named_evaluators_untied_to_applicants_evaluate(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
+    let id = i
+        .selections
+        .create(&bureau, HARBIN, call("plan-1"))
+        .await
+        .unwrap()
+        .id;
+    i.selections
+        .publish(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let acme = caller("operator", HARBIN, "acme");
+    let a = i
+        .selections
+        .apply(&acme, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap();
+
+    // A bureau does not apply, even one that also holds the operator role.
+    let err = i
+        .selections
+        .apply(&bureau, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ROLE_NOT_ALLOWED", "{err}");
+    let mut both = bureau.clone();
+    both.roles.push("operator".into());
+    let err = i
+        .selections
+        .apply(&both, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BUREAU_DOES_NOT_APPLY", "{err}");
+
+    // An expert of an applicant cannot be named.
+    let expert = |subject: &str, org: &str| api::Evaluator {
+        subject: subject.into(),
+        name: "Prof. Wang".into(),
+        organization: org.into(),
+        kind: api::EvaluatorKind::Expert as i32,
+    };
+    let err = i
+        .selections
+        .appoint_evaluators(&bureau, HARBIN, id.clone(), vec![expert("wang", "acme")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        err.field_violations()[0].field,
+        "evaluators[0].organization"
+    );
+    let named = i
+        .selections
+        .appoint_evaluators(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            vec![expert("wang", "hit-university")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(named.evaluators.len(), 1);
+
+    i.set("2026-11-25 10:00");
+    let err = i
+        .selections
+        .evaluate(&acme, HARBIN, id.clone(), a.id.clone(), scores(100, 100))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.reason(),
+        "ROLE_NOT_ALLOWED",
+        "an operator never evaluates: {err}"
+    );
+    let err = i
+        .selections
+        .evaluate(&bureau, HARBIN, id.clone(), a.id.clone(), scores(80, 80))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.reason(),
+        "NOT_AN_EVALUATOR",
+        "the bureau was replaced by the expert: {err}"
+    );
+    let mut turncoat = caller("evaluator", HARBIN, "acme");
+    turncoat.subject = "wang".into();
+    let err = i
+        .selections
+        .evaluate(&turncoat, HARBIN, id.clone(), a.id.clone(), scores(80, 80))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "EVALUATOR_TIED_TO_APPLICANT", "{err}");
+    let wang = {
+        let mut w = caller("evaluator", HARBIN, "hit-university");
+        w.subject = "wang".into();
+        w
+    };
+    let scored = i
+        .selections
+        .evaluate(&wang, HARBIN, id.clone(), a.id.clone(), scores(80, 80))
+        .await
+        .unwrap();
+    assert_eq!(scored.evaluations[0].evaluator, "wang");
+
+    // Once evaluation has begun the evaluators stay as named.
+    let err = i
+        .selections
+        .appoint_evaluators(&bureau, HARBIN, id.clone(), vec![expert("li", "other")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+}

@@ -12,4 +12,5 @@ on_both_stores!(
     a_selection_from_call_to_conclusion,
     an_upheld_objection_sends_the_result_back_to_shortlisting,
     an_invited_tender_takes_only_the_invited,
+    only_named_evaluators_untied_to_applicants_evaluate,
 );

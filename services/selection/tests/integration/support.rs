@@ -126,6 +126,13 @@ pub fn call(plan_id: &str) -> api::Selection {
         closes_at: Some(ts("2026-11-24 18:00")),
         procedure: "open tender per the published rules".into(),
         operators_wanted: 1,
+        // The flows' bureau user (`caller("city_bureau", HARBIN, "harbin-bureau")`) evaluates.
+        evaluators: vec![api::Evaluator {
+            subject: "city_bureau-harbin-bureau".into(),
+            name: "Harbin bureau staff".into(),
+            organization: "harbin-bureau".into(),
+            kind: api::EvaluatorKind::Staff as i32,
+        }],
         ..Default::default()
     }
 }
