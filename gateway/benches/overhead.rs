@@ -202,6 +202,7 @@ fn main() {
             },
             max_body_bytes: 1 << 20,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         });
         let configure = gateway.configure();
         let server = HttpServer::new(move || App::new().configure(configure.clone()))

@@ -46,6 +46,9 @@ pub struct AuditRecord {
     pub decision: Decision,
     pub status: u16,
     pub latency_ms: f64,
+    /// The client's address, on records of requests nobody authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<String>,
 }
 
 /// Where the gateway sends its records.
@@ -182,6 +185,7 @@ mod tests {
             decision: Decision::Allow,
             status: 200,
             latency_ms: 0.2,
+            client_address: None,
         }
     }
 

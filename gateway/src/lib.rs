@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod client;
 pub mod grants;
 pub mod limits;
 pub mod openapi;
@@ -107,6 +108,8 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// Origins front ends call from; empty allows none.
     pub cors_origins: Vec<String>,
+    /// The proxies whose `X-Forwarded-For` is believed (see [`client`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -267,7 +270,13 @@ async fn proxy(
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+        // A client's id goes into logs and records: plain characters only, or one of ours.
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let mut outcome = Outcome {
@@ -279,8 +288,10 @@ async fn proxy(
             .and_then(|rest| rest.split('/').next())
             .and_then(|code| code.parse().ok())
             .filter(|code| gateway.tenants.get(code).is_some()),
-        operation: format!("{} {}", request.method(), request.path()),
+        operation: unrouted_operation(request.method().as_str(), request.path()),
         decision: Decision::Refused,
+        client: client::address(&request, &gateway.trusted_proxies),
+        unrecorded: false,
     };
     let mut response =
         route_and_forward(&request, &body, &gateway, &request_id, &mut outcome).await;
@@ -289,6 +300,12 @@ async fn proxy(
             actix_web::http::header::HeaderName::from_static("x-request-id"),
             value,
         );
+    }
+    if outcome.unrecorded {
+        // Refused by the client address's limit before anything was worth recording: a flood
+        // must not fill the audit trail. The refusals are counted instead.
+        pdp_kit::telemetry::metrics::UNRECORDED_REFUSALS.inc();
+        return response;
     }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
@@ -322,6 +339,11 @@ async fn proxy(
         decision: outcome.decision,
         status: response.status().as_u16(),
         latency_ms,
+        client_address: outcome
+            .caller
+            .is_none()
+            .then(|| outcome.client.map(|a| a.to_string()))
+            .flatten(),
     });
     response
 }
@@ -332,6 +354,45 @@ struct Outcome {
     tenant: Option<TenantCode>,
     operation: String,
     decision: Decision,
+    /// The client's address, as [`client::address`] tells.
+    client: Option<std::net::IpAddr>,
+    /// Refused by the address's limit: counted, not recorded.
+    unrecorded: bool,
+}
+
+/// How long a path or method an audit record keeps of a request that matched no route.
+pub const RECORDED_PATH_CHARS: usize = 200;
+const RECORDED_METHOD_CHARS: usize = 16;
+
+/// `METHOD path` of a request no route matched, each cut to a stated length: what its audit record
+/// keeps (a matched request records its route's operation instead).
+fn unrouted_operation(method: &str, path: &str) -> String {
+    let cut = |text: &str, max: usize| -> String {
+        match text.char_indices().nth(max) {
+            Some((end, _)) => format!("{}…(+{} bytes)", &text[..end], text.len() - end),
+            None => text.to_string(),
+        }
+    };
+    format!(
+        "{} {}",
+        cut(method, RECORDED_METHOD_CHARS),
+        cut(path, RECORDED_PATH_CHARS)
+    )
+}
+
+/// Charges traffic that is not authenticated to its client address; `Err` (429) when over.
+async fn charge_address(gateway: &Gateway, outcome: &mut Outcome) -> Result<(), HttpResponse> {
+    let key = match outcome.client {
+        Some(address) => format!("address:{address}"),
+        None => "address:unknown".to_string(),
+    };
+    match limit(gateway, "address", key, gateway.subject_limit).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            outcome.unrecorded = true;
+            Err(refuse(&e))
+        }
+    }
 }
 
 async fn route_and_forward(
@@ -345,6 +406,9 @@ async fn route_and_forward(
     let (route, vars) = match gateway.routes.resolve(request.method(), path) {
         Resolution::Found(route, vars) => (route, vars),
         Resolution::MethodNotAllowed(allowed) => {
+            if let Err(limited) = charge_address(gateway, outcome).await {
+                return limited;
+            }
             let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
             let mut response = refuse(&GatewayError::MethodNotAllowed {
                 method: request.method().to_string(),
@@ -358,9 +422,12 @@ async fn route_and_forward(
             return response;
         }
         Resolution::NotFound => {
+            if let Err(limited) = charge_address(gateway, outcome).await {
+                return limited;
+            }
             return refuse(&GatewayError::NoRoute {
                 method: request.method().to_string(),
-                path: path.to_string(),
+                path: unrouted_operation("", path).trim_start().to_string(),
             });
         }
     };
@@ -370,40 +437,52 @@ async fn route_and_forward(
         Ok(t) if gateway.tenants.get(&t).is_some() => t,
         Ok(t) => {
             outcome.tenant = None;
+            if let Err(limited) = charge_address(gateway, outcome).await {
+                return limited;
+            }
             return refuse(&GatewayError::UnknownTenant(t.to_string()));
         }
-        Err(e) => return refuse(&e),
+        Err(e) => {
+            if let Err(limited) = charge_address(gateway, outcome).await {
+                return limited;
+            }
+            return refuse(&e);
+        }
     };
     outcome.tenant = Some(tenant.clone());
-    if let Err(e) = limit(
-        gateway,
-        "tenant",
-        format!("tenant:{tenant}"),
-        gateway.tenant_limit,
-    )
-    .await
-    {
-        return refuse(&e);
-    }
 
-    if !route.is_public() {
+    // Only authenticated traffic is charged to the tenant (and to its subject): a flood of bad
+    // tokens is charged to its address and cannot starve the tenant's real users.
+    if route.is_public() {
+        if let Err(limited) = charge_address(gateway, outcome).await {
+            return limited;
+        }
+    } else {
         match gateway.authenticator.authenticate(request, &tenant) {
             Ok(identity) => outcome.caller = Some(identity),
-            Err(reason) => return refuse(&GatewayError::Unauthenticated(reason)),
+            Err(reason) => {
+                if let Err(limited) = charge_address(gateway, outcome).await {
+                    return limited;
+                }
+                return refuse(&GatewayError::Unauthenticated(reason));
+            }
         }
     }
-    let who = match &outcome.caller {
-        Some(caller) => format!("subject:{}", caller.subject),
-        None => format!(
-            "address:{}",
-            request
-                .connection_info()
-                .realip_remote_addr()
-                .unwrap_or("unknown")
-        ),
-    };
-    if let Err(e) = limit(gateway, "subject", who, gateway.subject_limit).await {
-        return refuse(&e);
+    if let Some(caller) = &outcome.caller {
+        if let Err(e) = limit(
+            gateway,
+            "tenant",
+            format!("tenant:{tenant}"),
+            gateway.tenant_limit,
+        )
+        .await
+        {
+            return refuse(&e);
+        }
+        let who = format!("subject:{}", caller.subject);
+        if let Err(e) = limit(gateway, "subject", who, gateway.subject_limit).await {
+            return refuse(&e);
+        }
     }
     let allowed = gateway.authorizer.allows(
         outcome.caller.as_ref(),

@@ -115,6 +115,8 @@ pub async fn start(
             },
             max_body_bytes: g.max_body_bytes,
             cors_origins: g.cors_origins.clone(),
+            trusted_proxies: crate::client::parse_proxies(&g.trusted_proxies)
+                .context("gateway.trusted_proxies")?,
         }),
         audit_writer,
     })

@@ -203,6 +203,22 @@ pub(crate) async fn start() -> Fixture {
 }
 
 async fn start_with(subject_limit: Limit) -> Fixture {
+    start_configured(
+        subject_limit,
+        Limit {
+            per_second: 1000.0,
+            burst: 1000,
+        },
+        Vec::new(),
+    )
+    .await
+}
+
+async fn start_configured(
+    subject_limit: Limit,
+    tenant_limit: Limit,
+    trusted_proxies: Vec<ipnet::IpNet>,
+) -> Fixture {
     let service = Arc::new(Widgets::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -241,13 +257,11 @@ async fn start_with(subject_limit: Limit) -> Fixture {
         upstream_timeout: Duration::from_millis(800),
         audit: Arc::new(audit),
         limiter: Arc::new(LocalLimiter::default()),
-        tenant_limit: Limit {
-            per_second: 1000.0,
-            burst: 1000,
-        },
+        tenant_limit,
         subject_limit,
         max_body_bytes: 64 * 1024,
         cors_origins: vec!["https://portal.hlj.example".into()],
+        trusted_proxies,
     });
     Fixture {
         service,
@@ -720,4 +734,157 @@ async fn oversized_bodies_are_refused_and_cors_admits_only_configured_origins() 
     );
     let other = test::call_service(&app, preflight("https://evil.example")).await;
     assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+/// The audit records written so far, once there are at least `n`.
+async fn audit_records(f: &Fixture, n: usize) -> Vec<Value> {
+    use diesel::prelude::*;
+    use pdp_kit::outbox::pdp_outbox;
+    for _ in 0..100 {
+        let rows: Vec<String> = f
+            .audit_store
+            .run(|conn| {
+                Ok::<_, pdp_kit::store::StoreError>(
+                    pdp_outbox::table.select(pdp_outbox::envelope).load(conn)?,
+                )
+            })
+            .await
+            .unwrap();
+        if rows.len() >= n {
+            return rows
+                .iter()
+                .map(|e| serde_json::from_str::<Value>(e).unwrap()["data"].clone())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} audit records");
+}
+
+const SLOW: Limit = Limit {
+    per_second: 0.01,
+    burst: 2,
+};
+const AMPLE: Limit = Limit {
+    per_second: 1000.0,
+    burst: 1000,
+};
+
+fn public_from(peer: &str, forwarded: Option<&str>) -> test::TestRequest {
+    let mut req = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/public/widgets/w-1")
+        .peer_addr(format!("{peer}:4000").parse().unwrap());
+    if let Some(xff) = forwarded {
+        req = req.insert_header(("x-forwarded-for", xff.to_string()));
+    }
+    req
+}
+
+#[actix_web::test]
+async fn anonymous_traffic_is_charged_to_its_address_whatever_it_forwards() {
+    let f = start_with(SLOW).await;
+    let app = app!(f);
+    for xff in ["198.51.100.1", "198.51.100.2"] {
+        let resp =
+            test::call_service(&app, public_from("203.0.113.9", Some(xff)).to_request()).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let third = public_from("203.0.113.9", Some("198.51.100.3")).to_request();
+    let resp = test::call_service(&app, third).await;
+    assert_eq!(
+        resp.status(),
+        429,
+        "a made-up X-Forwarded-For does not make a new client"
+    );
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let f = start_configured(
+        Limit {
+            per_second: 0.01,
+            burst: 1,
+        },
+        AMPLE,
+        vec!["10.0.0.0/24".parse().unwrap()],
+    )
+    .await;
+    let app = app!(f);
+    let through = |client: &str| public_from("10.0.0.5", Some(client)).to_request();
+    assert_eq!(
+        test::call_service(&app, through("198.51.100.1"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        test::call_service(&app, through("198.51.100.2"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        test::call_service(&app, through("198.51.100.1"))
+            .await
+            .status(),
+        429
+    );
+}
+
+#[actix_web::test]
+async fn a_flood_of_bad_tokens_does_not_starve_the_tenants_users() {
+    let f = start_configured(SLOW, SLOW, Vec::new()).await;
+    let app = app!(f);
+    for _ in 0..10 {
+        let flood = test::TestRequest::get()
+            .uri("/api/v1/tenants/230100/widgets/w-1")
+            .peer_addr("203.0.113.9:4000".parse().unwrap())
+            .to_request();
+        let status = test::call_service(&app, flood).await.status().as_u16();
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    let alice = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets/w-1")
+        .peer_addr("198.51.100.7:4000".parse().unwrap())
+        .insert_header(("x-test-subject", "alice"))
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, alice).await.status(),
+        200,
+        "the tenant's limit is charged by authenticated traffic only"
+    );
+}
+
+#[actix_web::test]
+async fn a_path_matching_no_route_is_recorded_cut_short_and_a_flood_of_them_not_at_all() {
+    let f = start_with(SLOW).await;
+    let app = app!(f);
+    let long = format!("/api/v1/tenants/230100/{}", "x".repeat(20_000));
+    let stray = || {
+        test::TestRequest::get()
+            .uri(&long)
+            .peer_addr("203.0.113.9:4000".parse().unwrap())
+            .insert_header(("x-request-id", "r1\" level=\"ERROR"))
+            .to_request()
+    };
+    assert_eq!(test::call_service(&app, stray()).await.status(), 404);
+    assert_eq!(test::call_service(&app, stray()).await.status(), 404);
+    assert_eq!(test::call_service(&app, stray()).await.status(), 429);
+    let records = audit_records(&f, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records_after = audit_records(&f, 2).await;
+    assert_eq!(records_after.len(), 2, "the refused flood is not recorded");
+    for record in &records {
+        let operation = record["operation"].as_str().unwrap();
+        assert!(
+            operation.chars().count() < 300 && operation.contains("…(+"),
+            "{operation}"
+        );
+        assert_eq!(record["client_address"], "203.0.113.9");
+        let id = record["request_id"].as_str().unwrap();
+        assert!(
+            !id.contains('\n'),
+            "a client's id with a newline is replaced: {id}"
+        );
+    }
 }

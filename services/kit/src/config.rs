@@ -318,14 +318,19 @@ pub struct GatewayConfig {
     /// Requests per second each tenant may make, and its burst.
     pub tenant_rate: f64,
     pub tenant_burst: u32,
-    /// Requests per second each subject (each client address for the public) may make, and its
-    /// burst.
+    /// Requests per second each subject may make, and its burst; traffic that is not
+    /// authenticated (the public, a bad or missing token, a path that matches no route) is
+    /// charged to its client address with the same limit, and a request refused so is not
+    /// recorded.
     pub subject_rate: f64,
     pub subject_burst: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Front-end origins allowed by CORS (`https://portal.hlj.example`); none by default.
     pub cors_origins: Vec<String>,
+    /// The proxies (the ingress) in front of the gateway, as addresses or CIDR ranges: only from
+    /// them is `X-Forwarded-For` believed. Empty: the peer's address is the client's.
+    pub trusted_proxies: Vec<String>,
     /// A YAML list of tenant routes (dev): which instance serves each tenant. Unset: every
     /// tenant goes to `upstreams`.
     pub routes_file: Option<PathBuf>,
@@ -352,6 +357,7 @@ impl Default for GatewayConfig {
             subject_burst: 40,
             max_body_bytes: 1024 * 1024,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             routes_file: None,
             watch_routes: false,
             routes_namespace: None,

@@ -169,13 +169,13 @@ where
         App::new()
             .wrap_fn(|req, srv| {
                 use actix_web::dev::Service as _;
-                let method = req.method().to_string();
+                let method = crate::telemetry::metrics::method_label(req.method().as_str());
                 let start = std::time::Instant::now();
                 let response = srv.call(req);
                 async move {
                     let response = response.await?;
                     crate::telemetry::metrics::HTTP_REQUESTS
-                        .with_label_values(&[method.as_str(), response.status().as_str()])
+                        .with_label_values(&[method, response.status().as_str()])
                         .observe(start.elapsed().as_secs_f64());
                     Ok(response)
                 }

@@ -93,6 +93,24 @@ pub static OUTBOX_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Requests refused by their client address's rate limit before anything was recorded.
+pub static UNRECORDED_REFUSALS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    register(
+        prometheus::IntCounter::new(
+            "pdp_gateway_unrecorded_refusals_total",
+            "Requests refused by their client address's rate limit, counted instead of audited",
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// The method label of [`HTTP_REQUESTS`]: the methods pdp serves, every other one as `OTHER`, so
+/// that a client inventing method names cannot grow the series without bound.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER")
+}
+
 pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register(
         HistogramVec::new(
