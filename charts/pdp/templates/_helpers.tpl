@@ -82,6 +82,7 @@ jwks_url = {{ . | quote }}
 jwks_file = "/etc/pdp/jwks/{{ .Values.gateway.jwksSecret.key }}"
 {{- end }}
 cors_origins = [{{ range $i, $o := .Values.gateway.corsOrigins }}{{ if $i }}, {{ end }}{{ $o | quote }}{{ end }}]
+trusted_proxies = [{{ range $i, $p := .Values.gateway.trustedProxies }}{{ if $i }}, {{ end }}{{ $p | quote }}{{ end }}]
 watch_routes = {{ .Values.gateway.watchTenantRoutes }}
 routes_namespace = {{ .Release.Namespace | quote }}
 
