@@ -502,6 +502,20 @@ async fn route_and_forward(
         });
     }
 
+    // A cross-site form posts text/plain without a preflight: only JSON is read as a body.
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let kind = request
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = kind.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return refuse(&GatewayError::BadRequest(
+                transcode::message::TranscodeError::NotJson(kind.to_string()),
+            ));
+        }
+    }
     let message = match request_message(route, &vars, request.query_string(), body) {
         Ok(m) => m,
         Err(e) => return refuse(&GatewayError::BadRequest(e)),

@@ -196,7 +196,11 @@ fn field_schema(field: &FieldDescriptor) -> (Value, Vec<MessageDescriptor>) {
     }
     let (schema, used) = kind_schema(field);
     if field.is_list() {
-        (json!({"type": "array", "items": schema}), used)
+        let max = crate::transcode::message::MAX_LIST_ITEMS;
+        (
+            json!({"type": "array", "items": schema, "maxItems": max}),
+            used,
+        )
     } else {
         (schema, used)
     }
@@ -217,7 +221,9 @@ fn kind_schema(field: &FieldDescriptor) -> (Value, Vec<MessageDescriptor>) {
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => json!({"type": "string", "format": "int64"}),
         Kind::Uint64 | Kind::Fixed64 => json!({"type": "string", "format": "uint64"}),
         Kind::Bool => json!({"type": "boolean"}),
-        Kind::String => json!({"type": "string"}),
+        Kind::String => {
+            json!({"type": "string", "maxLength": crate::transcode::message::MAX_TEXT_CHARS})
+        }
         Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
         Kind::Enum(e) => {
             let names: Vec<String> = e.values().map(|v| v.name().to_string()).collect();

@@ -25,13 +25,18 @@ pub enum TranscodeError {
     UnknownParameter(String),
     #[error("this operation takes no request body")]
     UnexpectedBody,
+    #[error("this operation needs a JSON body: the `{0}`")]
+    MissingBody(String),
+    #[error("a request body is application/json, not `{0}`")]
+    NotJson(String),
 }
 
 impl TranscodeError {
     /// The field the client should fix, for a BadRequest field violation.
     pub fn field(&self) -> String {
         match self {
-            Self::Json { .. } | Self::UnexpectedBody => "body".into(),
+            Self::Json { .. } | Self::UnexpectedBody | Self::MissingBody(_) => "body".into(),
+            Self::NotJson(_) => "content-type".into(),
             Self::Field { field, .. } => field.clone(),
             Self::UnknownParameter(p) => p.clone(),
         }
@@ -63,12 +68,14 @@ pub fn request_message(
             let field = input
                 .get_field_by_name(name)
                 .expect("checked when the route was built");
-            if !body_is_empty {
-                let Kind::Message(kind) = field.kind() else {
-                    unreachable!("checked when the route was built")
-                };
-                message.set_field(&field, Value::Message(parse_json(kind, body)?));
+            // A create with nothing to create is a mistake (or a probe), never an empty row.
+            if body_is_empty {
+                return Err(TranscodeError::MissingBody(name.clone()));
             }
+            let Kind::Message(kind) = field.kind() else {
+                unreachable!("checked when the route was built")
+            };
+            message.set_field(&field, Value::Message(parse_json(kind, body)?));
             bound.insert(name.clone());
         }
     }
@@ -102,7 +109,105 @@ pub fn request_message(
             })?;
         }
     }
+    check_values(&message, "")?;
     Ok(message)
+}
+
+/// The longest text a field of any request takes, in characters (stated in the OpenAPI document
+/// as `maxLength`): a plan's section, a reason, a description fits; a denial of service does not.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+/// The most items a list of any request takes (`maxItems` in the OpenAPI document).
+pub const MAX_LIST_ITEMS: usize = 1_000;
+
+/// Characters no text of pdp holds: NUL and the other controls but tab and line breaks (NUL is
+/// refused by PostgreSQL, the others corrupt logs and exports), and the invisible formatting and
+/// bidirectional controls that make a name read differently from what it is.
+fn forbidden_char(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        || matches!(c,
+            '\u{200B}'..='\u{200F}'   // zero-width space, joiners, LRM, RLM
+            | '\u{202A}'..='\u{202E}' // bidirectional embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner and invisible operators
+            | '\u{2066}'..='\u{2069}' // bidirectional isolates
+            | '\u{061C}' | '\u{FEFF}')
+}
+
+/// Refuses text with characters no field holds or longer than [`MAX_TEXT_CHARS`], lists longer
+/// than [`MAX_LIST_ITEMS`], and enum numbers the enum does not define, naming the field.
+fn check_values(message: &DynamicMessage, prefix: &str) -> Result<(), TranscodeError> {
+    for (field, value) in message.fields() {
+        let name = format!("{prefix}{}", field.name());
+        match value {
+            Value::List(items) => {
+                if items.len() > MAX_LIST_ITEMS {
+                    return Err(TranscodeError::Field {
+                        field: name,
+                        reason: format!("at most {MAX_LIST_ITEMS} items"),
+                    });
+                }
+                for (i, item) in items.iter().enumerate() {
+                    check_value(&field, item, &format!("{name}[{i}]"))?;
+                }
+            }
+            Value::Map(entries) => {
+                for (key, item) in entries {
+                    let key = match key {
+                        prost_reflect::MapKey::String(k) => k.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    check_text(&key, &format!("{name}.{key}"))?;
+                    check_value(&field, item, &format!("{name}.{key}"))?;
+                }
+            }
+            single => check_value(&field, single, &name)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_value(field: &FieldDescriptor, value: &Value, name: &str) -> Result<(), TranscodeError> {
+    match value {
+        Value::String(text) => check_text(text, name),
+        Value::Message(inner) => check_values(inner, &format!("{name}.")),
+        Value::EnumNumber(number) => {
+            let known = match field.kind() {
+                Kind::Enum(e) => e.get_value(*number).is_some(),
+                Kind::Message(entry) => match entry.map_entry_value_field().kind() {
+                    Kind::Enum(e) => e.get_value(*number).is_some(),
+                    _ => true,
+                },
+                _ => true,
+            };
+            if known {
+                Ok(())
+            } else {
+                Err(TranscodeError::Field {
+                    field: name.to_string(),
+                    reason: format!("{number} is not a value of this enum; use its names"),
+                })
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_text(text: &str, name: &str) -> Result<(), TranscodeError> {
+    if let Some(c) = text.chars().find(|c| forbidden_char(*c)) {
+        return Err(TranscodeError::Field {
+            field: name.to_string(),
+            reason: format!(
+                "holds the control or invisible character U+{:04X}; text fields take none",
+                u32::from(c)
+            ),
+        });
+    }
+    if text.chars().nth(MAX_TEXT_CHARS).is_some() {
+        return Err(TranscodeError::Field {
+            field: name.to_string(),
+            reason: format!("at most {MAX_TEXT_CHARS} characters"),
+        });
+    }
+    Ok(())
 }
 
 fn parse_json(desc: MessageDescriptor, body: &[u8]) -> Result<DynamicMessage, TranscodeError> {

@@ -327,6 +327,7 @@ async fn field_body_and_nested_path_variable() {
     let req = test::TestRequest::post()
         .uri("/api/v1/tenants/230100/widgets")
         .insert_header(("x-test-subject", "alice"))
+        .insert_header(("content-type", "application/json"))
         .set_payload(r#"{"displayName": "Pump data", "tags": ["water"], "count": "12"}"#)
         .to_request();
     let (status, body) = json_of(test::call_service(&app, req).await).await;
@@ -338,6 +339,7 @@ async fn field_body_and_nested_path_variable() {
     let req = test::TestRequest::patch()
         .uri("/api/v1/tenants/230100/widgets/w-9")
         .insert_header(("x-test-subject", "alice"))
+        .insert_header(("content-type", "application/json"))
         .set_payload(r#"{"displayName": "Renamed", "id": "ignored-by-path"}"#)
         .to_request();
     let (status, body) = json_of(test::call_service(&app, req).await).await;
@@ -356,6 +358,7 @@ async fn custom_verb_with_whole_body_and_service_errors_become_google_rpc_status
     let req = test::TestRequest::post()
         .uri("/api/v1/tenants/230100/widgets/w-2:submit")
         .insert_header(("x-test-subject", "alice"))
+        .insert_header(("content-type", "application/json"))
         .set_payload(r#"{"comment": "ready"}"#)
         .to_request();
     let (status, body) = json_of(test::call_service(&app, req).await).await;
@@ -366,6 +369,7 @@ async fn custom_verb_with_whole_body_and_service_errors_become_google_rpc_status
     let req = test::TestRequest::post()
         .uri("/api/v1/tenants/230100/widgets/w-2:submit")
         .insert_header(("x-test-subject", "alice"))
+        .insert_header(("content-type", "application/json"))
         .set_payload(r#"{"fail": true}"#)
         .to_request();
     let (status, body) = json_of(test::call_service(&app, req).await).await;
@@ -419,6 +423,7 @@ async fn unknown_routes_wrong_methods_and_bad_input_are_refused_before_the_servi
             call(
                 test::TestRequest::post()
                     .uri("/api/v1/tenants/230100/widgets")
+                    .insert_header(("content-type", "application/json"))
                     .set_payload("{\n  \"displayName\": \"x\",\n  oops\n}"),
             ),
         )
@@ -714,6 +719,7 @@ async fn oversized_bodies_are_refused_and_cors_admits_only_configured_origins() 
     let req = test::TestRequest::post()
         .uri("/api/v1/tenants/230100/widgets")
         .insert_header(("x-test-subject", "alice"))
+        .insert_header(("content-type", "application/json"))
         .set_payload(big)
         .to_request();
     assert_eq!(test::call_service(&app, req).await.status(), 413);
@@ -887,4 +893,74 @@ async fn a_path_matching_no_route_is_recorded_cut_short_and_a_flood_of_them_not_
             "a client's id with a newline is replaced: {id}"
         );
     }
+}
+
+/// A create (`POST …/widgets`, body: the widget) with `payload` sent as `content_type`.
+async fn create_widget(f: &Fixture, content_type: Option<&str>, payload: String) -> (u16, Value) {
+    let app = app!(f);
+    let mut req = test::TestRequest::post()
+        .uri("/api/v1/tenants/230100/widgets")
+        .insert_header(("x-test-subject", "alice"));
+    if let Some(kind) = content_type {
+        req = req.insert_header(("content-type", kind.to_string()));
+    }
+    json_of(test::call_service(&app, req.set_payload(payload).to_request()).await).await
+}
+
+#[actix_web::test]
+async fn bodies_are_json_a_create_has_one_and_text_holds_no_hidden_characters() {
+    let f = start().await;
+    let json = Some("application/json; charset=utf-8");
+    let ok = r#"{"displayName": "Pump data"}"#.to_string();
+    assert_eq!(create_widget(&f, json, ok.clone()).await.0, 200);
+
+    // A cross-site form can post text/plain without a preflight.
+    let (status, body) = create_widget(&f, Some("text/plain"), ok.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("application/json"), "{body}");
+    assert_eq!(create_widget(&f, None, ok).await.0, 400);
+
+    let (status, body) = create_widget(&f, json, String::new()).await;
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("needs a JSON body"), "{body}");
+
+    for (text, code) in [
+        ("Pump\u{0}data", "U+0000"),
+        ("evil\u{202E}txt.exe", "U+202E"),
+        ("zero\u{200B}width", "U+200B"),
+    ] {
+        let payload = serde_json::json!({ "displayName": text }).to_string();
+        let (status, body) = create_widget(&f, json, payload).await;
+        assert_eq!(status, 400, "{text:?}: {body}");
+        let said = body.to_string();
+        assert!(
+            said.contains(code) && said.contains("display_name"),
+            "{said}"
+        );
+    }
+    let long = serde_json::json!({ "displayName": "x".repeat(10_001) }).to_string();
+    let (status, body) = create_widget(&f, json, long).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.to_string().contains("at most 10000 characters"),
+        "{body}"
+    );
+    let many = serde_json::json!({ "tags": vec!["t"; 1_001] }).to_string();
+    assert_eq!(create_widget(&f, json, many).await.0, 400);
+    let lines = serde_json::json!({ "displayName": "line one\nline two\tend" }).to_string();
+    assert_eq!(
+        create_widget(&f, json, lines).await.0,
+        200,
+        "tabs and line breaks are text"
+    );
+
+    // An enum number the enum does not define is refused, not stored and echoed.
+    let (status, body) = create_widget(&f, json, r#"{"state": 7}"#.into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("7 is not a value"), "{body}");
+    assert_eq!(
+        f.service.calls.load(Ordering::SeqCst),
+        2,
+        "refusals reach no service"
+    );
 }
