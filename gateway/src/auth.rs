@@ -34,12 +34,30 @@ pub struct Claims {
     /// The subject's own tenant.
     pub tenant: TenantCode,
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     pub iat: i64,
 }
+
+/// `aud`: one audience or a list of them (RFC 7519 §4.1.3; Keycloak issues lists).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(value: &str) -> Self {
+        Self::One(value.to_string())
+    }
+}
+
+/// The longest a token may live (`exp - iat`) unless configuration says otherwise: a token that
+/// leaks stops working within a day.
+pub const MAX_TOKEN_LIFETIME_SECS: i64 = 24 * 3600;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -55,8 +73,10 @@ pub enum AuthError {
     WrongIssuer,
     #[error("token signature does not verify")]
     BadSignature,
-    #[error("token algorithm is not accepted (RS256 and ES256 only; never none)")]
-    Algorithm,
+    #[error("token algorithm is not accepted ({0} only; never none)")]
+    Algorithm(&'static str),
+    #[error("token lives {lives} s (exp - iat); at most {max} s are accepted")]
+    TooLong { lives: i64, max: i64 },
     #[error("token signed with an unknown key `{0}`")]
     UnknownKey(String),
     #[error("token is malformed: {0}")]
@@ -73,11 +93,14 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
             ErrorKind::InvalidSignature => Self::BadSignature,
             ErrorKind::InvalidAlgorithm
             | ErrorKind::InvalidAlgorithmName
-            | ErrorKind::UnsupportedAlgorithm => Self::Algorithm,
+            | ErrorKind::UnsupportedAlgorithm => Self::Algorithm(JWKS_ALGORITHMS),
             _ => Self::Malformed(e.to_string()),
         }
     }
 }
+
+const JWKS_ALGORITHMS: &str = "RS256 and ES256";
+const DEV_ALGORITHMS: &str = "HS256, the dev key's";
 
 /// A JWKS key: its id and the one algorithm it may verify.
 type JwksKey = (Option<String>, Algorithm, DecodingKey);
@@ -167,6 +190,8 @@ pub struct JwtAuthenticator {
     verified: VerifiedTokens,
     issuer: String,
     audience: String,
+    /// `exp - iat` at most, in seconds (configuration may lower or raise it after start).
+    max_lifetime: std::sync::atomic::AtomicI64,
     /// Woken when a token names a key id the JWKS in hand lacks: the provider may have rotated
     /// its keys, so the JWKS URL is fetched again without waiting for the next refresh.
     unknown_key: Arc<tokio::sync::Notify>,
@@ -193,6 +218,7 @@ impl JwtAuthenticator {
             verified: VerifiedTokens::default(),
             issuer: issuer.into(),
             audience: audience.into(),
+            max_lifetime: std::sync::atomic::AtomicI64::new(MAX_TOKEN_LIFETIME_SECS),
             unknown_key: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -279,7 +305,26 @@ impl JwtAuthenticator {
             verified: VerifiedTokens::default(),
             issuer: DevKey::ISSUER.into(),
             audience: DevKey::AUDIENCE.into(),
+            max_lifetime: std::sync::atomic::AtomicI64::new(MAX_TOKEN_LIFETIME_SECS),
             unknown_key: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Accepts tokens living at most `secs` (`exp - iat`).
+    pub fn with_max_lifetime(self, secs: i64) -> Self {
+        self.set_max_lifetime(secs);
+        self
+    }
+
+    pub fn set_max_lifetime(&self, secs: i64) {
+        self.max_lifetime
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn accepted(&self) -> &'static str {
+        match self.keys {
+            Keys::Dev(_) => DEV_ALGORITHMS,
+            Keys::Jwks(_) => JWKS_ALGORITHMS,
         }
     }
 
@@ -297,7 +342,9 @@ impl JwtAuthenticator {
     fn check(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             // `alg: none` and other unknown algorithms fail to parse as a header.
-            ErrorKind::Json(_) if token_alg(token).is_some() => AuthError::Algorithm,
+            ErrorKind::Json(_) if token_alg(token).is_some() => {
+                AuthError::Algorithm(self.accepted())
+            }
             _ => AuthError::from(e),
         })?;
         let current;
@@ -314,7 +361,7 @@ impl JwtAuthenticator {
                 match found {
                     Some((_, alg, key)) => (*alg, key),
                     None if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) => {
-                        return Err(AuthError::Algorithm);
+                        return Err(AuthError::Algorithm(JWKS_ALGORITHMS));
                     }
                     None => {
                         self.unknown_key.notify_one();
@@ -324,7 +371,7 @@ impl JwtAuthenticator {
             }
         };
         if header.alg != alg {
-            return Err(AuthError::Algorithm);
+            return Err(AuthError::Algorithm(self.accepted()));
         }
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[&self.issuer]);
@@ -332,7 +379,18 @@ impl JwtAuthenticator {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY as u64;
-        Ok(jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| match AuthError::from(e) {
+                AuthError::Algorithm(_) => AuthError::Algorithm(self.accepted()),
+                other => other,
+            })?
+            .claims;
+        let lives = claims.exp - claims.iat;
+        let max = self.max_lifetime.load(std::sync::atomic::Ordering::Relaxed);
+        if lives > max {
+            return Err(AuthError::TooLong { lives, max });
+        }
+        Ok(claims)
     }
 }
 

@@ -165,7 +165,9 @@ async fn authenticator(
     if config.is_dev() && g.jwks_file.is_none() && g.jwks_url.is_none() {
         let key = DevKey::load_or_create(&config.data_dir)
             .with_context(|| format!("dev token key in {}", config.data_dir.display()))?;
-        return Ok(Arc::new(JwtAuthenticator::dev(&key)));
+        return Ok(Arc::new(
+            JwtAuthenticator::dev(&key).with_max_lifetime(g.max_token_lifetime_secs),
+        ));
     }
     let issuer = g
         .issuer
@@ -189,13 +191,15 @@ async fn authenticator(
             )
             .await
             .map_err(|e| anyhow::anyhow!("gateway.jwks_url: {e}"))?;
+            auth.set_max_lifetime(g.max_token_lifetime_secs);
             Ok(auth)
         }
         (None, Some(file)) => {
             let jwks = std::fs::read_to_string(file)
                 .with_context(|| format!("gateway.jwks_file {}", file.display()))?;
             let auth = JwtAuthenticator::from_jwks(&jwks, issuer, &g.audience)
-                .map_err(|e| anyhow::anyhow!("gateway.jwks_file {}: {e}", file.display()))?;
+                .map_err(|e| anyhow::anyhow!("gateway.jwks_file {}: {e}", file.display()))?
+                .with_max_lifetime(g.max_token_lifetime_secs);
             Ok(Arc::new(auth))
         }
         (None, None) => anyhow::bail!(

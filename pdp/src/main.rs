@@ -570,6 +570,13 @@ fn token(
             Role::ISSUED.map(Role::as_str).join(", ")
         );
     }
+    let max = config.gateway.max_token_lifetime_secs;
+    anyhow::ensure!(
+        ttl.num_seconds() <= max,
+        "--ttl {}s: the gateway accepts tokens living at most {max}s \
+         (gateway.max_token_lifetime_secs)",
+        ttl.num_seconds()
+    );
     let key = pdp_gateway::auth::DevKey::load_or_create(&config.data_dir)?;
     println!("{}", key.issue(subject, org, roles, &tenant, ttl));
     Ok(())

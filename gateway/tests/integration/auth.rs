@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::EncodePrivateKey;
-use pdp_gateway::auth::{AuthError, Claims, DevKey, JwtAuthenticator};
+use pdp_gateway::auth::{Audience, AuthError, Claims, DevKey, JwtAuthenticator};
 use rsa::traits::PublicKeyParts;
 
 const ISS: &str = "https://sso.hlj.example/realms/pdp";
@@ -123,7 +123,10 @@ fn jwks_tokens_verify_and_every_bad_token_is_refused_with_its_reason() {
     // Unsigned.
     let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let unsigned = format!("{none_header}.{forged_payload}.");
-    assert_eq!(auth.verify(&unsigned), Err(AuthError::Algorithm));
+    assert_eq!(
+        auth.verify(&unsigned),
+        Err(AuthError::Algorithm("RS256 and ES256"))
+    );
 
     // A symmetric token against public keys (the classic key-confusion attack).
     let hs = jsonwebtoken::encode(
@@ -132,7 +135,10 @@ fn jwks_tokens_verify_and_every_bad_token_is_refused_with_its_reason() {
         &EncodingKey::from_secret(k.jwks.as_bytes()),
     )
     .unwrap();
-    assert_eq!(auth.verify(&hs), Err(AuthError::Algorithm));
+    assert_eq!(
+        auth.verify(&hs),
+        Err(AuthError::Algorithm("RS256 and ES256"))
+    );
 
     // A key the JWKS does not hold.
     let other = p256::SecretKey::random(&mut rand::rngs::OsRng);
@@ -289,4 +295,60 @@ async fn a_token_with_an_unknown_key_id_brings_the_next_jwks_fetch_forward() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     stop.cancel();
+}
+
+#[test]
+fn an_audience_list_is_accepted_and_a_token_living_too_long_is_not() {
+    let k = keys();
+    let auth = JwtAuthenticator::from_jwks(&k.jwks, ISS, AUD).unwrap();
+    let mut listed = claims();
+    listed.aud = Audience::Many(vec!["account".into(), AUD.into()]);
+    let token = sign(Algorithm::ES256, "ec-1", &k.es, &listed);
+    assert_eq!(
+        auth.verify(&token).unwrap().sub,
+        "u-1",
+        "Keycloak's aud list"
+    );
+    listed.aud = Audience::Many(vec!["account".into()]);
+    let token = sign(Algorithm::ES256, "ec-1", &k.es, &listed);
+    assert_eq!(auth.verify(&token), Err(AuthError::WrongAudience));
+
+    let mut long = claims();
+    long.exp = long.iat + 7 * 24 * 3600;
+    let token = sign(Algorithm::ES256, "ec-1", &k.es, &long);
+    assert_eq!(
+        auth.verify(&token),
+        Err(AuthError::TooLong {
+            lives: 7 * 24 * 3600,
+            max: 24 * 3600
+        })
+    );
+    let strict = JwtAuthenticator::from_jwks(&k.jwks, ISS, AUD)
+        .unwrap()
+        .with_max_lifetime(300);
+    let token = sign(Algorithm::ES256, "ec-1", &k.es, &claims());
+    assert!(matches!(
+        strict.verify(&token),
+        Err(AuthError::TooLong { lives: 600, .. })
+    ));
+}
+
+#[test]
+fn in_dev_another_hmac_algorithm_is_refused_naming_the_dev_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DevKey::load_or_create(dir.path()).unwrap();
+    let mut dev = claims();
+    dev.iss = DevKey::ISSUER.into();
+    dev.aud = DevKey::AUDIENCE.into();
+    let secret = std::fs::read_dir(dir.path()).unwrap().count();
+    assert!(secret > 0, "the dev key is kept in the data directory");
+    let hs384 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS384),
+        &dev,
+        &EncodingKey::from_secret(b"whatever"),
+    )
+    .unwrap();
+    let err = JwtAuthenticator::dev(&key).verify(&hs384).unwrap_err();
+    assert_eq!(err, AuthError::Algorithm("HS256, the dev key's"));
+    assert!(err.to_string().contains("HS256"), "{err}");
 }

@@ -308,6 +308,8 @@ pub struct GatewayConfig {
     pub issuer: Option<String>,
     /// Expected `aud` of tokens.
     pub audience: String,
+    /// The longest a token may live (`exp - iat`), in seconds: a leaked token stops working.
+    pub max_token_lifetime_secs: i64,
     /// casbin policy (CSV); unset for the policy shipped with pdp.
     pub policy_file: Option<PathBuf>,
     /// Milliseconds a service gets to answer before the gateway answers 504.
@@ -358,6 +360,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 1024 * 1024,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            max_token_lifetime_secs: 24 * 3600,
             routes_file: None,
             watch_routes: false,
             routes_namespace: None,

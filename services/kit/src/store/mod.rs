@@ -123,6 +123,30 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Session {
     }
 }
 
+/// Creates a SQLite file (and its folder) that only the process's user can read: it holds
+/// personal data and the audit trail. SQLite gives its -wal and -shm files the same mode.
+fn owner_only_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+    }
+    Ok(())
+}
+
 pub fn backend_of(url: &str) -> Backend {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Backend::Postgres
@@ -147,12 +171,8 @@ impl Store {
             Backend::Postgres => (url.to_string(), Some(owner.to_string()), pool_size.max(1)),
             Backend::Sqlite => {
                 let path = url.strip_prefix("sqlite://").unwrap_or(url);
-                if let Some(parent) = Path::new(path).parent()
-                    && !parent.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Open(format!("{}: {e}", parent.display())))?;
-                }
+                owner_only_file(Path::new(path))
+                    .map_err(|e| StoreError::Open(format!("{path}: {e}")))?;
                 // One connection: SQLite has one writer, and a deferred transaction that turns
                 // into a write would fail with SQLITE_BUSY rather than wait.
                 (path.to_string(), None, 1)
@@ -338,3 +358,20 @@ pub const KIT_MIGRATIONS: Migrations = Migrations {
 static KIT_POSTGRES: EmbeddedMigrations =
     diesel_migrations::embed_migrations!("migrations/postgres");
 static KIT_SQLITE: EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations/sqlite");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn sqlite_files_and_their_folder_are_the_owners_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("planning.db");
+        let store = Store::open(&path.to_string_lossy(), "planning", 1).unwrap();
+        store.migrate(&[KIT_MIGRATIONS]).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+}
