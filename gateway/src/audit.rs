@@ -1,8 +1,12 @@
 //! One audit record per request, allowed or not, published on `pdp.audit`.
 //!
 //! Records go through the platform store's outbox, so that they reach the event log even if the
-//! broker is down. Requests hand records to a channel and a writer inserts them in batches (one
-//! transaction per batch), so that no request waits for the database.
+//! broker is down. A request is answered only once its record is durable: it hands the record to
+//! a writer and waits. The writer commits whatever has queued in one transaction and tells each
+//! request; while one transaction is in flight the next batch gathers (group commit), so under
+//! load many requests share a commit and a lone request waits for one commit only. When the
+//! writer falls behind, requests wait for room in its queue (the gateway slows down) and, past a
+//! bound, are told the trail is unavailable: no record is ever dropped to keep an answer fast.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +17,16 @@ use pdp_kit::identity::TenantCode;
 use pdp_kit::outbox;
 use pdp_kit::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub const TOPIC: &str = "pdp.audit";
 
 /// The most records one transaction writes.
 const BATCH: usize = 5_000;
-/// How long the writer lets records gather after the first before it writes them all.
-const LINGER: Duration = Duration::from_millis(20);
+/// How long a request waits for room in the writer's queue, and then for its record's commit,
+/// before it is told the trail is unavailable. The writer's own retries take about 3 s.
+pub const WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,29 +56,49 @@ pub struct AuditRecord {
     pub client_address: Option<String>,
 }
 
-/// Where the gateway sends its records.
-pub trait AuditSink: Send + Sync {
-    fn record(&self, record: AuditRecord);
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AuditError {
+    #[error("the audit trail cannot be written now: {0}")]
+    Unavailable(&'static str),
+    #[error("the gateway is stopping")]
+    Stopping,
 }
 
-/// Sends records to the outbox writer; see [`OutboxAudit::spawn`].
+/// Where the gateway sends its records.
+#[async_trait::async_trait]
+pub trait AuditSink: Send + Sync {
+    /// Returns once the record is durable.
+    async fn record(&self, record: AuditRecord) -> Result<(), AuditError>;
+}
+
+/// A record and the request waiting for its commit.
+struct Pending {
+    record: AuditRecord,
+    written: oneshot::Sender<bool>,
+}
+
+/// Hands records to the outbox writer; see [`OutboxAudit::spawn`].
 #[derive(Debug, Clone)]
 pub struct OutboxAudit {
-    sender: mpsc::Sender<AuditRecord>,
+    sender: mpsc::Sender<Pending>,
 }
 
+#[async_trait::async_trait]
 impl AuditSink for OutboxAudit {
-    fn record(&self, record: AuditRecord) {
-        match self.sender.try_send(record) {
-            Ok(()) => {}
-            // A full channel means the database is far behind: say so loudly rather than
-            // block requests.
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::error!("audit record dropped: the writer is behind");
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::error!("audit record dropped: the gateway is stopping");
-            }
+    async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let (written, committed) = oneshot::channel();
+        match tokio::time::timeout(WAIT, self.sender.send(Pending { record, written })).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(AuditError::Stopping),
+            Err(_) => return Err(AuditError::Unavailable("the writer is behind")),
+        }
+        match tokio::time::timeout(WAIT, committed).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(AuditError::Unavailable(
+                "the platform store refused the batch",
+            )),
+            Ok(Err(_)) => Err(AuditError::Stopping),
+            Err(_) => Err(AuditError::Unavailable("the commit did not come in time")),
         }
     }
 }
@@ -81,40 +106,38 @@ impl AuditSink for OutboxAudit {
 impl OutboxAudit {
     /// Starts the writer; it drains what is queued before it stops on `shutdown`.
     pub fn spawn(store: Store, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sender, mut receiver) = mpsc::channel::<AuditRecord>(10_000);
+        let (sender, mut receiver) = mpsc::channel::<Pending>(10_000);
         let task = tokio::spawn(async move {
             let mut batch = Vec::new();
             loop {
-                let mut stopping = tokio::select! {
+                let stopping = tokio::select! {
                     n = receiver.recv_many(&mut batch, BATCH) => n == 0,
                     _ = shutdown.cancelled() => true,
                 };
-                // Under load, records arrive one by one: gathering them for a moment makes one
-                // transaction of many (measured: a third of the gateway's throughput went to
-                // writing small batches). The writer sleeps through the gathering instead of
-                // listening, so that a request's record wakes no thread.
-                if !stopping {
-                    tokio::select! {
-                        _ = tokio::time::sleep(LINGER) => {}
-                        _ = shutdown.cancelled() => stopping = true,
-                    }
-                }
                 if stopping {
                     // What was queued before the stop is still written; nothing after it is.
                     receiver.close();
                 }
                 loop {
                     while batch.len() < BATCH
-                        && let Ok(record) = receiver.try_recv()
+                        && let Ok(pending) = receiver.try_recv()
                     {
-                        batch.push(record);
+                        batch.push(pending);
                     }
                     if batch.is_empty() {
                         break;
                     }
-                    write(&store, std::mem::take(&mut batch)).await;
+                    let (records, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut batch)
+                        .into_iter()
+                        .map(|p| (p.record, p.written))
+                        .unzip();
+                    let ok = write(&store, records).await;
+                    for request in waiting {
+                        // A request that gave up waiting is gone; nothing to tell it.
+                        let _ = request.send(ok);
+                    }
                     if !stopping {
-                        // Under load, the next records are already gathering.
+                        // The next batch gathered while this one was written.
                         break;
                     }
                 }
@@ -127,7 +150,8 @@ impl OutboxAudit {
     }
 }
 
-async fn write(store: &Store, records: Vec<AuditRecord>) {
+/// Writes a batch in one transaction, retrying a failure a few times; whether it is durable.
+async fn write(store: &Store, records: Vec<AuditRecord>) -> bool {
     let count = records.len();
     // Built once: a retry writes the very same events (same ids), never new ones.
     let events: Arc<Vec<Event>> = Arc::new(
@@ -156,7 +180,7 @@ async fn write(store: &Store, records: Vec<AuditRecord>) {
             })
             .await;
         match result {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(err) => {
                 tracing::warn!(error = %err, attempt, count, "audit batch not written yet");
                 tokio::time::sleep(delay).await;
@@ -164,7 +188,11 @@ async fn write(store: &Store, records: Vec<AuditRecord>) {
             }
         }
     }
-    tracing::error!(count, "audit batch lost after retries");
+    tracing::error!(
+        count,
+        "audit batch not written after retries; its requests are refused"
+    );
+    false
 }
 
 #[cfg(test)]
@@ -197,7 +225,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_writer_gathers_records_and_a_stop_writes_what_was_queued_and_nothing_after() {
+    async fn a_record_is_durable_when_record_returns_and_a_stop_writes_what_was_queued() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("p.db").to_string_lossy(), "platform", 1).unwrap();
         store.migrate(&[pdp_kit::store::KIT_MIGRATIONS]).unwrap();
@@ -205,28 +233,40 @@ mod tests {
         let (audit, writer) = OutboxAudit::spawn(store.clone(), shutdown.clone());
 
         for n in 0..3 {
-            audit.record(record(n));
+            audit.record(record(n)).await.unwrap();
+            assert_eq!(
+                written(&store).await,
+                n as i64 + 1,
+                "durable before the answer"
+            );
         }
-        for _ in 0..100 {
-            if written(&store).await == 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(
-            written(&store).await,
-            3,
-            "records are written without a stop"
-        );
 
-        // More than one transaction's worth, queued at once, then the stop.
-        for n in 3..(3 + BATCH + 7) {
-            audit.record(record(n));
+        // Many requests at once share commits.
+        let many: Vec<_> = (3..(3 + BATCH + 7))
+            .map(|n| {
+                let audit = audit.clone();
+                tokio::spawn(async move { audit.record(record(n)).await })
+            })
+            .collect();
+        for request in many {
+            request.await.unwrap().unwrap();
         }
+        assert_eq!(written(&store).await, (3 + BATCH + 7) as i64);
         shutdown.cancel();
         writer.await.unwrap();
+        assert_eq!(audit.record(record(0)).await, Err(AuditError::Stopping));
         assert_eq!(written(&store).await, (3 + BATCH + 7) as i64);
-        audit.record(record(0));
-        assert_eq!(written(&store).await, (3 + BATCH + 7) as i64);
+    }
+
+    #[tokio::test]
+    async fn a_request_is_told_when_its_record_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // No migrations: the outbox table does not exist, so every batch fails.
+        let store = Store::open(&dir.path().join("p.db").to_string_lossy(), "platform", 1).unwrap();
+        let (audit, _writer) = OutboxAudit::spawn(store, CancellationToken::new());
+        assert!(matches!(
+            audit.record(record(1)).await,
+            Err(AuditError::Unavailable(_))
+        ));
     }
 }

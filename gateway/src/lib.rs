@@ -315,7 +315,7 @@ async fn proxy(
         latency_ms,
         "api request"
     );
-    gateway.audit.record(AuditRecord {
+    let record = AuditRecord {
         time: chrono::Utc::now(),
         request_id,
         trace_id: request
@@ -344,8 +344,36 @@ async fn proxy(
             .is_none()
             .then(|| outcome.client.map(|a| a.to_string()))
             .flatten(),
-    });
+    };
+    // The change a service made is recorded in the same transaction as the change; every other
+    // answer (a read, a refusal) waits for the gateway's own record, or is not given.
+    let changed = outcome.decision == Decision::Allow
+        && request.method() != actix_web::http::Method::GET
+        && response.status().is_success();
+    match gateway.audit.record(record).await {
+        Ok(()) => response,
+        Err(err) if changed => {
+            tracing::error!(request_id = %request_id_of(&response), error = %err,
+                "the gateway's record of a completed change was not written; the service recorded the change");
+            response
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "answering 503: no request is answered without its record");
+            answer(
+                &tonic::Status::unavailable(format!("{err}; nothing was done, try again")),
+                None,
+            )
+        }
+    }
+}
+
+fn request_id_of(response: &HttpResponse) -> String {
     response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// What the audit record needs to know of how a request went.

@@ -219,6 +219,15 @@ async fn start_configured(
     tenant_limit: Limit,
     trusted_proxies: Vec<ipnet::IpNet>,
 ) -> Fixture {
+    start_audited(subject_limit, tenant_limit, trusted_proxies, None).await
+}
+
+async fn start_audited(
+    subject_limit: Limit,
+    tenant_limit: Limit,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    sink: Option<Arc<dyn pdp_gateway::audit::AuditSink>>,
+) -> Fixture {
     let service = Arc::new(Widgets::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -255,7 +264,7 @@ async fn start_configured(
         )]))),
         identity_key: key(),
         upstream_timeout: Duration::from_millis(800),
-        audit: Arc::new(audit),
+        audit: sink.unwrap_or_else(|| Arc::new(audit)),
         limiter: Arc::new(LocalLimiter::default()),
         tenant_limit,
         subject_limit,
@@ -963,4 +972,42 @@ async fn bodies_are_json_a_create_has_one_and_text_holds_no_hidden_characters() 
         2,
         "refusals reach no service"
     );
+}
+
+/// An audit trail that cannot be written.
+struct Unwritable;
+
+#[async_trait::async_trait]
+impl pdp_gateway::audit::AuditSink for Unwritable {
+    async fn record(
+        &self,
+        _: pdp_gateway::audit::AuditRecord,
+    ) -> Result<(), pdp_gateway::audit::AuditError> {
+        Err(pdp_gateway::audit::AuditError::Unavailable("test"))
+    }
+}
+
+#[actix_web::test]
+async fn no_read_or_refusal_is_answered_without_its_record() {
+    let f = start_audited(AMPLE, AMPLE, Vec::new(), Some(Arc::new(Unwritable))).await;
+    let app = app!(f);
+    let read = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets/w-1")
+        .insert_header(("x-test-subject", "alice"))
+        .to_request();
+    let (status, body) = json_of(test::call_service(&app, read).await).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("audit trail"), "{body}");
+    let refused = test::TestRequest::get()
+        .uri("/api/v1/tenants/230100/widgets/w-1")
+        .to_request();
+    assert_eq!(test::call_service(&app, refused).await.status(), 503);
+    // A change the service made and recorded in its own transaction is still answered.
+    let create = test::TestRequest::post()
+        .uri("/api/v1/tenants/230100/widgets")
+        .insert_header(("x-test-subject", "alice"))
+        .insert_header(("content-type", "application/json"))
+        .set_payload(r#"{"displayName": "x"}"#)
+        .to_request();
+    assert_eq!(test::call_service(&app, create).await.status(), 200);
 }
