@@ -145,7 +145,6 @@ impl Gateway {
                 web::scope("/api")
                     .wrap(cors)
                     .app_data(web::Data::from(self.clone()))
-                    .app_data(web::PayloadConfig::new(self.max_body_bytes))
                     .route("/v1/tenants", web::get().to(list_tenants))
                     .default_service(web::to(proxy)),
             );
@@ -262,7 +261,7 @@ async fn list_tenants(gateway: web::Data<Gateway>) -> HttpResponse {
 
 async fn proxy(
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     gateway: web::Data<Gateway>,
 ) -> HttpResponse {
     let started = Instant::now();
@@ -294,7 +293,7 @@ async fn proxy(
         unrecorded: false,
     };
     let mut response =
-        route_and_forward(&request, &body, &gateway, &request_id, &mut outcome).await;
+        route_and_forward(&request, payload, &gateway, &request_id, &mut outcome).await;
     if let Ok(value) = request_id.parse() {
         response.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static("x-request-id"),
@@ -408,6 +407,44 @@ fn unrouted_operation(method: &str, path: &str) -> String {
     )
 }
 
+/// How long a request's body may take to arrive once the gateway reads it.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request body, at most `max` bytes, within [`BODY_READ_TIMEOUT`]: 413 past the size, 408 past
+/// the time.
+async fn read_body(mut payload: web::Payload, max: usize) -> Result<web::Bytes, HttpResponse> {
+    use futures::StreamExt as _;
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                answer(
+                    &tonic::Status::invalid_argument(format!("request body: {e}")),
+                    None,
+                )
+            })?;
+            if body.len() + chunk.len() > max {
+                return Err(HttpResponse::PayloadTooLarge().json(serde_json::json!({
+                    "code": 3,
+                    "message": format!("the request body is larger than {max} bytes"),
+                })));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(result) => result,
+        Err(_) => Err(HttpResponse::RequestTimeout().json(serde_json::json!({
+            "code": 4,
+            "message": format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        }))),
+    }
+}
+
 /// Charges traffic that is not authenticated to its client address; `Err` (429) when over.
 async fn charge_address(gateway: &Gateway, outcome: &mut Outcome) -> Result<(), HttpResponse> {
     let key = match outcome.client {
@@ -425,7 +462,7 @@ async fn charge_address(gateway: &Gateway, outcome: &mut Outcome) -> Result<(), 
 
 async fn route_and_forward(
     request: &HttpRequest,
-    body: &[u8],
+    payload: web::Payload,
     gateway: &Gateway,
     request_id: &str,
     outcome: &mut Outcome,
@@ -530,6 +567,13 @@ async fn route_and_forward(
         });
     }
 
+    // Only now, with the caller known and allowed, is the body read: a stranger cannot hold a
+    // connection open by trickling one in, nor make the gateway buffer it.
+    let body = match read_body(payload, gateway.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let body = &body[..];
     // A cross-site form posts text/plain without a preflight: only JSON is read as a body.
     if !body.iter().all(u8::is_ascii_whitespace) {
         let kind = request

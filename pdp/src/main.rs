@@ -642,9 +642,20 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     } else {
         platform::readiness(&store, &log)
     };
-    let http = tokio::spawn(platform::serve_http(
+    // The public listener carries no metrics: they go to an internal one, or (in dev, unset)
+    // stay on the one port.
+    let metrics_here = config.http.metrics_listen.is_none() && config.is_dev();
+    if config.http.metrics_listen.is_none() && !config.is_dev() {
+        tracing::warn!("http.metrics_listen is unset: the gateway serves no /metrics");
+    }
+    let metrics = config
+        .http
+        .metrics_listen
+        .map(|listen| tokio::spawn(platform::serve_metrics(listen, shutdown.clone())));
+    let http = tokio::spawn(platform::serve_http_with(
         config.http.listen,
         readiness,
+        metrics_here,
         gateway.gateway.clone().configure(),
         Duration::from_secs(config.http.shutdown_grace_secs),
         shutdown.clone(),
@@ -656,6 +667,9 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     http.await??;
+    if let Some(metrics) = metrics {
+        metrics.await??;
+    }
     services_stop.cancel();
     for service in services {
         service.stopped().await?;

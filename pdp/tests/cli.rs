@@ -347,3 +347,58 @@ fn dead_letters_are_listed_and_an_unknown_one_is_not_replayed() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_gateway_serves_metrics_only_on_its_internal_listener_and_cuts_off_a_stalled_body() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let (port, metrics) = (free_port(), free_port());
+    let metrics_listen = format!("127.0.0.1:{metrics}");
+    let mut child = start_dev_with(
+        data.path(),
+        port,
+        &[("PDP_HTTP__METRICS_LISTEN", metrics_listen.as_str())],
+    );
+    wait_ready(&mut child, port);
+    let (status, _) = get(port, "/metrics").unwrap();
+    assert_eq!(status, 404, "no metrics on the public listener");
+    let (status, text) = get(metrics, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains("pdp_"), "{text}");
+
+    // A caller who is allowed sends a head that promises 100 bytes, then stalls.
+    let dir = data.path().to_str().unwrap();
+    let provider = token(dir, "230100", "provider", "harbin-transport");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/tenants/230100/resources HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {provider}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\nConnection: close\r\n\r\n{{\"name\""
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+    // Nobody's body is read before the caller is known: a stranger's is refused unread.
+    let mut stranger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stranger
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stranger,
+        "POST /api/v1/tenants/230100/resources HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stranger.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401", "answered before any body arrived");
+    assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
+}

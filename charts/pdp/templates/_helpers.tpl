@@ -40,6 +40,8 @@ data_dir = "/tmp/pdp"
 
 [http]
 listen = "0.0.0.0:8080"
+# The gateway's /metrics, apart from its public listener.
+metrics_listen = "0.0.0.0:9464"
 shutdown_grace_secs = 25
 
 [grpc]

@@ -71,6 +71,10 @@ pub enum Mode {
 pub struct HttpConfig {
     /// Address of the HTTP listener (health, metrics and, in the gateway, the API).
     pub listen: SocketAddr,
+    /// Where the gateway serves `/metrics` instead of on its public listener (the chart sets it
+    /// and exposes it to the monitoring namespace only). Unset: `pdp dev` serves them on
+    /// `listen`; a gateway in a cluster serves none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds that in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -79,6 +83,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             shutdown_grace_secs: 30,
         }
     }

@@ -165,6 +165,39 @@ pub async fn serve_http<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
+    serve_http_with(listen, readiness, true, extra, grace, shutdown).await
+}
+
+/// Serves `/metrics` alone on `listen` until `shutdown`: the gateway's internal listener.
+pub async fn serve_metrics(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let server = HttpServer::new(|| App::new().configure(health::metrics_routes))
+        .disable_signals()
+        .bind(listen)
+        .map_err(|e| anyhow::anyhow!("http.metrics_listen {listen}: {e}"))?
+        .run();
+    tracing::info!(%listen, "metrics listening");
+    let handle = server.handle();
+    let stopper = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    stopper.abort();
+    Ok(())
+}
+
+/// [`serve_http`], with `/metrics` on `listen` or not.
+pub async fn serve_http_with<F>(
+    listen: SocketAddr,
+    readiness: Readiness,
+    with_metrics: bool,
+    extra: F,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
     let server = HttpServer::new(move || {
         App::new()
             .wrap_fn(|req, srv| {
@@ -180,10 +213,12 @@ where
                     Ok(response)
                 }
             })
-            .configure(health::routes(readiness.clone()))
+            .configure(health::routes_for(readiness.clone(), with_metrics))
             .configure(extra.clone())
     })
     .disable_signals()
+    // A client that does not finish its request head in time is cut off.
+    .client_request_timeout(Duration::from_secs(5))
     .shutdown_timeout(grace.as_secs())
     .bind(listen)
     .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?

@@ -72,12 +72,28 @@ impl Readiness {
 
 /// Mounts the three endpoints on an actix app.
 pub fn routes(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfig) {
+    routes_for(readiness, true)
+}
+
+/// `/healthz` and `/readyz`, and `/metrics` when `with_metrics`: a public listener (the gateway's)
+/// leaves the metrics to an internal one ([`metrics_routes`]).
+pub fn routes_for(
+    readiness: Readiness,
+    with_metrics: bool,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(readiness))
             .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics));
+            .route("/readyz", web::get().to(readyz));
+        if with_metrics {
+            cfg.route("/metrics", web::get().to(metrics));
+        }
     }
+}
+
+/// `/metrics` alone, for an internal listener.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
 }
 
 async fn healthz() -> HttpResponse {
