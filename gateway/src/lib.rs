@@ -599,7 +599,13 @@ async fn route_and_forward(
             tenant: tenant.to_string(),
         });
     };
-    let metadata = outgoing_metadata(gateway, outcome.caller.as_ref(), &tenant, request_id);
+    let metadata = outgoing_metadata(
+        gateway,
+        outcome.caller.as_ref(),
+        outcome.client,
+        &tenant,
+        request_id,
+    );
     match transcode::call(
         &upstream,
         route,
@@ -630,14 +636,19 @@ fn tenant_of(vars: &[(String, String)]) -> Result<TenantCode, GatewayError> {
 fn outgoing_metadata(
     gateway: &Gateway,
     caller: Option<&Identity>,
+    client: Option<std::net::IpAddr>,
     tenant: &TenantCode,
     request_id: &str,
 ) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     // Public routes still reach the service with a signed identity: the anonymous public of
-    // the tenant, so that services refuse every unsigned call without exception.
+    // the tenant, so that services refuse every unsigned call without exception. Its subject
+    // names the client's address, so that a service can bound what one anonymous client files.
     let public = Identity {
-        subject: "anonymous".into(),
+        subject: match client {
+            Some(address) => format!("anonymous@{address}"),
+            None => "anonymous".into(),
+        },
         organization: "public".into(),
         roles: vec!["public".into()],
         tenant: tenant.clone(),

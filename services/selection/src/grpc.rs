@@ -5,7 +5,7 @@ use pdp_proto::pdp::selection::v1 as api;
 use tonic::{Request, Response};
 
 use crate::selection::SelectionState;
-use crate::service::Selections;
+use crate::service::{Resolution, Selections};
 
 #[tonic::async_trait]
 impl api::selection_service_server::SelectionService for Selections {
@@ -92,8 +92,12 @@ impl api::selection_service_server::SelectionService for Selections {
     ) -> Answer<api::ListObjectionsResponse> {
         let who = who(&request)?;
         let r = request.into_inner();
-        let objections = self.objections(&who, &r.tenant, r.id).await?;
-        Ok(Response::new(api::ListObjectionsResponse { objections }))
+        let cursor = cursor(r.page.as_ref())?;
+        let (objections, next) = self.objections(&who, &r.tenant, r.id, cursor).await?;
+        Ok(Response::new(api::ListObjectionsResponse {
+            objections,
+            page: page(next),
+        }))
     }
 
     async fn resolve_objection(
@@ -104,7 +108,17 @@ impl api::selection_service_server::SelectionService for Selections {
         let r = request.into_inner();
         let outcome = api::ObjectionState::try_from(r.outcome).unwrap_or_default();
         ok(self
-            .resolve(&who, &r.tenant, r.id, r.objection_id, outcome, r.reasons)
+            .resolve(
+                &who,
+                &r.tenant,
+                r.id,
+                r.objection_id,
+                Resolution {
+                    outcome,
+                    reasons: r.reasons,
+                    duplicates: r.duplicates,
+                },
+            )
             .await)
     }
 

@@ -267,6 +267,30 @@ pub fn evaluation_violations(
     v
 }
 
+// === objections during the notice (公示) ===
+
+/// Objections one objector (a subject; the public by address) may file to one selection.
+pub const OBJECTIONS_PER_OBJECTOR: i64 = 3;
+/// Objections a selection takes in an hour from everyone together.
+pub const OBJECTIONS_PER_HOUR: i64 = 60;
+
+/// Why another objection is not taken now, or `None`: one objector cannot bury a selection's
+/// notice, and a flood waits.
+pub fn objection_refusal(filed_by_objector: i64, filed_last_hour: i64) -> Option<String> {
+    if filed_by_objector >= OBJECTIONS_PER_OBJECTOR {
+        return Some(format!(
+            "you have filed {filed_by_objector} objections to this selection, the most one \
+             objector may; the bureau answers each"
+        ));
+    }
+    if filed_last_hour >= OBJECTIONS_PER_HOUR {
+        return Some(format!(
+            "this selection took {OBJECTIONS_PER_HOUR} objections in the last hour; try again later"
+        ));
+    }
+    None
+}
+
 // === evaluators (评审, 第十三条: the bureau selects, with the departments concerned) ===
 
 const FAIR: &str = "第十三条: the bureau's selection, judged by those it names and by no applicant";

@@ -40,6 +40,15 @@ pub struct Selections {
 }
 
 const BUREAU: &[Role] = &Role::BUREAU;
+
+/// How the bureau resolves an objection, and the open ones that say the same.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// UPHELD or DISMISSED.
+    pub outcome: api::ObjectionState,
+    pub reasons: Vec<String>,
+    pub duplicates: Vec<String>,
+}
 /// Who may be named to evaluate: the bureau's staff and outside experts.
 const EVALUATES: &[Role] = &[Role::ProvincialBureau, Role::CityBureau, Role::Evaluator];
 
@@ -633,6 +642,16 @@ impl Selections {
                 ));
             }
             SelectionError::check("objection", v)?;
+            let (filed, last_hour) = db::objections_filed(
+                conn,
+                scope,
+                &s.id,
+                &who.subject,
+                now - chrono::Duration::hours(1),
+            )?;
+            if let Some(refusal) = rules::objection_refusal(filed, last_hour) {
+                return Err(SelectionError::precondition(subject(&s), refusal));
+            }
             let objection = api::Objection {
                 id: Uuid::now_v7().to_string(),
                 selection_id: s.id.clone(),
@@ -643,7 +662,7 @@ impl Selections {
                 resolve_time: None,
                 ..input
             };
-            db::insert_objection(conn, scope, &objection, now)?;
+            db::insert_objection(conn, scope, &objection, &who.subject, now)?;
             RECORDER.change(scope, Some(&who), now).emit(
                 conn,
                 api::OBJECTION_FILED,
@@ -660,11 +679,14 @@ impl Selections {
         who: &Identity,
         tenant: &str,
         id: String,
-    ) -> Result<Vec<api::Objection>> {
+        cursor: Cursor,
+    ) -> Result<(Vec<api::Objection>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         self.in_scope(&scope, move |conn, scope, _| {
             Self::load(conn, scope, &id)?;
-            db::objections_of(conn, scope, &id)
+            let page = db::objections_page(conn, scope, &id, &cursor)?;
+            let next = cursor.next_token(&page, |o| &o.id);
+            Ok((page, next))
         })
         .await
     }
@@ -675,23 +697,46 @@ impl Selections {
         tenant: &str,
         id: String,
         objection_id: String,
-        outcome: api::ObjectionState,
-        reasons: Vec<String>,
+        resolution: Resolution,
     ) -> Result<api::Objection> {
+        let Resolution {
+            outcome,
+            reasons,
+            duplicates,
+        } = resolution;
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         SelectionError::unless_role(who, BUREAU, ":resolve")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let mut s = Self::load(conn, scope, &id)?;
-            let mut objection = db::objections_of(conn, scope, &id)?
-                .into_iter()
-                .find(|o| o.id == objection_id)
-                .ok_or_else(|| SelectionError::not_found("objection", &objection_id))?;
-            if objection.state != api::ObjectionState::Open as i32 {
-                return Err(SelectionError::precondition(
-                    format!("objections/{objection_id}"),
-                    "the objection was resolved already",
-                ));
+            let all = db::objections_of(conn, scope, &id)?;
+            // The objection and the duplicates resolved with it, each open and of this selection.
+            let mut resolved = Vec::new();
+            for (i, wanted) in std::iter::once(&objection_id)
+                .chain(&duplicates)
+                .enumerate()
+            {
+                let found = all
+                    .iter()
+                    .find(|o| &o.id == wanted)
+                    .cloned()
+                    .ok_or_else(|| SelectionError::not_found("objection", wanted))?;
+                if found.state != api::ObjectionState::Open as i32 {
+                    return Err(SelectionError::precondition(
+                        format!("objections/{wanted}"),
+                        "the objection was resolved already",
+                    ));
+                }
+                if resolved.iter().any(|o: &api::Objection| o.id == found.id) {
+                    return Err(SelectionError::invalid(
+                        "resolution",
+                        vec![FieldViolation::new(
+                            format!("duplicates[{}]", i - 1),
+                            format!("`{wanted}` is named twice"),
+                        )],
+                    ));
+                }
+                resolved.push(found);
             }
             let reasons: Vec<String> = reasons
                 .into_iter()
@@ -726,18 +771,20 @@ impl Selections {
                     &selection_changed(&s),
                 )?;
             }
-            objection.state = outcome as i32;
-            objection.resolution_reasons = reasons;
-            objection.resolved_by = who.subject.clone();
-            objection.resolve_time = Some(timestamp(now));
-            db::save_objection(conn, scope, &objection, now)?;
-            act.emit(
-                conn,
-                api::OBJECTION_RESOLVED,
-                &objection.id,
-                &objection_changed(&objection, &s),
-            )?;
-            Ok(objection)
+            for objection in &mut resolved {
+                objection.state = outcome as i32;
+                objection.resolution_reasons = reasons.clone();
+                objection.resolved_by = who.subject.clone();
+                objection.resolve_time = Some(timestamp(now));
+                db::save_objection(conn, scope, objection, now)?;
+                act.emit(
+                    conn,
+                    api::OBJECTION_RESOLVED,
+                    &objection.id,
+                    &objection_changed(objection, &s),
+                )?;
+            }
+            Ok(resolved.swap_remove(0))
         })
         .await
     }

@@ -41,6 +41,8 @@ diesel::table! {
         state -> Text,
         body -> Binary,
         updated_at -> Timestamp,
+        filed_by -> Text,
+        filed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -256,10 +258,12 @@ fn objection_state(o: &api::Objection) -> &'static str {
         .as_str_name()
 }
 
+/// Inserts an objection filed by `filed_by` (a subject, or `anonymous@<address>`).
 pub fn insert_objection(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     o: &api::Objection,
+    filed_by: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
     diesel::insert_into(objections::table)
@@ -270,9 +274,55 @@ pub fn insert_objection(
             objections::state.eq(objection_state(o)),
             objections::body.eq(o.encode_to_vec()),
             objections::updated_at.eq(now.naive_utc()),
+            objections::filed_by.eq(filed_by),
+            objections::filed_at.eq(Some(now.naive_utc())),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// How many objections to `selection_id` `filed_by` has filed, and how many anyone filed since
+/// `since`.
+pub fn objections_filed(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    selection_id: &str,
+    filed_by: &str,
+    since: DateTime<Utc>,
+) -> Result<(i64, i64)> {
+    let by = scope
+        .rows(objections::table)
+        .filter(objections::selection_id.eq(selection_id))
+        .filter(objections::filed_by.eq(filed_by))
+        .count()
+        .get_result::<i64>(conn)?;
+    let recent = scope
+        .rows(objections::table)
+        .filter(objections::selection_id.eq(selection_id))
+        .filter(objections::filed_at.ge(since.naive_utc()))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok((by, recent))
+}
+
+/// A page of a selection's objections, oldest first.
+pub fn objections_page(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    selection_id: &str,
+    page: &Cursor,
+) -> Result<Vec<api::Objection>> {
+    let mut query = scope
+        .rows(objections::table)
+        .filter(objections::selection_id.eq(selection_id))
+        .order(objections::id)
+        .limit(i64::from(page.size))
+        .select(objections::body)
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(objections::id.gt(after.clone()));
+    }
+    decode_all(query.load::<Vec<u8>>(conn)?)
 }
 
 pub fn save_objection(

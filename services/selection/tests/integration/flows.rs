@@ -5,8 +5,7 @@ use pdp_kit::paging::Cursor;
 use pdp_proto::pdp::selection::v1 as api;
 
 use crate::support::*;
-
-const HARBIN: &str = "230100";
+use pdp_selection::service::Resolution;
 
 fn state(s: &api::Selection) -> api::SelectionState {
     api::SelectionState::try_from(s.state).unwrap()
@@ -318,8 +317,11 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
             HARBIN,
             id.clone(),
             objection.id.clone(),
-            api::ObjectionState::Dismissed,
-            vec!["experience verified".into()],
+            Resolution {
+                outcome: api::ObjectionState::Dismissed,
+                reasons: vec!["experience verified".into()],
+                duplicates: Vec::new(),
+            },
         )
         .await
         .unwrap();
@@ -343,45 +345,7 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
 pub async fn an_upheld_objection_sends_the_result_back_to_shortlisting(backend: Backend) {
     let i = Instance::new(&backend);
     let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
-    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
-    let id = i
-        .selections
-        .create(&bureau, HARBIN, call("plan-1"))
-        .await
-        .unwrap()
-        .id;
-    i.selections
-        .publish(&bureau, HARBIN, id.clone())
-        .await
-        .unwrap();
-    let a = i
-        .selections
-        .apply(
-            &caller("operator", HARBIN, "acme"),
-            HARBIN,
-            id.clone(),
-            application(evidence()),
-        )
-        .await
-        .unwrap();
-    i.set("2026-11-25 10:00");
-    i.selections
-        .evaluate(&bureau, HARBIN, id.clone(), a.id, scores(70, 70))
-        .await
-        .unwrap();
-    i.selections
-        .shortlist(&bureau, HARBIN, id.clone())
-        .await
-        .unwrap();
-    let notice = api::Notice {
-        starts_on: "2026-11-25".into(),
-        ends_on: "2026-12-02".into(),
-        ..Default::default()
-    };
-    i.selections
-        .publish_notice(&bureau, HARBIN, id.clone(), notice.clone())
-        .await
-        .unwrap();
+    let (id, notice) = i.in_notice(&bureau).await;
     let public = caller("public", HARBIN, "public");
     let o = i
         .selections
@@ -404,8 +368,11 @@ pub async fn an_upheld_objection_sends_the_result_back_to_shortlisting(backend: 
             HARBIN,
             id.clone(),
             o.id.clone(),
-            api::ObjectionState::Upheld,
-            vec![],
+            Resolution {
+                outcome: api::ObjectionState::Upheld,
+                reasons: vec![],
+                duplicates: Vec::new(),
+            },
         )
         .await
         .unwrap_err();
@@ -416,8 +383,11 @@ pub async fn an_upheld_objection_sends_the_result_back_to_shortlisting(backend: 
             HARBIN,
             id.clone(),
             o.id.clone(),
-            api::ObjectionState::Upheld,
-            vec!["recount".into()],
+            Resolution {
+                outcome: api::ObjectionState::Upheld,
+                reasons: vec!["recount".into()],
+                duplicates: Vec::new(),
+            },
         )
         .await
         .unwrap();
@@ -612,4 +582,127 @@ pub async fn only_named_evaluators_untied_to_applicants_evaluate(backend: Backen
         .await
         .unwrap_err();
     assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+}
+
+/// One objector cannot bury a notice: three objections each, sixty an hour in all; the bureau
+/// pages through them and resolves those that say the same together.
+pub async fn objections_are_bounded_paged_and_resolved_together(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    let (id, _) = i.in_notice(&bureau).await;
+    let objection = |reason: &str| api::Objection {
+        objector: "a citizen".into(),
+        reason: reason.into(),
+        ..Default::default()
+    };
+    let mut one = caller("public", HARBIN, "public");
+    one.subject = "anonymous@203.0.113.9".into();
+    let mut filed = Vec::new();
+    for n in 0..3 {
+        let o = i
+            .selections
+            .object(&one, HARBIN, id.clone(), objection(&format!("point {n}")))
+            .await
+            .unwrap();
+        filed.push(o.id);
+    }
+    let err = i
+        .selections
+        .object(&one, HARBIN, id.clone(), objection("point 3"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the most one objector may"),
+        "{err}"
+    );
+    // Others are still heard, up to the hour's bound.
+    for n in 0..57 {
+        let mut other = one.clone();
+        other.subject = format!("anonymous@198.51.100.{n}");
+        i.selections
+            .object(&other, HARBIN, id.clone(), objection("same point"))
+            .await
+            .unwrap();
+    }
+    let mut late = one.clone();
+    late.subject = "anonymous@192.0.2.1".into();
+    let err = i
+        .selections
+        .object(&late, HARBIN, id.clone(), objection("one more"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("in the last hour"), "{err}");
+    i.set("2026-11-25 11:30");
+    i.selections
+        .object(&late, HARBIN, id.clone(), objection("one more"))
+        .await
+        .unwrap();
+
+    // Paged, oldest first.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = i
+            .selections
+            .objections(
+                &bureau,
+                HARBIN,
+                id.clone(),
+                Cursor::parse(25, &token).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(page.len() <= 25);
+        seen.extend(page.into_iter().map(|o| o.id));
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    assert_eq!(seen.len(), 61);
+    assert_eq!(seen[..3], filed[..]);
+
+    // The same point, resolved once for all who made it.
+    let resolved = i
+        .selections
+        .resolve(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            seen[3].clone(),
+            Resolution {
+                outcome: api::ObjectionState::Dismissed,
+                reasons: vec!["answered in the notice's annex".into()],
+                duplicates: seen[4..60].to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.id, seen[3]);
+    let (page, _) = i
+        .selections
+        .objections(&bureau, HARBIN, id.clone(), Cursor::parse(100, "").unwrap())
+        .await
+        .unwrap();
+    let dismissed = page
+        .iter()
+        .filter(|o| o.state == api::ObjectionState::Dismissed as i32)
+        .count();
+    assert_eq!(dismissed, 57);
+    let err = i
+        .selections
+        .resolve(
+            &bureau,
+            HARBIN,
+            id.clone(),
+            seen[0].clone(),
+            Resolution {
+                outcome: api::ObjectionState::Dismissed,
+                reasons: vec!["x".into()],
+                duplicates: vec![seen[4].clone()],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("resolved already"), "{err}");
 }

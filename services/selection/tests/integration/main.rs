@@ -13,4 +13,5 @@ on_both_stores!(
     an_upheld_objection_sends_the_result_back_to_shortlisting,
     an_invited_tender_takes_only_the_invited,
     only_named_evaluators_untied_to_applicants_evaluate,
+    objections_are_bounded_paged_and_resolved_together,
 );

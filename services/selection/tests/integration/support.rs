@@ -10,6 +10,8 @@ use pdp_kit::identity::Identity;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::store::{Store, StoreError};
 pub use pdp_kit::testing::Backend;
+
+pub const HARBIN: &str = "230100";
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
 use pdp_selection::{EvidenceCreditChecker, PlansInForce, Selections};
@@ -88,6 +90,52 @@ impl Instance {
             })
             .await
             .unwrap();
+    }
+
+    /// A selection of plan-1 in public notice until 2026-12-02, with acme shortlisted: the
+    /// selection's id and its notice.
+    pub async fn in_notice(&self, bureau: &Identity) -> (String, api::Notice) {
+        self.plan_event(HARBIN, "became_effective", "plan-1", 1)
+            .await;
+        let id = self
+            .selections
+            .create(bureau, HARBIN, call("plan-1"))
+            .await
+            .unwrap()
+            .id;
+        self.selections
+            .publish(bureau, HARBIN, id.clone())
+            .await
+            .unwrap();
+        let a = self
+            .selections
+            .apply(
+                &caller("operator", HARBIN, "acme"),
+                HARBIN,
+                id.clone(),
+                application(evidence()),
+            )
+            .await
+            .unwrap();
+        self.set("2026-11-25 10:00");
+        self.selections
+            .evaluate(bureau, HARBIN, id.clone(), a.id, scores(70, 70))
+            .await
+            .unwrap();
+        self.selections
+            .shortlist(bureau, HARBIN, id.clone())
+            .await
+            .unwrap();
+        let notice = api::Notice {
+            starts_on: "2026-11-25".into(),
+            ends_on: "2026-12-02".into(),
+            ..Default::default()
+        };
+        self.selections
+            .publish_notice(bureau, HARBIN, id.clone(), notice.clone())
+            .await
+            .unwrap();
+        (id, notice)
     }
 
     pub fn set(&self, local: &str) {
