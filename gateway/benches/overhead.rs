@@ -203,6 +203,7 @@ fn main() {
             max_body_bytes: 1 << 20,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            idempotency: Arc::new(pdp_gateway::idempotency::LocalIdempotency::default()),
         });
         let configure = gateway.configure();
         let server = HttpServer::new(move || App::new().configure(configure.clone()))

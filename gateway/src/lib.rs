@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authz;
 pub mod client;
 pub mod grants;
+pub mod idempotency;
 pub mod limits;
 pub mod openapi;
 pub mod policy;
@@ -110,6 +111,8 @@ pub struct Gateway {
     pub cors_origins: Vec<String>,
     /// The proxies whose `X-Forwarded-For` is believed (see [`client`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Keys of retried writes and their first answers (see [`idempotency`]).
+    pub idempotency: Arc<dyn idempotency::IdempotencyStore>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -599,6 +602,11 @@ async fn route_and_forward(
             tenant: tenant.to_string(),
         });
     };
+    let retried = match claim_idempotency(request, gateway, outcome, &tenant, operation, body).await
+    {
+        Ok(claimed) => claimed,
+        Err(answered) => return answered,
+    };
     let metadata = outgoing_metadata(
         gateway,
         outcome.caller.as_ref(),
@@ -606,7 +614,7 @@ async fn route_and_forward(
         &tenant,
         request_id,
     );
-    match transcode::call(
+    let (status, json) = match transcode::call(
         &upstream,
         route,
         message,
@@ -615,10 +623,108 @@ async fn route_and_forward(
     )
     .await
     {
-        Ok(reply) => HttpResponse::Ok()
-            .content_type("application/json")
-            .body(response_json(&reply)),
-        Err(status) => answer(&status, None),
+        Ok(reply) => (200, response_json(&reply)),
+        Err(status) => {
+            let (code, body) = status_to_http(&status);
+            (
+                code,
+                serde_json::to_vec(&body).expect("error bodies serialize"),
+            )
+        }
+    };
+    if let Some((key, fingerprint)) = retried {
+        // A failure of ours is not kept: the retry runs again.
+        let kept = (status < 500).then(|| idempotency::Answer {
+            status,
+            body: json.clone(),
+        });
+        gateway.idempotency.complete(&key, &fingerprint, kept).await;
+    }
+    json_answer(status, json)
+}
+
+fn json_answer(status: u16, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// The longest `Idempotency-Key` taken.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// For a write with an `Idempotency-Key`: claims the key (per tenant, caller and operation) and
+/// answers at once when the same request completed before (its answer again), is still running
+/// (409) or when the key was used for another request (422).
+async fn claim_idempotency(
+    request: &HttpRequest,
+    gateway: &Gateway,
+    outcome: &Outcome,
+    tenant: &TenantCode,
+    operation: &str,
+    body: &[u8],
+) -> Result<Option<(String, String)>, HttpResponse> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    if request.method() == actix_web::http::Method::GET {
+        return Ok(None);
+    }
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty()
+            && k.len() <= MAX_IDEMPOTENCY_KEY
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    });
+    let Some(key) = key else {
+        return Err(refuse(&GatewayError::BadRequest(TranscodeError::Field {
+            field: "Idempotency-Key".into(),
+            reason: format!("1 to {MAX_IDEMPOTENCY_KEY} letters, digits, `-`, `_`, `.` or `:`"),
+        })));
+    };
+    let caller = match (&outcome.caller, outcome.client) {
+        (Some(caller), _) => caller.subject.clone(),
+        (None, Some(address)) => format!("anonymous@{address}"),
+        (None, None) => "anonymous".into(),
+    };
+    let scoped = format!("{tenant}/{caller}/{operation}/{key}");
+    let fingerprint = {
+        use sha2::Digest as _;
+        format!("{:x}", sha2::Sha256::digest(body))
+    };
+    use idempotency::Claim;
+    let conflict = |http: StatusCode, message: &str| {
+        answer(
+            &tonic::Status::failed_precondition(message.to_string()),
+            Some(http),
+        )
+    };
+    match gateway.idempotency.claim(&scoped, &fingerprint).await {
+        Ok(Claim::New) => Ok(Some((scoped, fingerprint))),
+        Ok(Claim::Replay(first)) => {
+            let mut replay = json_answer(first.status, first.body);
+            replay.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+                actix_web::http::header::HeaderValue::from_static("true"),
+            );
+            Err(replay)
+        }
+        Ok(Claim::Running) => Err(conflict(
+            StatusCode::CONFLICT,
+            "a request with this Idempotency-Key is still running; retry shortly",
+        )),
+        Ok(Claim::Mismatch) => Err(conflict(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "this Idempotency-Key was used for a different request",
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "idempotency keys unavailable");
+            Err(answer(
+                &tonic::Status::unavailable(
+                    "retries cannot be told apart now (Idempotency-Key); nothing was done",
+                ),
+                None,
+            ))
+        }
     }
 }
 

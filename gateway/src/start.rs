@@ -92,6 +92,14 @@ pub async fn start(
         ),
         None => Arc::new(LocalLimiter::default()),
     };
+    let idempotency: Arc<dyn crate::idempotency::IdempotencyStore> = match &config.redis.url {
+        Some(url) => Arc::new(
+            crate::idempotency::RedisIdempotency::connect(url.expose())
+                .await
+                .with_context(|| format!("redis.url {}", url.masked()))?,
+        ),
+        None => Arc::new(crate::idempotency::LocalIdempotency::default()),
+    };
     let g = &config.gateway;
     tracing::info!(routes = routes.routes().len(), "gateway ready");
     Ok(Handle {
@@ -117,6 +125,7 @@ pub async fn start(
             cors_origins: g.cors_origins.clone(),
             trusted_proxies: crate::client::parse_proxies(&g.trusted_proxies)
                 .context("gateway.trusted_proxies")?,
+            idempotency,
         }),
         audit_writer,
     })

@@ -61,3 +61,58 @@ async fn redis_limiter_shared_by_two_replicas() {
         .expect("Redis answers (see README)");
     a_burst_then_refusals_then_refill(&a, &b).await;
 }
+
+mod idempotency {
+    use pdp_gateway::idempotency::{
+        Answer, Claim, IdempotencyStore, LocalIdempotency, RedisIdempotency,
+    };
+
+    async fn a_key_replays_its_first_answer(
+        first: &dyn IdempotencyStore,
+        second: &dyn IdempotencyStore,
+    ) {
+        let key = super::key();
+        let answer = Answer {
+            status: 200,
+            body: br#"{"id":"w-1"}"#.to_vec(),
+        };
+        assert_eq!(first.claim(&key, "body-a").await.unwrap(), Claim::New);
+        assert_eq!(
+            second.claim(&key, "body-a").await.unwrap(),
+            Claim::Running,
+            "a retry while the first runs is told so, on any replica"
+        );
+        first.complete(&key, "body-a", Some(answer.clone())).await;
+        assert_eq!(
+            second.claim(&key, "body-a").await.unwrap(),
+            Claim::Replay(answer)
+        );
+        assert_eq!(
+            second.claim(&key, "body-b").await.unwrap(),
+            Claim::Mismatch,
+            "the same key with another body"
+        );
+        // A request that failed on our side releases its key: the retry runs.
+        let other = super::key();
+        assert_eq!(first.claim(&other, "x").await.unwrap(), Claim::New);
+        first.complete(&other, "x", None).await;
+        assert_eq!(second.claim(&other, "x").await.unwrap(), Claim::New);
+    }
+
+    #[tokio::test]
+    async fn in_the_process() {
+        let store = LocalIdempotency::default();
+        a_key_replays_its_first_answer(&store, &store).await;
+    }
+
+    #[tokio::test]
+    async fn in_redis_shared_by_two_replicas() {
+        let a = RedisIdempotency::connect(&super::redis_url())
+            .await
+            .expect("Redis answers (see README)");
+        let b = RedisIdempotency::connect(&super::redis_url())
+            .await
+            .expect("Redis answers (see README)");
+        a_key_replays_its_first_answer(&a, &b).await;
+    }
+}

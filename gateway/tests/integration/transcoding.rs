@@ -271,6 +271,7 @@ async fn start_audited(
         max_body_bytes: 64 * 1024,
         cors_origins: vec!["https://portal.hlj.example".into()],
         trusted_proxies,
+        idempotency: Arc::new(pdp_gateway::idempotency::LocalIdempotency::default()),
     });
     Fixture {
         service,
@@ -1010,4 +1011,37 @@ async fn no_read_or_refusal_is_answered_without_its_record() {
         .set_payload(r#"{"displayName": "x"}"#)
         .to_request();
     assert_eq!(test::call_service(&app, create).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn a_retried_create_with_its_idempotency_key_gets_the_first_answer() {
+    let f = start().await;
+    let app = app!(f);
+    let create = |key: &str, body: &str| {
+        test::TestRequest::post()
+            .uri("/api/v1/tenants/230100/widgets")
+            .insert_header(("x-test-subject", "alice"))
+            .insert_header(("content-type", "application/json"))
+            .insert_header(("idempotency-key", key.to_string()))
+            .set_payload(body.to_string())
+            .to_request()
+    };
+    let first = test::call_service(&app, create("k-1", r#"{"displayName": "Pump"}"#)).await;
+    assert_eq!(first.status(), 200);
+    let first_body = test::read_body(first).await;
+    let again = test::call_service(&app, create("k-1", r#"{"displayName": "Pump"}"#)).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(test::read_body(again).await, first_body);
+    assert_eq!(
+        f.service.calls.load(Ordering::SeqCst),
+        1,
+        "one create, not two"
+    );
+
+    let other = test::call_service(&app, create("k-1", r#"{"displayName": "Other"}"#)).await;
+    assert_eq!(other.status(), 422);
+    let bad = test::call_service(&app, create("no spaces", r#"{"displayName": "x"}"#)).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(f.service.calls.load(Ordering::SeqCst), 1);
 }
