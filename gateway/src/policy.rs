@@ -2,6 +2,7 @@
 //! replica when a Redis notice says it changed (within a second).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::prelude::*;
 use futures::StreamExt;
@@ -72,8 +73,10 @@ pub async fn announce(redis_url: &str) -> redis::RedisResult<()> {
     Ok(())
 }
 
-/// Reloads `authorizer` from `store` on every notice until `shutdown`. Subscribed before it
-/// returns, so a change announced after the call is never missed.
+/// Follows the policy's change notices on Redis: every notice reloads the stored policy. When the
+/// connection drops, it connects again (backing off up to 10 s) and reloads at once, since a
+/// notice may have been sent meanwhile. The first subscription is made before this returns, so
+/// that a wrong URL stops the start.
 pub async fn follow(
     redis_url: &str,
     store: Store,
@@ -81,27 +84,62 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) -> redis::RedisResult<tokio::task::JoinHandle<()>> {
     let client = redis::Client::open(redis_url)?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
+    let first = subscribe(&client).await?;
     Ok(tokio::spawn(async move {
-        let mut messages = pubsub.on_message();
+        let mut subscribed = Some(first);
+        let mut backoff = Duration::from_millis(200);
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                message = messages.next() => {
-                    if message.is_none() {
-                        tracing::error!("policy notices lost their Redis connection");
-                        break;
+            let mut pubsub = match subscribed.take() {
+                Some(pubsub) => pubsub,
+                None => match subscribe(&client).await {
+                    Ok(pubsub) => {
+                        tracing::info!(
+                            "policy notices reconnected; reloading what may have been missed"
+                        );
+                        backoff = Duration::from_millis(200);
+                        reload(&store, &authorizer).await;
+                        pubsub
                     }
-                    match load(&store).await {
-                        Ok(policy) => match authorizer.reload(&policy).await {
-                            Ok(()) => tracing::info!("authorization policy reloaded"),
-                            Err(e) => tracing::error!(error = %e, "new policy refused; keeping the old one"),
-                        },
-                        Err(e) => tracing::error!(error = %e, "cannot read the policy; keeping the old one"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, retry_in = ?backoff, "policy notices: Redis unreachable");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                },
+            };
+            let mut messages = pubsub.on_message();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    message = messages.next() => {
+                        if message.is_none() {
+                            tracing::warn!("policy notices lost their Redis connection; reconnecting");
+                            break;
+                        }
+                        reload(&store, &authorizer).await;
                     }
                 }
             }
         }
     }))
+}
+
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(CHANNEL).await?;
+    Ok(pubsub)
+}
+
+async fn reload(store: &Store, authorizer: &CasbinAuthorizer) {
+    match load(store).await {
+        Ok(policy) => match authorizer.reload(&policy).await {
+            Ok(()) => tracing::info!("authorization policy reloaded"),
+            Err(e) => tracing::error!(error = %e, "new policy refused; keeping the old one"),
+        },
+        Err(e) => tracing::error!(error = %e, "cannot read the policy; keeping the old one"),
+    }
 }
