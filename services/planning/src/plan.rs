@@ -544,8 +544,40 @@ pub fn merge_sections(base: &mut api::PlanSections, change: api::PlanSections) -
 
 const CHAIN: &str = "第十条";
 
-/// What a feasibility review lacks: its summary, the sector departments consulted and its date.
-pub fn review_violations(review: &api::FeasibilityReview) -> Vec<FieldViolation> {
+/// The chain's records are dated when they happened: never after the day they are recorded, and
+/// each on or after the record it rests on (第十条: review, then decision, then approval).
+fn in_time_order(
+    v: &mut Vec<FieldViolation>,
+    field: &str,
+    day: Option<NaiveDate>,
+    rests_on: Option<(&str, NaiveDate)>,
+    today: NaiveDate,
+) {
+    let Some(day) = day else { return };
+    if day > today {
+        v.push(FieldViolation::new(
+            field,
+            format!("{day} is after today ({today}): a record of the chain is dated when it happened ({CHAIN})"),
+        ));
+    }
+    if let Some((what, earlier)) = rests_on
+        && day < earlier
+    {
+        v.push(FieldViolation::new(
+            field,
+            format!("{day} is before the {what} of {earlier} it rests on ({CHAIN})"),
+        ));
+    }
+}
+
+/// The day of a record already on the plan (checked when it was recorded).
+pub fn recorded_on(day: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+}
+
+/// What a feasibility review lacks: its summary, the sector departments consulted and its date,
+/// not after `today`.
+pub fn review_violations(review: &api::FeasibilityReview, today: NaiveDate) -> Vec<FieldViolation> {
     let rule = format!("the feasibility review, with the sector departments consulted ({CHAIN})");
     let mut v = Vec::new();
     required(&mut v, "review.summary", &review.summary, &rule);
@@ -559,7 +591,8 @@ pub fn review_violations(review: &api::FeasibilityReview) -> Vec<FieldViolation>
             format!("at least one: {rule}"),
         ));
     }
-    date_field(&mut v, "review.reviewed_on", &review.reviewed_on, &rule);
+    let day = date_field(&mut v, "review.reviewed_on", &review.reviewed_on, &rule);
+    in_time_order(&mut v, "review.reviewed_on", day, None, today);
     v
 }
 
@@ -567,11 +600,15 @@ pub fn review_violations(review: &api::FeasibilityReview) -> Vec<FieldViolation>
 /// not agree rejects the plan).
 pub fn decision_outcome(
     decision: &api::CollectiveDecision,
+    reviewed_on: Option<NaiveDate>,
+    today: NaiveDate,
 ) -> Result<api::DecisionOutcome, Vec<FieldViolation>> {
     let rule =
         format!("the collective decision (三重一大) with its date, body and outcome ({CHAIN})");
     let mut v = Vec::new();
-    date_field(&mut v, "decision.decided_on", &decision.decided_on, &rule);
+    let day = date_field(&mut v, "decision.decided_on", &decision.decided_on, &rule);
+    let review = reviewed_on.map(|d| ("feasibility review", d));
+    in_time_order(&mut v, "decision.decided_on", day, review, today);
     required(&mut v, "decision.body", &decision.body, &rule);
     let outcome = api::DecisionOutcome::try_from(decision.outcome).unwrap_or_default();
     if outcome == api::DecisionOutcome::Unspecified {
@@ -588,7 +625,13 @@ pub const NOT_AGREED: &str = "the collective decision (三重一大) did not agr
 
 /// What a government approval lacks: its document number, its date, and an effective date not
 /// before it.
-pub fn approval_violations(approval: &api::GovernmentApproval) -> Vec<FieldViolation> {
+/// Not after today, and on or after the decision it rests on; the effective date alone may be
+/// ahead.
+pub fn approval_violations(
+    approval: &api::GovernmentApproval,
+    decided_on: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Vec<FieldViolation> {
     let rule = format!("the same-level government's approval ({CHAIN})");
     let mut v = Vec::new();
     required(
@@ -598,6 +641,8 @@ pub fn approval_violations(approval: &api::GovernmentApproval) -> Vec<FieldViola
         &rule,
     );
     let approved = date_field(&mut v, "approval.approved_on", &approval.approved_on, &rule);
+    let decision = decided_on.map(|d| ("collective decision", d));
+    in_time_order(&mut v, "approval.approved_on", approved, decision, today);
     let effective = date_field(
         &mut v,
         "approval.effective_on",
@@ -702,11 +747,72 @@ mod tests {
         s.to_string()
     }
 
+    /// The day the records of these tests are made.
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, 10).unwrap()
+    }
+
+    #[test]
+    fn the_chain_is_in_time_order_and_nothing_is_dated_ahead_but_the_effective_date() {
+        let review = api::FeasibilityReview {
+            summary: "feasible".into(),
+            departments_consulted: vec!["Transport".into()],
+            reviewed_on: day("2026-03-11"),
+            ..Default::default()
+        };
+        let v = review_violations(&review, today());
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].description.contains("after today (2026-03-10)"),
+            "{}",
+            v[0].description
+        );
+
+        let decision = api::CollectiveDecision {
+            decided_on: day("2026-03-03"),
+            body: "party group".into(),
+            outcome: api::DecisionOutcome::Agreed as i32,
+            ..Default::default()
+        };
+        let reviewed = NaiveDate::from_ymd_opt(2026, 3, 4);
+        let err = decision_outcome(&decision, reviewed, today()).unwrap_err();
+        assert_eq!(err[0].field, "decision.decided_on");
+        assert!(
+            err[0]
+                .description
+                .contains("before the feasibility review of 2026-03-04"),
+            "{}",
+            err[0].description
+        );
+
+        let mut approval = api::GovernmentApproval {
+            document_number: "哈政函〔2026〕1号".into(),
+            approved_on: day("2026-03-05"),
+            effective_on: day("2026-04-01"),
+            ..Default::default()
+        };
+        let decided = NaiveDate::from_ymd_opt(2026, 3, 6);
+        let v = approval_violations(&approval, decided, today());
+        assert_eq!(v[0].field, "approval.approved_on");
+        assert!(
+            v[0].description
+                .contains("collective decision of 2026-03-06")
+        );
+        approval.approved_on = day("2026-03-06");
+        assert!(
+            approval_violations(&approval, decided, today()).is_empty(),
+            "the same day, and an effective date ahead, are in order"
+        );
+    }
+
     #[test]
     fn a_review_needs_its_summary_departments_and_date() {
         let fields = |v: Vec<FieldViolation>| v.into_iter().map(|v| v.field).collect::<Vec<_>>();
         assert_eq!(
-            fields(review_violations(&api::FeasibilityReview::default())),
+            fields(review_violations(
+                &api::FeasibilityReview::default(),
+                today()
+            )),
             [
                 "review.summary",
                 "review.departments_consulted",
@@ -719,12 +825,12 @@ mod tests {
             reviewed_on: day("2026-03-02"),
             ..Default::default()
         };
-        assert!(review_violations(&review).is_empty());
+        assert!(review_violations(&review, today()).is_empty());
     }
 
     #[test]
     fn a_decision_is_complete_before_its_outcome_counts() {
-        let err = decision_outcome(&api::CollectiveDecision::default()).unwrap_err();
+        let err = decision_outcome(&api::CollectiveDecision::default(), None, today()).unwrap_err();
         assert_eq!(err.len(), 3, "{err:?}");
         assert!(
             err.iter().all(|v| v.description.contains("第十条")),
@@ -737,12 +843,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            decision_outcome(&decision).unwrap(),
+            decision_outcome(&decision, None, today()).unwrap(),
             api::DecisionOutcome::NotAgreed
         );
         decision.decided_on = day("3 March");
         assert_eq!(
-            decision_outcome(&decision).unwrap_err()[0].field,
+            decision_outcome(&decision, None, today()).unwrap_err()[0].field,
             "decision.decided_on"
         );
     }
@@ -755,13 +861,13 @@ mod tests {
             effective_on: day("2026-03-03"),
             ..Default::default()
         };
-        let v = approval_violations(&approval);
+        let v = approval_violations(&approval, None, today());
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].field, "approval.effective_on");
         approval.effective_on = day("2026-03-04");
-        assert!(approval_violations(&approval).is_empty());
+        assert!(approval_violations(&approval, None, today()).is_empty());
         assert_eq!(
-            approval_violations(&api::GovernmentApproval::default()).len(),
+            approval_violations(&api::GovernmentApproval::default(), None, today()).len(),
             3
         );
     }

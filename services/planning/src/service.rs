@@ -588,9 +588,9 @@ impl Planning {
         id: String,
         review: Option<api::FeasibilityReview>,
     ) -> Result<api::Plan> {
-        self.step(who, tenant, id, Step::Review, move |plan, who, _, _| {
+        self.step(who, tenant, id, Step::Review, move |plan, who, _, today| {
             let mut review = review.unwrap_or_default();
-            PlanningError::check("review", plan::review_violations(&review))?;
+            PlanningError::check("review", plan::review_violations(&review, today))?;
             review.reviewed_by = who.subject.clone();
             plan.review = Some(review);
             Ok(Step::Review)
@@ -605,23 +605,33 @@ impl Planning {
         id: String,
         decision: Option<api::CollectiveDecision>,
     ) -> Result<api::Plan> {
-        self.step(who, tenant, id, Step::Decide, move |plan, who, now, _| {
-            let mut decision = decision.unwrap_or_default();
-            let outcome = plan::decision_outcome(&decision)
-                .map_err(|v| PlanningError::invalid("decision", v))?;
-            decision.recorded_by = who.subject.clone();
-            plan.decision = Some(decision);
-            if outcome == api::DecisionOutcome::NotAgreed {
-                plan.rejection = Some(api::Rejection {
-                    at: api::PlanState::Reviewed as i32,
-                    reasons: vec![plan::NOT_AGREED.into()],
-                    rejected_by: who.subject.clone(),
-                    reject_time: Some(timestamp(now)),
-                });
-                return Ok(Step::Reject);
-            }
-            Ok(Step::Decide)
-        })
+        self.step(
+            who,
+            tenant,
+            id,
+            Step::Decide,
+            move |plan, who, now, today| {
+                let mut decision = decision.unwrap_or_default();
+                let reviewed_on = plan
+                    .review
+                    .as_ref()
+                    .and_then(|r| plan::recorded_on(&r.reviewed_on));
+                let outcome = plan::decision_outcome(&decision, reviewed_on, today)
+                    .map_err(|v| PlanningError::invalid("decision", v))?;
+                decision.recorded_by = who.subject.clone();
+                plan.decision = Some(decision);
+                if outcome == api::DecisionOutcome::NotAgreed {
+                    plan.rejection = Some(api::Rejection {
+                        at: api::PlanState::Reviewed as i32,
+                        reasons: vec![plan::NOT_AGREED.into()],
+                        rejected_by: who.subject.clone(),
+                        reject_time: Some(timestamp(now)),
+                    });
+                    return Ok(Step::Reject);
+                }
+                Ok(Step::Decide)
+            },
+        )
         .await
     }
 
@@ -632,13 +642,26 @@ impl Planning {
         id: String,
         approval: Option<api::GovernmentApproval>,
     ) -> Result<api::Plan> {
-        self.step(who, tenant, id, Step::Approve, move |plan, who, _, _| {
-            let mut approval = approval.unwrap_or_default();
-            PlanningError::check("approval", plan::approval_violations(&approval))?;
-            approval.recorded_by = who.subject.clone();
-            plan.approval = Some(approval);
-            Ok(Step::Approve)
-        })
+        self.step(
+            who,
+            tenant,
+            id,
+            Step::Approve,
+            move |plan, who, _, today| {
+                let mut approval = approval.unwrap_or_default();
+                let decided_on = plan
+                    .decision
+                    .as_ref()
+                    .and_then(|d| plan::recorded_on(&d.decided_on));
+                PlanningError::check(
+                    "approval",
+                    plan::approval_violations(&approval, decided_on, today),
+                )?;
+                approval.recorded_by = who.subject.clone();
+                plan.approval = Some(approval);
+                Ok(Step::Approve)
+            },
+        )
         .await
     }
 

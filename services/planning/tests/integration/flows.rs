@@ -3,6 +3,7 @@
 use pdp_kit::clock::Clock;
 use pdp_kit::error::ServiceError;
 use pdp_kit::paging::Cursor;
+use pdp_planning::PlanningError;
 use pdp_planning::plan::PlanState;
 use pdp_proto::pdp::planning::v1 as api;
 
@@ -849,4 +850,74 @@ pub async fn a_state_filtered_list_pages_through_every_version(backend: Backend)
         token = next;
     }
     assert_eq!(seen, [(plan.id.clone(), 1), (plan.id.clone(), 2)]);
+}
+
+/// Review ≤ decision ≤ approval ≤ effective date, and none dated after the day it is recorded but
+/// the effective date (第十条).
+pub async fn the_chain_s_records_are_in_time_order(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN);
+    let r = registered(&i.planning, HARBIN, "Bus arrivals").await;
+    let id = i
+        .planning
+        .create_plan(&bureau, HARBIN, draft("Transit", &[&r]))
+        .await
+        .unwrap()
+        .id;
+    i.planning
+        .submit_plan(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let field = |err: PlanningError| {
+        assert_eq!(
+            err.to_status().code(),
+            tonic::Code::InvalidArgument,
+            "{err}"
+        );
+        let v = err.field_violations();
+        assert!(v[0].description.contains("第十条"), "{}", v[0].description);
+        v[0].field.clone()
+    };
+    let mut ahead = review();
+    ahead.reviewed_on = "2026-11-27".into(); // the clock reads 2026-11-26
+    let err = i
+        .planning
+        .review_plan(&bureau, HARBIN, id.clone(), Some(ahead))
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "review.reviewed_on");
+    i.planning
+        .review_plan(&bureau, HARBIN, id.clone(), Some(review()))
+        .await
+        .unwrap();
+    let mut early = decision();
+    early.decided_on = "2026-11-19".into(); // the review is of 2026-11-20
+    let err = i
+        .planning
+        .decide_plan(&bureau, HARBIN, id.clone(), Some(early))
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "decision.decided_on");
+    i.planning
+        .decide_plan(&bureau, HARBIN, id.clone(), Some(decision()))
+        .await
+        .unwrap();
+    let mut before = approval("2026-12-01");
+    before.approved_on = "2026-11-21".into(); // the decision is of 2026-11-22
+    let err = i
+        .planning
+        .approve_plan(&bureau, HARBIN, id.clone(), Some(before))
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "approval.approved_on");
+    let approved = i
+        .planning
+        .approve_plan(&bureau, HARBIN, id.clone(), Some(approval("2026-12-01")))
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&approved),
+        api::PlanState::Approved,
+        "effective later"
+    );
 }

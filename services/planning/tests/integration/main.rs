@@ -21,4 +21,5 @@ on_both_stores!(
     lists_page_with_tokens,
     a_stored_state_that_does_not_decode_is_an_error,
     a_state_filtered_list_pages_through_every_version,
+    the_chain_s_records_are_in_time_order,
 );
