@@ -267,6 +267,30 @@ pub fn evaluation_violations(
     v
 }
 
+// === what applicants see (第十三条: the result is made public by the notice, not before) ===
+
+/// A selection as someone outside the bureau's staff sees it: before the public notice no
+/// shortlist at all (no scores, ranks or proposed result); from the notice on only what the notice
+/// publishes, the proposed organizations, with nobody's score or rank; never the evaluators (so
+/// that nobody lobbies them).
+pub fn as_seen_from_outside(mut selection: api::Selection) -> api::Selection {
+    let published = matches!(
+        SelectionState::of(&selection),
+        SelectionState::InNotice | SelectionState::Concluded
+    );
+    if published {
+        selection.shortlist.retain(|e| e.proposed);
+        for entry in &mut selection.shortlist {
+            entry.score = 0.0;
+            entry.rank = 0;
+        }
+    } else {
+        selection.shortlist.clear();
+    }
+    selection.evaluators.clear();
+    selection
+}
+
 // === objections during the notice (公示) ===
 
 /// Objections one objector (a subject; the public by address) may file to one selection.

@@ -196,10 +196,13 @@ impl Selections {
         let staff = is_staff(who);
         self.in_scope(&scope, move |conn, scope, _| {
             let s = Self::load(conn, scope, &id)?;
-            if !staff && SelectionState::of(&s) == SelectionState::Draft {
+            if staff {
+                return Ok(s);
+            }
+            if SelectionState::of(&s) == SelectionState::Draft {
                 return Err(SelectionError::not_found("selection", &id));
             }
-            Ok(s)
+            Ok(rules::as_seen_from_outside(s))
         })
         .await
     }
@@ -225,6 +228,11 @@ impl Selections {
                 s => db::list_selections(conn, scope, s.as_deref(), &cursor)?,
             };
             let next = cursor.next_token(&items, |s| &s.id);
+            let items = if staff {
+                items
+            } else {
+                items.into_iter().map(rules::as_seen_from_outside).collect()
+            };
             Ok((items, next))
         })
         .await

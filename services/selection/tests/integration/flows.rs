@@ -706,3 +706,79 @@ pub async fn objections_are_bounded_paged_and_resolved_together(backend: Backend
         .unwrap_err();
     assert!(err.to_string().contains("resolved already"), "{err}");
 }
+
+/// Applicants learn the result from the notice, not before: no scores, ranks or proposal while
+/// the bureau shortlists; from the notice on, the proposed organizations only.
+pub async fn applicants_see_the_result_only_as_the_notice_publishes_it(backend: Backend) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
+    let id = i
+        .selections
+        .create(&bureau, HARBIN, call("plan-1"))
+        .await
+        .unwrap()
+        .id;
+    i.selections
+        .publish(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let mut apps = Vec::new();
+    for org in ["acme", "beta"] {
+        let a = i
+            .selections
+            .apply(
+                &caller("operator", HARBIN, org),
+                HARBIN,
+                id.clone(),
+                application(evidence()),
+            )
+            .await
+            .unwrap();
+        apps.push(a.id);
+    }
+    i.set("2026-11-25 10:00");
+    for (a, score) in apps.iter().zip([70, 90]) {
+        i.selections
+            .evaluate(&bureau, HARBIN, id.clone(), a.clone(), scores(score, score))
+            .await
+            .unwrap();
+    }
+    i.selections
+        .shortlist(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap();
+    let acme = caller("operator", HARBIN, "acme");
+    let seen = i.selections.get(&acme, HARBIN, id.clone()).await.unwrap();
+    assert!(
+        seen.shortlist.is_empty(),
+        "no ranks before the notice: {seen:?}"
+    );
+    assert!(seen.evaluators.is_empty());
+    let (listed, _) = i
+        .selections
+        .list(&acme, HARBIN, None, Cursor::parse(0, "").unwrap())
+        .await
+        .unwrap();
+    assert!(listed.iter().all(|s| s.shortlist.is_empty()));
+    let staff = i.selections.get(&bureau, HARBIN, id.clone()).await.unwrap();
+    assert_eq!(staff.shortlist.len(), 2, "the bureau sees every entry");
+
+    let notice = api::Notice {
+        starts_on: "2026-11-25".into(),
+        ends_on: "2026-12-02".into(),
+        ..Default::default()
+    };
+    i.selections
+        .publish_notice(&bureau, HARBIN, id.clone(), notice)
+        .await
+        .unwrap();
+    let seen = i.selections.get(&acme, HARBIN, id.clone()).await.unwrap();
+    assert_eq!(seen.shortlist.len(), 1, "{seen:?}");
+    assert_eq!(seen.shortlist[0].organization, "beta");
+    assert_eq!(
+        (seen.shortlist[0].score, seen.shortlist[0].rank),
+        (0.0, 0),
+        "the notice names the proposed, not their scores"
+    );
+}

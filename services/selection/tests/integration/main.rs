@@ -14,4 +14,5 @@ on_both_stores!(
     an_invited_tender_takes_only_the_invited,
     only_named_evaluators_untied_to_applicants_evaluate,
     objections_are_bounded_paged_and_resolved_together,
+    applicants_see_the_result_only_as_the_notice_publishes_it,
 );
