@@ -694,6 +694,43 @@ pub fn amendment_violations(kind: api::AmendmentKind, reason: &str) -> Vec<Field
     v
 }
 
+/// What a minor amendment may change: wording that changes no obligation. Everything else — the
+/// data scope and its resources, the products and their classes, the operator's conditions, the
+/// term and implementation, the scenarios, accounting and revenue, security, supervision, rights
+/// and duties, the mode — changes what someone must do, and goes through the chain again (第十条).
+pub const MINOR_MAY_CHANGE: [&str; 3] = ["name", "necessity", "other_matters"];
+
+/// What makes a minor amendment not minor: a change outside [`MINOR_MAY_CHANGE`], named; and a
+/// minor one still says who decided it.
+pub fn minor_amendment_violations(changed: &[String], decided_by: &str) -> Vec<FieldViolation> {
+    let mut v: Vec<FieldViolation> = changed
+        .iter()
+        .filter(|c| !MINOR_MAY_CHANGE.contains(&c.as_str()))
+        .map(|c| {
+            let field = if c == "name" {
+                c.clone()
+            } else {
+                format!("sections.{c}")
+            };
+            FieldViolation::new(
+                field,
+                format!(
+                    "`{c}` changes what someone must do: amend it as major, through the chain \
+                     again ({CHAIN}); a minor amendment changes only {}",
+                    MINOR_MAY_CHANGE.join(", ")
+                ),
+            )
+        })
+        .collect();
+    if decided_by.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "decided_by",
+            format!("required: who decided the minor change ({CHAIN})"),
+        ));
+    }
+    v
+}
+
 /// Why a plan version in `state` cannot be amended, or `None` when it can: only the version in
 /// effect is amended.
 pub fn not_amendable(state: PlanState, version: u32) -> Option<String> {
@@ -869,6 +906,26 @@ mod tests {
         assert_eq!(
             approval_violations(&api::GovernmentApproval::default(), None, today()).len(),
             3
+        );
+    }
+
+    #[test]
+    fn a_minor_amendment_changes_no_obligation_and_says_who_decided() {
+        let changed = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(
+            minor_amendment_violations(&changed(&["name", "necessity"]), "bureau office")
+                .is_empty()
+        );
+        let v = minor_amendment_violations(&changed(&["other_matters", "scope", "security"]), "");
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["sections.scope", "sections.security", "decided_by"]
+        );
+        assert!(
+            v[0].description.contains("amend it as major"),
+            "{}",
+            v[0].description
         );
     }
 

@@ -723,6 +723,10 @@ impl Planning {
             next.create_time = Some(timestamp(now));
             next.created_by = who.subject.clone();
             if kind == api::AmendmentKind::Minor {
+                PlanningError::check(
+                    "amendment",
+                    plan::minor_amendment_violations(&changed, &request.decided_by),
+                )?;
                 // A minor change keeps the approval and takes effect with its record.
                 PlanningError::check(
                     "plan",
@@ -758,6 +762,11 @@ impl Planning {
                 changed_sections: changed,
                 recorded_by: who.subject.clone(),
                 record_time: Some(timestamp(now)),
+                decided_by: if kind == api::AmendmentKind::Minor {
+                    request.decided_by.clone()
+                } else {
+                    String::new()
+                },
             };
             db::insert_amendment(conn, scope, &amendment, now)?;
             act.emit(

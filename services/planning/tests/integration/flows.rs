@@ -508,9 +508,10 @@ pub async fn a_minor_amendment_applies_with_its_record(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(refused.field_violations()[0].field, "reason");
+    // Supervision is an obligation: not a minor change, whatever the caller calls it.
     let mut contact = sections(&[&a]).supervision.unwrap();
     contact.supervision = "monthly inspection".into();
-    let amendment = i
+    let refused = i
         .planning
         .amend_plan(
             &bureau,
@@ -519,6 +520,7 @@ pub async fn a_minor_amendment_applies_with_its_record(backend: Backend) {
             api::AmendPlanRequest {
                 kind: api::AmendmentKind::Minor as i32,
                 reason: "inspection frequency".into(),
+                decided_by: "bureau director".into(),
                 sections: Some(api::PlanSections {
                     supervision: Some(contact),
                     ..Default::default()
@@ -527,8 +529,35 @@ pub async fn a_minor_amendment_applies_with_its_record(backend: Backend) {
             },
         )
         .await
+        .unwrap_err();
+    let violation = &refused.field_violations()[0];
+    assert_eq!(violation.field, "sections.supervision");
+    assert!(
+        violation.description.contains("第十条"),
+        "{}",
+        violation.description
+    );
+    let amendment = i
+        .planning
+        .amend_plan(
+            &bureau,
+            HARBIN,
+            plan.id.clone(),
+            api::AmendPlanRequest {
+                kind: api::AmendmentKind::Minor as i32,
+                reason: "a typo in the supervising office's name".into(),
+                decided_by: "bureau director".into(),
+                sections: Some(api::PlanSections {
+                    other_matters: "supervised by the Harbin Data Bureau".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
         .unwrap();
-    assert_eq!(amendment.changed_sections, ["supervision"]);
+    assert_eq!(amendment.changed_sections, ["other_matters"]);
+    assert_eq!(amendment.decided_by, "bureau director");
     let versions = i
         .planning
         .plan_versions(&bureau, HARBIN, plan.id.clone())
