@@ -165,16 +165,22 @@ fn write_event_types(out: &Path, pool: &DescriptorPool, payloads: &[Payload]) ->
         {
             let name = p.message.name();
             let types: Vec<String> = p.types.iter().map(|t| format!("{t:?}")).collect();
+            let full_name = p.message.full_name();
+            let types = types.join(", ");
+            code.push_str(&format!("impl crate::EventPayload for {name} {{\n"));
             code.push_str(&format!(
-                "impl crate::EventPayload for {name} {{\n    const FULL_NAME: &'static str = {:?};\n    const TYPES: &'static [&'static str] = &[{}];\n}}\n",
-                p.message.full_name(),
-                types.join(", ")
+                "    const FULL_NAME: &'static str = {full_name:?};\n"
+            ));
+            code.push_str(&format!(
+                "    const TYPES: &'static [&'static str] = &[{types}];\n}}\n"
             ));
             for ty in &p.types {
+                let constant = constant_name(ty);
+                code.push_str(&format!("/// `{ty}`, whose data is [`{name}`].\n"));
                 code.push_str(&format!(
-                    "/// `{ty}`, whose data is [`{name}`].\npub const {}: crate::EventType<{name}> = crate::EventType::new({ty:?});\n",
-                    constant_name(ty)
+                    "pub const {constant}: crate::EventType<{name}> =\n"
                 ));
+                code.push_str(&format!("    crate::EventType::new({ty:?});\n"));
             }
         }
         std::fs::write(out.join(format!("{package}.events.rs")), code)?;
@@ -251,6 +257,11 @@ fn message_schema(message: &MessageDescriptor) -> Json {
     schema
 }
 
+const GENERATED: &str = "\
+# Generated from proto/asyncapi/template.yaml and the event messages of proto/ (the
+# `pdp.events.v1.event_type` option) by pdp-proto's build: edit those, then `make asyncapi`.
+";
+
 /// The template with every event type's message and its payload's schema added, and each type
 /// listed in the channel of its service's topic.
 fn asyncapi(template: &str, payloads: &[Payload]) -> Result<String, Error> {
@@ -282,8 +293,5 @@ fn asyncapi(template: &str, payloads: &[Payload]) -> Result<String, Error> {
         }
     }
     let body = serde_yaml::to_string(&doc)?;
-    Ok(format!(
-        "# Generated from proto/asyncapi/template.yaml and the event messages of proto/ (the\n\
-         # `pdp.events.v1.event_type` option) by pdp-proto's build: edit those, then `make asyncapi`.\n{body}"
-    ))
+    Ok(format!("{GENERATED}{body}"))
 }

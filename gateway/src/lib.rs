@@ -317,6 +317,7 @@ async fn proxy(
         latency_ms,
         "api request"
     );
+    let logged_id = request_id.clone();
     let record = AuditRecord {
         time: chrono::Utc::now(),
         request_id,
@@ -355,12 +356,11 @@ async fn proxy(
     match gateway.audit.record(record).await {
         Ok(()) => response,
         Err(err) if changed => {
-            tracing::error!(request_id = %request_id_of(&response), error = %err,
-                "the gateway's record of a completed change was not written; the service recorded the change");
+            tracing::error!(request_id = %logged_id, error = %err, "{CHANGE_UNRECORDED}");
             response
         }
         Err(err) => {
-            tracing::error!(error = %err, "answering 503: no request is answered without its record");
+            tracing::error!(request_id = %logged_id, error = %err, "{UNANSWERED}");
             answer(
                 &tonic::Status::unavailable(format!("{err}; nothing was done, try again")),
                 None,
@@ -369,14 +369,9 @@ async fn proxy(
     }
 }
 
-fn request_id_of(response: &HttpResponse) -> String {
-    response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
+const CHANGE_UNRECORDED: &str =
+    "the gateway's record of a completed change was not written; the service recorded the change";
+const UNANSWERED: &str = "answering 503: no request is answered without its record";
 
 /// What the audit record needs to know of how a request went.
 struct Outcome {
@@ -397,17 +392,19 @@ const RECORDED_METHOD_CHARS: usize = 16;
 /// `METHOD path` of a request no route matched, each cut to a stated length: what its audit record
 /// keeps (a matched request records its route's operation instead).
 fn unrouted_operation(method: &str, path: &str) -> String {
-    let cut = |text: &str, max: usize| -> String {
-        match text.char_indices().nth(max) {
-            Some((end, _)) => format!("{}…(+{} bytes)", &text[..end], text.len() - end),
-            None => text.to_string(),
-        }
-    };
     format!(
         "{} {}",
         cut(method, RECORDED_METHOD_CHARS),
         cut(path, RECORDED_PATH_CHARS)
     )
+}
+
+/// `text` cut to `max` characters, saying how much was left out.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…(+{} bytes)", &text[..end], text.len() - end),
+        None => text.to_string(),
+    }
 }
 
 /// How long a request's body may take to arrive once the gateway reads it.
@@ -445,6 +442,19 @@ async fn read_body(mut payload: web::Payload, max: usize) -> Result<web::Bytes, 
                 BODY_READ_TIMEOUT.as_secs()
             ),
         }))),
+    }
+}
+
+/// Refuses a request nobody authenticated: charged to its client address first, so that a flood
+/// of refusals meets the address's limit (429, unrecorded) before anything else.
+async fn refuse_unauthenticated(
+    gateway: &Gateway,
+    outcome: &mut Outcome,
+    err: &GatewayError,
+) -> HttpResponse {
+    match charge_address(gateway, outcome).await {
+        Ok(()) => refuse(err),
+        Err(limited) => limited,
     }
 }
 
@@ -490,13 +500,11 @@ async fn route_and_forward(
             return response;
         }
         Resolution::NotFound => {
-            if let Err(limited) = charge_address(gateway, outcome).await {
-                return limited;
-            }
-            return refuse(&GatewayError::NoRoute {
+            let err = GatewayError::NoRoute {
                 method: request.method().to_string(),
-                path: unrouted_operation("", path).trim_start().to_string(),
-            });
+                path: cut(path, RECORDED_PATH_CHARS),
+            };
+            return refuse_unauthenticated(gateway, outcome, &err).await;
         }
     };
     let operation = route.operation();
@@ -505,17 +513,10 @@ async fn route_and_forward(
         Ok(t) if gateway.tenants.get(&t).is_some() => t,
         Ok(t) => {
             outcome.tenant = None;
-            if let Err(limited) = charge_address(gateway, outcome).await {
-                return limited;
-            }
-            return refuse(&GatewayError::UnknownTenant(t.to_string()));
+            let err = GatewayError::UnknownTenant(t.to_string());
+            return refuse_unauthenticated(gateway, outcome, &err).await;
         }
-        Err(e) => {
-            if let Err(limited) = charge_address(gateway, outcome).await {
-                return limited;
-            }
-            return refuse(&e);
-        }
+        Err(e) => return refuse_unauthenticated(gateway, outcome, &e).await,
     };
     outcome.tenant = Some(tenant.clone());
 
@@ -529,10 +530,8 @@ async fn route_and_forward(
         match gateway.authenticator.authenticate(request, &tenant) {
             Ok(identity) => outcome.caller = Some(identity),
             Err(reason) => {
-                if let Err(limited) = charge_address(gateway, outcome).await {
-                    return limited;
-                }
-                return refuse(&GatewayError::Unauthenticated(reason));
+                let err = GatewayError::Unauthenticated(reason);
+                return refuse_unauthenticated(gateway, outcome, &err).await;
             }
         }
     }

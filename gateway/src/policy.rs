@@ -101,7 +101,8 @@ pub async fn follow(
                         pubsub
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, retry_in = ?backoff, "policy notices: Redis unreachable");
+                        let retry_in = backoff;
+                        tracing::warn!(error = %err, ?retry_in, "{UNREACHABLE}");
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(backoff) => {}
@@ -117,7 +118,7 @@ pub async fn follow(
                     _ = shutdown.cancelled() => return,
                     message = messages.next() => {
                         if message.is_none() {
-                            tracing::warn!("policy notices lost their Redis connection; reconnecting");
+                            tracing::warn!("{LOST}");
                             break;
                         }
                         reload(&store, &authorizer).await;
@@ -127,6 +128,9 @@ pub async fn follow(
         }
     }))
 }
+
+const UNREACHABLE: &str = "policy notices: Redis unreachable";
+const LOST: &str = "policy notices lost their Redis connection; reconnecting";
 
 async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;

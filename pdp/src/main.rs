@@ -423,6 +423,9 @@ async fn serve(config: Config, service: String) -> anyhow::Result<()> {
     handle.stopped().await
 }
 
+const REPLAY_SOON: &str = "its consumer applies it within seconds";
+const LISTED_BY: &str = "`pdp events dead-letters` lists them";
+
 fn missing(owner: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{owner}: {e} (has `pdp migrate` run?)")
 }
@@ -466,11 +469,11 @@ async fn events(config: Config, command: EventsCommand) -> anyhow::Result<()> {
             EventsCommand::Replay { id } => {
                 for (owner, conn) in &mut stores {
                     if dead_letter::request_replay(conn, &id).map_err(|e| missing(owner, e))? {
-                        println!("{owner}: replay of {id} requested; its consumer applies it within seconds");
+                        println!("{owner}: replay of {id} requested; {REPLAY_SOON}");
                         return Ok(());
                     }
                 }
-                anyhow::bail!("no dead letter {id} in any store (`pdp events dead-letters` lists them)")
+                anyhow::bail!("no dead letter {id} in any store; {LISTED_BY}")
             }
         }
     })
@@ -567,7 +570,11 @@ fn token(
         anyhow::ensure!(
             Role::parse(role).is_some_and(|r| !r.is_derived()),
             "--role {role} is not a role a token carries; roles: {}",
-            Role::ISSUED.map(Role::as_str).join(", ")
+            Role::ISSUED
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let max = config.gateway.max_token_lifetime_secs;

@@ -223,19 +223,22 @@ async fn effective_plan(planning: &Channel, tenant: &str) -> api::Plan {
         ))
         .await
         .unwrap();
-    plans
-        .review_plan(signed(&bureau, step("pdp.planning.v1.ReviewPlanRequest", tenant, &id,
-            json!({"review": {"summary": "feasible", "departments_consulted": ["Transport"], "reviewed_on": today}}))))
-        .await
-        .unwrap();
-    plans
-        .decide_plan(signed(&bureau, step("pdp.planning.v1.DecidePlanRequest", tenant, &id,
-            json!({"decision": {"decided_on": today, "body": "party group", "outcome": "DECISION_OUTCOME_AGREED"}}))))
-        .await
-        .unwrap();
+    let review = json!({"review": {
+        "summary": "feasible", "departments_consulted": ["Transport"], "reviewed_on": today
+    }});
+    let review = step("pdp.planning.v1.ReviewPlanRequest", tenant, &id, review);
+    plans.review_plan(signed(&bureau, review)).await.unwrap();
+    let decision = json!({"decision": {
+        "decided_on": today, "body": "party group", "outcome": "DECISION_OUTCOME_AGREED"
+    }});
+    let decision = step("pdp.planning.v1.DecidePlanRequest", tenant, &id, decision);
+    plans.decide_plan(signed(&bureau, decision)).await.unwrap();
+    let approval = json!({"approval": {
+        "document_number": "政函〔2026〕9号", "approved_on": today, "effective_on": today
+    }});
+    let approval = step("pdp.planning.v1.ApprovePlanRequest", tenant, &id, approval);
     let approved = plans
-        .approve_plan(signed(&bureau, step("pdp.planning.v1.ApprovePlanRequest", tenant, &id,
-            json!({"approval": {"document_number": "政函〔2026〕9号", "approved_on": today, "effective_on": today}}))))
+        .approve_plan(signed(&bureau, approval))
         .await
         .unwrap()
         .into_inner();
@@ -291,6 +294,23 @@ fn events_counted(http_port: u16, consumer: &str, outcome: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// `other`'s selection received the events of `tenant`'s plan, counted them as skipped, and
+/// applied nothing of them: it refuses a call for the plan.
+async fn skipped_by(other: &Instance, tenant: &str, plan_id: &str) {
+    eventually(60, "the other instance's selection skips the plan", || {
+        let skipped = events_counted(other.selection.http_port, "selection-plans", "skipped");
+        (skipped > 0).then_some(())
+    });
+    let refused = open_call(&other.selection.grpc, tenant, plan_id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_instance_applies_its_own_tenants_events_and_the_province_keeps_the_filings() {
     let harbin = start("harbin", "municipal", &format!("[\"{HARBIN}\"]"));
@@ -301,32 +321,12 @@ async fn each_instance_applies_its_own_tenants_events_and_the_province_keeps_the
     let harbin_plan = effective_plan(&harbin.planning.grpc, HARBIN).await;
     let call = call_opens(&harbin.selection.grpc, HARBIN, &harbin_plan.id).await;
     assert_eq!(call.plan_version, 1);
-    eventually(60, "the shared selection skips Harbin's plan", || {
-        (events_counted(shared.selection.http_port, "selection-plans", "skipped") > 0).then_some(())
-    });
-    let refused = open_call(&shared.selection.grpc, HARBIN, &harbin_plan.id)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refused.code(),
-        tonic::Code::FailedPrecondition,
-        "{refused:?}"
-    );
+    skipped_by(&shared, HARBIN, &harbin_plan.id).await;
 
     // The province's plan takes effect in the shared instance: the mirror image.
     let province_plan = effective_plan(&shared.planning.grpc, PROVINCE).await;
     call_opens(&shared.selection.grpc, PROVINCE, &province_plan.id).await;
-    eventually(60, "Harbin's selection skips the province's plan", || {
-        (events_counted(harbin.selection.http_port, "selection-plans", "skipped") > 0).then_some(())
-    });
-    let refused = open_call(&harbin.selection.grpc, PROVINCE, &province_plan.id)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refused.code(),
-        tonic::Code::FailedPrecondition,
-        "{refused:?}"
-    );
+    skipped_by(&harbin, PROVINCE, &province_plan.id).await;
     // Agreements follow plans in each instance too, and skip the other's.
     eventually(
         60,

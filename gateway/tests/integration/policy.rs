@@ -36,18 +36,23 @@ fn allowed(authz: &CasbinAuthorizer) -> bool {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_reload_a_changed_policy_within_a_second() {
+/// A policy store of its own on the test PostgreSQL, and the test Redis's URL.
+fn servers() -> (Store, String) {
     let database = url(
         "TEST_DATABASE_URL",
         "postgres://postgres@127.0.0.1:5432/test",
     );
-    let redis = url("TEST_REDIS_URL", "redis://127.0.0.1:6379");
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     let store = Store::open(&database, &schema, 4).expect("PostgreSQL answers (see README)");
     store
         .migrate(&[KIT_MIGRATIONS, policy::MIGRATIONS])
         .unwrap();
+    (store, url("TEST_REDIS_URL", "redis://127.0.0.1:6379"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_reload_a_changed_policy_within_a_second() {
+    let (store, redis) = servers();
 
     let before = "p, auditor, *, pdp.*/*, read";
     policy::replace(&store, before).await.unwrap();
@@ -91,16 +96,7 @@ async fn a_policy_that_does_not_load_leaves_the_old_one_in_force() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_redis_connection_drops_reconnects_and_catches_up() {
-    let database = url(
-        "TEST_DATABASE_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-    );
-    let redis = url("TEST_REDIS_URL", "redis://127.0.0.1:6379");
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let store = Store::open(&database, &schema, 4).expect("PostgreSQL answers (see README)");
-    store
-        .migrate(&[KIT_MIGRATIONS, policy::MIGRATIONS])
-        .unwrap();
+    let (store, redis) = servers();
     policy::replace(&store, "p, auditor, *, pdp.*/*, read")
         .await
         .unwrap();

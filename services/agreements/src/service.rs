@@ -24,12 +24,7 @@ use crate::{SERVICE, TOPIC};
 
 type Result<T> = std::result::Result<T, AgreementError>;
 
-const STAFF: &[Role] = &[
-    Role::ProvincialBureau,
-    Role::CityBureau,
-    Role::Supervisor,
-    Role::Auditor,
-];
+const STAFF: &[Role] = &Role::STAFF;
 const BUREAU: &[Role] = &Role::BUREAU;
 
 #[derive(Debug, Clone)]
@@ -173,7 +168,8 @@ impl Agreements {
                 ..input
             };
             db::insert(conn, scope, &agreement, now)?;
-            emit(conn, &RECORDER.change(scope, Some(&who), now), api::AGREEMENT_CREATED, &agreement)?;
+            let act = RECORDER.change(scope, Some(&who), now);
+            emit(conn, &act, api::AGREEMENT_CREATED, &agreement)?;
             Ok(agreement)
         })
         .await

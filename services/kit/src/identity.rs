@@ -126,18 +126,7 @@ pub enum Role {
 }
 
 impl Role {
-    /// The roles a token may carry.
-    pub const ISSUED: [Role; 8] = [
-        Role::ProvincialBureau,
-        Role::CityBureau,
-        Role::Provider,
-        Role::Operator,
-        Role::Developer,
-        Role::Supervisor,
-        Role::Auditor,
-        Role::Evaluator,
-    ];
-
+    /// Every role: those a token may carry ([`Role::ISSUED`]) first, then the derived ones.
     pub const ALL: [Role; 11] = [
         Role::ProvincialBureau,
         Role::CityBureau,
@@ -152,8 +141,20 @@ impl Role {
         Role::Public,
     ];
 
+    /// The roles a token may carry.
+    pub const ISSUED: &'static [Role] = Self::ALL.split_at(8).0;
+
     /// The data bureaus: the province's and the cities'.
     pub const BUREAU: [Role; 2] = [Role::ProvincialBureau, Role::CityBureau];
+
+    /// The bureaus and those who read on their behalf, the supervisors and auditors: who see
+    /// every row of their tenant, drafts and all.
+    pub const STAFF: [Role; 4] = [
+        Role::ProvincialBureau,
+        Role::CityBureau,
+        Role::Supervisor,
+        Role::Auditor,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -128,12 +128,18 @@ impl InboxConsumer {
     ) -> Result<(), InboxError<H::Error>> {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         let mut subscription = self.log.subscribe(&self.group, &topics).await?;
+        let wait = Duration::from_millis(500);
+        // Replays are a person's request: looked for once a second, not on every batch.
+        let mut replays_due = std::time::Instant::now();
         while !shutdown.is_cancelled() {
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                batch = subscription.next_batch(self.batch_size, Duration::from_millis(500)) => batch?,
+                batch = subscription.next_batch(self.batch_size, wait) => batch?,
             };
-            self.replay_requested(&handler).await?;
+            if std::time::Instant::now() >= replays_due {
+                self.replay_requested(&handler).await?;
+                replays_due = std::time::Instant::now() + REPLAY_EVERY;
+            }
             if batch.is_empty() {
                 continue;
             }
@@ -153,7 +159,8 @@ impl InboxConsumer {
         let handler = Arc::new(handler);
         tokio::spawn(async move {
             while let Err(err) = self.clone().run(handler.clone(), shutdown.clone()).await {
-                tracing::warn!(consumer = %self.consumer, error = %err, "consumer failed; restarting");
+                let consumer = &self.consumer;
+                tracing::warn!(%consumer, error = %err, "consumer failed; restarting");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -188,7 +195,9 @@ impl InboxConsumer {
                     } else if !tenants.is_empty() && !tenants.contains(&event.tenant) {
                         Received::Skipped
                     } else {
-                        let span = tracing::info_span!("apply", consumer = %consumer, event = %event.id, r#type = %event.event_type);
+                        let (id, kind) = (&event.id, &event.event_type);
+                        let span =
+                            tracing::info_span!("apply", %consumer, event = %id, r#type = %kind);
                         crate::telemetry::adopt_parent(
                             &span,
                             &crate::telemetry::RecordHeaders(&event.trace),
@@ -220,12 +229,15 @@ impl InboxConsumer {
                         Ok(outcome) => {
                             dead_letter::remove(conn, &letter.id)?;
                             dead_letters_held(conn, &consumer)?;
-                            tracing::info!(consumer = %consumer, letter = %letter.id, "dead letter replayed");
+                            let letter = &letter.id;
+                            tracing::info!(%consumer, %letter, "dead letter replayed");
                             Received::from(outcome)
                         }
                         Err(InboxError::Handler(err)) => {
                             let error = err.to_string();
-                            tracing::warn!(consumer = %consumer, letter = %letter.id, %error, "dead letter failed again");
+                            let id = &letter.id;
+                            let failed = "dead letter failed again";
+                            tracing::warn!(%consumer, letter = %id, %error, "{failed}");
                             dead_letter::park(
                                 conn,
                                 &consumer,
@@ -265,6 +277,9 @@ impl From<Outcome> for Received {
     }
 }
 
+/// How often a consumer looks for dead letters whose replay was asked for.
+const REPLAY_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a consumer tries an event whose handler fails before it parks it.
 pub const ATTEMPTS: i32 = 3;
 
@@ -283,7 +298,8 @@ fn apply_or_park<H: EventHandler>(
             Ok(outcome) => return Ok(outcome.into()),
             Err(InboxError::Handler(err)) if attempt >= ATTEMPTS => {
                 let error = err.to_string();
-                tracing::warn!(consumer, event = %delivery.event.id, %error, "event parked as a dead letter");
+                let event = &delivery.event.id;
+                tracing::warn!(consumer, %event, %error, "event parked as a dead letter");
                 dead_letter::park(conn, consumer, delivery, &error, attempt)?;
                 return Ok(Received::Parked);
             }

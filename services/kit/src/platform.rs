@@ -176,6 +176,14 @@ pub async fn serve_metrics(listen: SocketAddr, shutdown: CancellationToken) -> a
         .map_err(|e| anyhow::anyhow!("http.metrics_listen {listen}: {e}"))?
         .run();
     tracing::info!(%listen, "metrics listening");
+    run_until(server, shutdown).await
+}
+
+/// Runs `server` until it ends or `shutdown`, when it stops accepting and lets requests finish.
+async fn run_until(
+    server: actix_web::dev::Server,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let handle = server.handle();
     let stopper = tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -223,15 +231,8 @@ where
     .bind(listen)
     .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?
     .run();
-    let handle = server.handle();
     tracing::info!(%listen, "http listening");
-    let stopper = tokio::spawn(async move {
-        shutdown.cancelled().await;
-        handle.stop(true).await;
-    });
-    server.await?;
-    stopper.abort();
-    Ok(())
+    run_until(server, shutdown).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends).

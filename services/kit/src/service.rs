@@ -137,8 +137,10 @@ macro_rules! service_def {
 macro_rules! guarded_routes {
     ($context:expr, $service:expr; $($first:ident)::+ $(, $($rest:ident)::+)* $(,)?) => {{
         let guard = $crate::identity::RequireIdentity($context.identity_key.clone());
-        $crate::service::Routes::new($($first)::+::with_interceptor($service.clone(), guard.clone()))
-            $(.add_service($($rest)::+::with_interceptor($service.clone(), guard.clone())))*
+        $crate::service::Routes::new(
+            $($first)::+::with_interceptor($service.clone(), guard.clone()),
+        )
+        $(.add_service($($rest)::+::with_interceptor($service.clone(), guard.clone())))*
     }};
 }
 

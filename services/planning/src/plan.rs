@@ -543,6 +543,7 @@ pub fn merge_sections(base: &mut api::PlanSections, change: api::PlanSections) -
 // === the records of the approval chain (第十条) ===
 
 const CHAIN: &str = "第十条";
+const DATED_WHEN_DONE: &str = "a record of the chain is dated when it happened";
 
 /// The chain's records are dated when they happened: never after the day they are recorded, and
 /// each on or after the record it rests on (第十条: review, then decision, then approval).
@@ -557,7 +558,7 @@ fn in_time_order(
     if day > today {
         v.push(FieldViolation::new(
             field,
-            format!("{day} is after today ({today}): a record of the chain is dated when it happened ({CHAIN})"),
+            format!("{day} is after today ({today}): {DATED_WHEN_DONE} ({CHAIN})"),
         ));
     }
     if let Some((what, earlier)) = rests_on

@@ -46,12 +46,7 @@ fn may_manage(who: &Identity, resource: &api::DataResource) -> Result<()> {
 }
 
 /// Roles that see plans before they take effect; everyone else sees effective plans only.
-const SEES_UNPUBLISHED: &[Role] = &[
-    Role::ProvincialBureau,
-    Role::CityBureau,
-    Role::Supervisor,
-    Role::Auditor,
-];
+const SEES_UNPUBLISHED: &[Role] = &Role::STAFF;
 
 #[derive(Debug, Clone)]
 pub struct Planning {

@@ -24,12 +24,7 @@ use crate::{SERVICE, TOPIC};
 type Result<T> = std::result::Result<T, SelectionError>;
 
 /// Roles that see calls before they are published and every application.
-const STAFF: &[Role] = &[
-    Role::ProvincialBureau,
-    Role::CityBureau,
-    Role::Supervisor,
-    Role::Auditor,
-];
+const STAFF: &[Role] = &Role::STAFF;
 
 #[derive(Debug, Clone)]
 pub struct Selections {
@@ -185,7 +180,9 @@ impl Selections {
                 ..input
             };
             db::insert_selection(conn, scope, &selection, now)?;
-            RECORDER.change(scope, Some(&who), now).emit(conn, api::SELECTION_CREATED, &selection.id, &selection_changed(&selection))?;
+            let changed = selection_changed(&selection);
+            let act = RECORDER.change(scope, Some(&who), now);
+            act.emit(conn, api::SELECTION_CREATED, &selection.id, &changed)?;
             Ok(selection)
         })
         .await
@@ -419,12 +416,20 @@ impl Selections {
     ) -> Result<Vec<api::Application>> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         let staff = is_staff(who);
-        let org = who.organization.clone();
+        let who = who.clone();
         self.in_scope(&scope, move |conn, scope, _| {
-            Self::load(conn, scope, &selection_id)?;
-            Ok(db::applications_of(conn, scope, &selection_id)?
+            let s = Self::load(conn, scope, &selection_id)?;
+            let all = db::applications_of(conn, scope, &selection_id)?;
+            let applicants: Vec<&str> = all.iter().map(|a| a.organization.as_str()).collect();
+            // The evaluators the bureau named read what they judge; nobody else outside the
+            // staff reads anyone's application but their own organization's.
+            let judges = who.has_any(EVALUATES)
+                && rules::evaluator_refusal(&s, &who.subject, &who.organization, &applicants)
+                    .is_none();
+            let sees_all = staff || judges;
+            Ok(all
                 .into_iter()
-                .filter(|a| staff || a.organization == org)
+                .filter(|a| sees_all || a.organization == who.organization)
                 .collect())
         })
         .await
@@ -845,7 +850,8 @@ impl Selections {
             });
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;
-            RECORDER.change(scope, Some(&who), now).emit(conn, api::SELECTION_CONCLUDED, &s.id, &selection_changed(&s))?;
+            let act = RECORDER.change(scope, Some(&who), now);
+            act.emit(conn, api::SELECTION_CONCLUDED, &s.id, &selection_changed(&s))?;
             Ok(s)
         })
         .await

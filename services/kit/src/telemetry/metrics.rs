@@ -34,7 +34,10 @@ pub static EVENTS_APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         IntCounterVec::new(
             Opts::new(
                 "pdp_events_applied_total",
-                "Events a consumer received (outcome: applied, duplicate, skipped for a tenant another instance serves, or parked as a dead letter)",
+                concat!(
+                    "Events a consumer received (outcome: applied, duplicate, skipped for a ",
+                    "tenant another instance serves, or parked as a dead letter)"
+                ),
             ),
             &["consumer", "outcome"],
         )

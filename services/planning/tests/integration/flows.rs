@@ -508,25 +508,27 @@ pub async fn a_minor_amendment_applies_with_its_record(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(refused.field_violations()[0].field, "reason");
+    let minor = |reason: &str, sections: api::PlanSections| api::AmendPlanRequest {
+        kind: api::AmendmentKind::Minor as i32,
+        reason: reason.into(),
+        decided_by: "bureau director".into(),
+        sections: Some(sections),
+        ..Default::default()
+    };
     // Supervision is an obligation: not a minor change, whatever the caller calls it.
     let mut contact = sections(&[&a]).supervision.unwrap();
     contact.supervision = "monthly inspection".into();
+    let supervision = api::PlanSections {
+        supervision: Some(contact),
+        ..Default::default()
+    };
     let refused = i
         .planning
         .amend_plan(
             &bureau,
             HARBIN,
             plan.id.clone(),
-            api::AmendPlanRequest {
-                kind: api::AmendmentKind::Minor as i32,
-                reason: "inspection frequency".into(),
-                decided_by: "bureau director".into(),
-                sections: Some(api::PlanSections {
-                    supervision: Some(contact),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            minor("inspection frequency", supervision),
         )
         .await
         .unwrap_err();
@@ -537,22 +539,17 @@ pub async fn a_minor_amendment_applies_with_its_record(backend: Backend) {
         "{}",
         violation.description
     );
+    let typo = api::PlanSections {
+        other_matters: "supervised by the Harbin Data Bureau".into(),
+        ..Default::default()
+    };
     let amendment = i
         .planning
         .amend_plan(
             &bureau,
             HARBIN,
             plan.id.clone(),
-            api::AmendPlanRequest {
-                kind: api::AmendmentKind::Minor as i32,
-                reason: "a typo in the supervising office's name".into(),
-                decided_by: "bureau director".into(),
-                sections: Some(api::PlanSections {
-                    other_matters: "supervised by the Harbin Data Bureau".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            minor("a typo in the supervising office's name", typo),
         )
         .await
         .unwrap();

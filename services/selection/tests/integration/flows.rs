@@ -1,6 +1,7 @@
 //! Selection's rules, end to end through the service and a real store.
 
 use pdp_kit::error::ServiceError;
+use pdp_kit::identity::Identity;
 use pdp_kit::paging::Cursor;
 use pdp_proto::pdp::selection::v1 as api;
 
@@ -471,17 +472,7 @@ pub async fn an_invited_tender_takes_only_the_invited(backend: Backend) {
 pub async fn only_named_evaluators_untied_to_applicants_evaluate(backend: Backend) {
     let i = Instance::new(&backend);
     let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
-    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
-    let id = i
-        .selections
-        .create(&bureau, HARBIN, call("plan-1"))
-        .await
-        .unwrap()
-        .id;
-    i.selections
-        .publish(&bureau, HARBIN, id.clone())
-        .await
-        .unwrap();
+    let id = i.published(&bureau).await;
     let acme = caller("operator", HARBIN, "acme");
     let a = i
         .selections
@@ -568,6 +559,16 @@ pub async fn only_named_evaluators_untied_to_applicants_evaluate(backend: Backen
         w.subject = "wang".into();
         w
     };
+    // A named evaluator reads the applications it judges; an evaluator not named reads none.
+    let read = |who: Identity| {
+        let selections = i.selections.clone();
+        let id = id.clone();
+        async move { selections.applications(&who, HARBIN, id).await.unwrap() }
+    };
+    assert_eq!(read(wang.clone()).await.len(), 1);
+    let mut stranger = caller("evaluator", HARBIN, "other-university");
+    stranger.subject = "zhao".into();
+    assert!(read(stranger).await.is_empty());
     let scored = i
         .selections
         .evaluate(&wang, HARBIN, id.clone(), a.id.clone(), scores(80, 80))
@@ -712,17 +713,7 @@ pub async fn objections_are_bounded_paged_and_resolved_together(backend: Backend
 pub async fn applicants_see_the_result_only_as_the_notice_publishes_it(backend: Backend) {
     let i = Instance::new(&backend);
     let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
-    i.plan_event(HARBIN, "became_effective", "plan-1", 1).await;
-    let id = i
-        .selections
-        .create(&bureau, HARBIN, call("plan-1"))
-        .await
-        .unwrap()
-        .id;
-    i.selections
-        .publish(&bureau, HARBIN, id.clone())
-        .await
-        .unwrap();
+    let id = i.published(&bureau).await;
     let mut apps = Vec::new();
     for org in ["acme", "beta"] {
         let a = i

@@ -92,9 +92,8 @@ impl Instance {
             .unwrap();
     }
 
-    /// A selection of plan-1 in public notice until 2026-12-02, with acme shortlisted: the
-    /// selection's id and its notice.
-    pub async fn in_notice(&self, bureau: &Identity) -> (String, api::Notice) {
+    /// A published call for plan-1 (in force), taking applications until 2026-11-24 18:00: its id.
+    pub async fn published(&self, bureau: &Identity) -> String {
         self.plan_event(HARBIN, "became_effective", "plan-1", 1)
             .await;
         let id = self
@@ -107,6 +106,13 @@ impl Instance {
             .publish(bureau, HARBIN, id.clone())
             .await
             .unwrap();
+        id
+    }
+
+    /// A selection of plan-1 in public notice until 2026-12-02, with acme shortlisted: the
+    /// selection's id and its notice.
+    pub async fn in_notice(&self, bureau: &Identity) -> (String, api::Notice) {
+        let id = self.published(bureau).await;
         let a = self
             .selections
             .apply(
