@@ -218,6 +218,7 @@ fn main() {
             organization: "org".into(),
             roles: vec!["operator".into()],
             tenant: "230100".parse().expect("code"),
+            division: None,
         };
         let direct = {
             let channel = channel.clone();

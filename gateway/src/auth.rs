@@ -33,6 +33,10 @@ pub struct Claims {
     pub roles: Vec<String>,
     /// The subject's own tenant.
     pub tenant: TenantCode,
+    /// The organization's GB/T 2260 division, county level allowed (`230102`): the gateway
+    /// checks that the tenant serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<TenantCode>,
     pub iss: String,
     pub aud: Audience,
     pub exp: i64,
@@ -437,6 +441,7 @@ impl Authenticator for JwtAuthenticator {
             organization: claims.org,
             roles: claims.roles,
             tenant: claims.tenant,
+            division: claims.division,
         })
     }
 }
@@ -479,6 +484,7 @@ impl DevKey {
             org: organization.into(),
             roles: roles.to_vec(),
             tenant: tenant.clone(),
+            division: None,
             iss: Self::ISSUER.into(),
             aud: Self::AUDIENCE.into(),
             exp: now + ttl.num_seconds(),
@@ -533,6 +539,7 @@ mod tests {
             org: "harbin-bureau".into(),
             roles: vec!["city_bureau".into()],
             tenant: "230100".parse().unwrap(),
+            division: None,
             iss: DevKey::ISSUER.into(),
             aud: DevKey::AUDIENCE.into(),
             exp,

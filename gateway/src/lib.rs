@@ -164,6 +164,17 @@ enum GatewayError {
     MethodNotAllowed { method: String, allowed: String },
     #[error("unknown tenant `{0}`")]
     UnknownTenant(String),
+    /// Counties have no tenant of their own (第十五条): the caller is told which serves them.
+    #[error(
+        "{county} ({name}) is a county-level division, not a tenant: tenant {city} ({city_name}) \
+         serves it (第十五条)"
+    )]
+    CountyNotATenant {
+        county: String,
+        name: String,
+        city: String,
+        city_name: String,
+    },
     #[error("invalid request: {0}")]
     BadRequest(TranscodeError),
     #[error("unauthenticated: {0}")]
@@ -182,7 +193,9 @@ enum GatewayError {
 impl ServiceError for GatewayError {
     fn code(&self) -> ErrorCode {
         match self {
-            Self::NoRoute { .. } | Self::UnknownTenant(_) => ErrorCode::NotFound,
+            Self::NoRoute { .. } | Self::UnknownTenant(_) | Self::CountyNotATenant { .. } => {
+                ErrorCode::NotFound
+            }
             Self::MethodNotAllowed { .. } => ErrorCode::InvalidArgument,
             Self::BadRequest(_) => ErrorCode::InvalidArgument,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
@@ -197,6 +210,7 @@ impl ServiceError for GatewayError {
             Self::NoRoute { .. } => "NO_ROUTE",
             Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             Self::UnknownTenant(_) => "UNKNOWN_TENANT",
+            Self::CountyNotATenant { .. } => "COUNTY_NOT_A_TENANT",
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Denied { .. } => "PERMISSION_DENIED",
@@ -513,7 +527,7 @@ async fn route_and_forward(
         Ok(t) if gateway.tenants.get(&t).is_some() => t,
         Ok(t) => {
             outcome.tenant = None;
-            let err = GatewayError::UnknownTenant(t.to_string());
+            let err = not_a_tenant(&gateway.tenants, &t);
             return refuse_unauthenticated(gateway, outcome, &err).await;
         }
         Err(e) => return refuse_unauthenticated(gateway, outcome, &e).await,
@@ -527,7 +541,11 @@ async fn route_and_forward(
             return limited;
         }
     } else {
-        match gateway.authenticator.authenticate(request, &tenant) {
+        match gateway
+            .authenticator
+            .authenticate(request, &tenant)
+            .and_then(|identity| at_home(&gateway.tenants, identity))
+        {
             Ok(identity) => outcome.caller = Some(identity),
             Err(reason) => {
                 let err = GatewayError::Unauthenticated(reason);
@@ -727,6 +745,45 @@ async fn claim_idempotency(
     }
 }
 
+/// The caller's own tenant must be one, and its organization's division one the tenant serves
+/// (a county's organization belongs to its city's tenant, 第十五条; the province's may sit
+/// anywhere in the province).
+fn at_home(tenants: &tenants::Tenants, identity: Identity) -> Result<Identity, String> {
+    if tenants.get(&identity.tenant).is_none() {
+        return Err(format!(
+            "the token's tenant: {}",
+            not_a_tenant(tenants, &identity.tenant)
+        ));
+    }
+    if let Some(division) = &identity.division {
+        let serving = tenants.serving(division).map(|t| &t.code);
+        let inside = serving == Some(&identity.tenant)
+            || (identity.tenant.is_province() && serving.is_some());
+        if !inside {
+            return Err(format!(
+                "the token's division {division} does not lie in its tenant {} (第十五条)",
+                identity.tenant
+            ));
+        }
+    }
+    Ok(identity)
+}
+
+fn not_a_tenant(tenants: &tenants::Tenants, code: &TenantCode) -> GatewayError {
+    match tenants.county(code) {
+        Some(county) => GatewayError::CountyNotATenant {
+            county: county.code.to_string(),
+            name: county.name_zh.clone(),
+            city: county.city.to_string(),
+            city_name: tenants
+                .get(&county.city)
+                .map(|city| city.name_zh.clone())
+                .unwrap_or_default(),
+        },
+        None => GatewayError::UnknownTenant(code.to_string()),
+    }
+}
+
 fn tenant_of(vars: &[(String, String)]) -> Result<TenantCode, GatewayError> {
     let raw = vars
         .iter()
@@ -757,6 +814,7 @@ fn outgoing_metadata(
         organization: "public".into(),
         roles: vec!["public".into()],
         tenant: tenant.clone(),
+        division: None,
     };
     gateway
         .identity_key

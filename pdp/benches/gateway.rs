@@ -180,6 +180,7 @@ fn signed_identity(data: &std::path::Path) -> Vec<(String, String)> {
         organization: PROVIDER.into(),
         roles: vec!["provider".into()],
         tenant: TENANT.parse().unwrap(),
+        division: None,
     };
     let mut metadata = tonic::metadata::MetadataMap::new();
     key.sign_into(&identity, &mut metadata);

@@ -54,6 +54,7 @@ fn who(role: &str, tenant: &str) -> Identity {
         organization: format!("org-{tenant}"),
         roles: vec![role.into()],
         tenant: tenant.parse().unwrap(),
+        division: None,
     }
 }
 

@@ -22,7 +22,8 @@ fn evidence(incident_on: Option<NaiveDate>) -> Value {
     json!({
         "evidence": {
             "premises_and_equipment": "office and machine room", "qualifications": "CMMI 3",
-            "staff": "40 engineers", "experience": "5 data products", "security_regime": "ISO 27001",
+            "staff": "40 engineers", "legal_knowledge": "Data Security Law training",
+            "experience": "5 data products", "security_regime": "ISO 27001",
             "incidents": incidents, "credit_record": "no adverse record"
         }
     })
@@ -141,8 +142,31 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         let incident = (org == "gamma").then_some(two_years_ago);
         let (status, app) = post(&format!("{s}/applications"), Some(tok), evidence(incident));
         assert_eq!(status, 200, "{org}: {app}");
-        assert_eq!(app["eligible"], json!(org != "gamma"), "{org}: {app}");
-        apps.push((i, org.clone(), app["id"].as_str().unwrap().to_string()));
+        assert_eq!(
+            app["eligible"],
+            json!(false),
+            "nothing passes before the bureau judges"
+        );
+        let aid = app["id"].as_str().unwrap().to_string();
+        // The bureau judges each condition the application did not fail by itself, credit on
+        // the lookup it made (第十二条).
+        for condition in app["eligibility"].as_array().unwrap() {
+            if condition["state"] != "CONDITION_STATE_PENDING" {
+                continue;
+            }
+            let name = condition["condition"].as_str().unwrap();
+            let mut judgment = json!({"passed": true, "reason": "the evidence shows it"});
+            if name == "credit" {
+                judgment["credit_lookup"] = json!({"source": "信用中国",
+                    "checked_on": civil_date(now).to_string(), "clean": true, "reference": "XY-1"});
+            }
+            let url = format!("{s}/applications/{aid}/conditions/{name}:judge");
+            let (status, answer) = post(&url, Some(&bureau), judgment);
+            assert_eq!(status, 200, "{org} {name}: {answer}");
+        }
+        let (_, judged) = get(&format!("{s}/applications/{aid}"), Some(&bureau));
+        assert_eq!(judged["eligible"], json!(org != "gamma"), "{org}: {judged}");
+        apps.push((i, org.clone(), aid));
     }
 
     // The window closes; the bureau evaluates and shortlists.
@@ -191,7 +215,12 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
     );
     assert_eq!(status, 200, "{objection}");
     let oid = objection["id"].as_str().unwrap();
-    let decision = json!({"decision": {"decided_on": earliest.to_string(), "body": "party group", "outcome": "AGREED"}});
+    let decision = json!({
+        "decision": {
+            "decided_on": earliest.to_string(), "body": "party group", "outcome": "AGREED"
+        },
+        "departments": ["哈尔滨市财政局"]
+    });
     assert_eq!(
         post(&format!("{s}:conclude"), Some(&bureau), decision.clone()).0,
         400,

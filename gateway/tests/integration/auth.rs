@@ -51,6 +51,7 @@ fn claims() -> Claims {
         org: "harbin-bureau".into(),
         roles: vec!["city_bureau".into()],
         tenant: "230100".parse().unwrap(),
+        division: None,
         iss: ISS.into(),
         aud: AUD.into(),
         exp: now + 600,

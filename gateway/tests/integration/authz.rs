@@ -38,6 +38,7 @@ fn caller(role: &str, home: &str) -> Identity {
         organization: "org".into(),
         roles: vec![role.into()],
         tenant: code(home),
+        division: None,
     }
 }
 

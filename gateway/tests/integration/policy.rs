@@ -24,6 +24,7 @@ fn auditor() -> Identity {
         organization: "audit-office".into(),
         roles: vec!["auditor".into()],
         tenant: "230100".parse().unwrap(),
+        division: None,
     }
 }
 

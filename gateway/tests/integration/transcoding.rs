@@ -152,7 +152,7 @@ impl WidgetService for Arc<Widgets> {
 }
 
 /// Stands in for token verification, which this suite does not test: the subject comes from a
-/// header.
+/// header, and so may the home tenant and the organization's division.
 struct HeaderAuthenticator;
 
 impl Authenticator for HeaderAuthenticator {
@@ -162,11 +162,19 @@ impl Authenticator for HeaderAuthenticator {
             .get("x-test-subject")
             .and_then(|v| v.to_str().ok())
             .ok_or("missing bearer token")?;
+        let code = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.parse::<TenantCode>().expect("a six-digit code"))
+        };
         Ok(Identity {
             subject: subject.into(),
             organization: "org-1".into(),
             roles: vec!["operator".into()],
-            tenant: tenant.clone(),
+            tenant: code("x-test-home").unwrap_or_else(|| tenant.clone()),
+            division: code("x-test-division"),
         })
     }
 }
@@ -478,10 +486,67 @@ async fn unknown_routes_wrong_methods_and_bad_input_are_refused_before_the_servi
     .await;
     assert_eq!(status, 404, "a tenant is a six-digit code");
 
+    // A county is served by its city's tenant: the answer says which (第十五条).
+    let (status, body) = json_of(
+        test::call_service(
+            &app,
+            call(test::TestRequest::get().uri("/api/v1/tenants/230102/widgets/w-1")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["details"][0]["reason"], "COUNTY_NOT_A_TENANT",
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("230100") && message.contains("道里区") && message.contains("第十五条"),
+        "{message}"
+    );
+
     assert_eq!(
         f.service.calls.load(Ordering::SeqCst),
         0,
         "nothing reached the service"
+    );
+}
+
+#[actix_web::test]
+async fn a_county_organization_belongs_to_its_city_tenant() {
+    let f = start().await;
+    let app = app!(f);
+    let call = |home: &str, division: &str| {
+        test::TestRequest::get()
+            .uri("/api/v1/tenants/230100/widgets/w-1")
+            .insert_header(("x-test-subject", "alice"))
+            .insert_header(("x-test-home", home))
+            .insert_header(("x-test-division", division))
+            .to_request()
+    };
+    // 道里区 lies in Harbin: its organizations are Harbin's.
+    let resp = test::call_service(&app, call("230100", "230102")).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    // A token whose tenant is the county itself is told which tenant serves it.
+    let (status, body) = json_of(test::call_service(&app, call("230102", "230102")).await).await;
+    assert_eq!(status, 401, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("230100") && message.contains("道里区"),
+        "{message}"
+    );
+    // A division of another city (龙沙区, Qiqihar) does not lie in Harbin.
+    let (status, body) = json_of(test::call_service(&app, call("230100", "230202")).await).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("230202"),
+        "{body}"
+    );
+    assert_eq!(
+        f.service.calls.load(Ordering::SeqCst),
+        1,
+        "only the first reached the service"
     );
 }
 

@@ -92,6 +92,10 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// The tenant the call is made in.
     pub tenant: TenantCode,
+    /// The GB/T 2260 division of the organization when the token names one: the tenant's own
+    /// code or, for a county's organization, the county's (served by its city's tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub division: Option<TenantCode>,
 }
 
 /// The roles of the regulation a caller acts in (R-ROLE-1..7), and those the gateway derives.
@@ -207,6 +211,8 @@ struct ClaimsToSign<'a> {
     organization: &'a str,
     roles: &'a [String],
     tenant: &'a TenantCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    division: Option<&'a TenantCode>,
     iat: i64,
 }
 
@@ -216,6 +222,8 @@ struct SignedClaims {
     organization: String,
     roles: Vec<String>,
     tenant: TenantCode,
+    #[serde(default)]
+    division: Option<TenantCode>,
     iat: i64,
 }
 
@@ -274,6 +282,7 @@ impl IdentityKey {
             organization: &identity.organization,
             roles: &identity.roles,
             tenant: &identity.tenant,
+            division: identity.division.as_ref(),
             iat,
         };
         let json = serde_json::to_vec(&claims).expect("identity serializes");
@@ -314,6 +323,7 @@ impl IdentityKey {
             organization: claims.organization,
             roles: claims.roles,
             tenant: claims.tenant,
+            division: claims.division,
         })
     }
 }
@@ -373,6 +383,7 @@ mod tests {
             organization: "org-7".into(),
             roles: vec!["operator".into()],
             tenant: "230100".parse().unwrap(),
+            division: Some("230102".parse().unwrap()),
         }
     }
 

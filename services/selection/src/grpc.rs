@@ -4,6 +4,7 @@ use pdp_kit::grpc::{Answer, cursor, ok, page, who};
 use pdp_proto::pdp::selection::v1 as api;
 use tonic::{Request, Response};
 
+use crate::eligibility::Judgment;
 use crate::selection::SelectionState;
 use crate::service::{Resolution, Selections};
 
@@ -128,7 +129,9 @@ impl api::selection_service_server::SelectionService for Selections {
     ) -> Answer<api::Selection> {
         let who = who(&request)?;
         let r = request.into_inner();
-        ok(self.conclude(&who, &r.tenant, r.id, r.decision).await)
+        ok(self
+            .conclude(&who, &r.tenant, r.id, r.decision, r.departments)
+            .await)
     }
 }
 
@@ -187,6 +190,23 @@ impl api::application_service_server::ApplicationService for Selections {
                 r.id,
                 r.evaluation.unwrap_or_default(),
             )
+            .await)
+    }
+
+    async fn judge_condition(
+        &self,
+        request: Request<api::JudgeConditionRequest>,
+    ) -> Answer<api::Application> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let judgment = Judgment {
+            condition: r.condition,
+            passed: r.passed,
+            reason: r.reason,
+            credit_lookup: r.credit_lookup,
+        };
+        ok(self
+            .judge(&who, &r.tenant, r.selection_id, r.id, judgment)
             .await)
     }
 }

@@ -17,7 +17,7 @@ use pdp_kit::store::{AnyConnection, TenantScope};
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
 
-pub use eligibility::{CreditChecker, EvidenceCreditChecker};
+pub use eligibility::{CreditChecker, Judgment, RecordedByStaff};
 /// What selection refuses: kit's one shape of refusal, with selection's rules in its texts.
 pub type SelectionError = pdp_kit::error::DomainError;
 pub use service::Selections;
@@ -62,7 +62,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         context.store.clone(),
         context.clock.clone(),
         context.calendar.clone(),
-        Arc::new(EvidenceCreditChecker),
+        Arc::new(RecordedByStaff),
     );
     let routes = pdp_kit::guarded_routes!(
         context,

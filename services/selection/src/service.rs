@@ -16,7 +16,7 @@ use pdp_proto::pdp::selection::v1 as api;
 use uuid::Uuid;
 
 use crate::SelectionError;
-use crate::eligibility::{self, CreditChecker};
+use crate::eligibility::{self, CreditChecker, Judgment};
 use crate::selection::{self as rules, SelectionState, Step};
 use crate::store as db;
 use crate::{SERVICE, TOPIC};
@@ -366,10 +366,15 @@ impl Selections {
                 ));
             }
             let evidence = input.evidence.unwrap_or_default();
-            let results = eligibility::check(
+            SelectionError::check(
+                "application",
+                eligibility::document_violations(&evidence, &s.conditions),
+            )?;
+            let results = eligibility::initial(
                 &who.organization,
                 &evidence,
                 &s.additional_conditions,
+                now,
                 civil_date(now),
                 credit.as_ref(),
             );
@@ -379,7 +384,7 @@ impl Selections {
                 selection_id: s.id.clone(),
                 organization: who.organization.clone(),
                 evidence: Some(evidence),
-                eligible: results.iter().all(|r| r.passed),
+                eligible: eligibility::all_passed(&results),
                 eligibility: results,
                 evaluations: Vec::new(),
                 submitted_by: who.subject.clone(),
@@ -482,8 +487,9 @@ impl Selections {
                 .find(|a| a.id == id)
                 .cloned()
                 .ok_or_else(|| SelectionError::not_found("application", &id))?;
-            if !a.eligible {
-                return Err(SelectionError::precondition(format!("applications/{id}"), "an ineligible application is not evaluated"));
+            if eligibility::any_failed(&a.eligibility) {
+                let why = "an application that fails a condition of 第十二条 is not evaluated";
+                return Err(SelectionError::precondition(format!("applications/{id}"), why));
             }
             SelectionError::check("evaluation", rules::evaluation_violations(&s.criteria, &input.scores))?;
             let evaluation = api::Evaluation {
@@ -512,6 +518,70 @@ impl Selections {
         .await
     }
 
+    /// The bureau's staff judge one condition of an application while the selection takes or
+    /// has closed applications, before the shortlist.
+    pub async fn judge(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        selection_id: String,
+        id: String,
+        judgment: Judgment,
+    ) -> Result<api::Application> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        SelectionError::unless_role(who, BUREAU, "judging a condition")?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let s = Self::load(conn, scope, &selection_id)?;
+            let state = SelectionState::of(&s);
+            if state != SelectionState::Published {
+                return Err(SelectionError::precondition(
+                    subject(&s),
+                    format!(
+                        "conditions are judged while the selection is PUBLISHED, before the \
+                         shortlist; it is {}",
+                        state.name()
+                    ),
+                ));
+            }
+            let mut a = db::applications_of(conn, scope, &selection_id)?
+                .into_iter()
+                .find(|a| a.id == id)
+                .ok_or_else(|| SelectionError::not_found("application", &id))?;
+            let condition = judgment.condition.clone();
+            eligibility::judge(
+                &mut a.eligibility,
+                judgment,
+                &who.subject,
+                now,
+                civil_date(now),
+            )
+            .map_err(|v| SelectionError::invalid("judgment", v))?;
+            a.eligible = eligibility::all_passed(&a.eligibility);
+            db::save_application(conn, scope, &a, now)?;
+            let state = a
+                .eligibility
+                .iter()
+                .find(|c| c.condition == condition)
+                .map(|c| c.state)
+                .unwrap_or_default();
+            RECORDER.change(scope, Some(&who), now).emit(
+                conn,
+                api::APPLICATION_CONDITION_JUDGED,
+                &a.id,
+                &api::ConditionJudged {
+                    application_id: a.id.clone(),
+                    selection_id: s.id.clone(),
+                    condition,
+                    state,
+                    eligible: a.eligible,
+                },
+            )?;
+            Ok(a)
+        })
+        .await
+    }
+
     // --- shortlist, notice, objections, conclusion ----------------------------------------------
 
     pub async fn shortlist(
@@ -532,7 +602,28 @@ impl Selections {
                     "the application window has not closed yet",
                 ));
             }
-            let ranked = rules::rank(&db::applications_of(conn, scope, &id)?, s.operators_wanted);
+            let applications = db::applications_of(conn, scope, &id)?;
+            let pending: Vec<String> = applications
+                .iter()
+                .filter(|a| !eligibility::any_failed(&a.eligibility))
+                .filter_map(|a| {
+                    let conditions = eligibility::pending_conditions(&a.eligibility);
+                    (!conditions.is_empty()).then(|| {
+                        format!("{} ({}): {}", a.id, a.organization, conditions.join(", "))
+                    })
+                })
+                .collect();
+            if !pending.is_empty() {
+                return Err(SelectionError::precondition(
+                    subject(&s),
+                    format!(
+                        "conditions of 第十二条 await the bureau's judgment (JudgeCondition) in \
+                         applications {}",
+                        pending.join("; ")
+                    ),
+                ));
+            }
+            let ranked = rules::rank(&applications, s.operators_wanted);
             if ranked.is_empty() {
                 return Err(SelectionError::precondition(
                     subject(&s),
@@ -808,6 +899,7 @@ impl Selections {
         tenant: &str,
         id: String,
         decision: Option<api::DecisionRecord>,
+        departments: Vec<String>,
     ) -> Result<api::Selection> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         SelectionError::unless_role(who, BUREAU, ":conclude")?;
@@ -839,6 +931,18 @@ impl Selections {
             if decision.outcome != "AGREED" {
                 v.push(FieldViolation::new("decision.outcome", "AGREED: a selection concludes only on an agreeing decision; otherwise shortlist again"));
             }
+            let departments: Vec<String> = departments
+                .iter()
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
+            if departments.is_empty() {
+                v.push(FieldViolation::new(
+                    "departments",
+                    "at least one: the departments the bureau organized the selection with \
+                     (会同有关部门, 第十三条(二))",
+                ));
+            }
             SelectionError::check("decision", v)?;
             decision.recorded_by = who.subject.clone();
             advance(&mut s, Step::Conclude)?;
@@ -847,6 +951,7 @@ impl Selections {
                 selected_organizations: selected.clone(),
                 decision: Some(decision),
                 conclude_time: Some(timestamp(now)),
+                departments,
             });
             s.update_time = Some(timestamp(now));
             db::save_selection(conn, scope, &s, now)?;

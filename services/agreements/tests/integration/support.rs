@@ -92,6 +92,7 @@ pub fn caller(role: &str, org: &str) -> Identity {
         organization: org.into(),
         roles: vec![role.into()],
         tenant: "230100".parse().unwrap(),
+        division: None,
     }
 }
 

@@ -146,6 +146,7 @@ mod tests {
             organization: "o".into(),
             roles: vec!["city_bureau".into()],
             tenant: tenant.parse().unwrap(),
+            division: None,
         }
     }
 

@@ -113,6 +113,7 @@ pub fn caller(role: &str, tenant: &str) -> Identity {
         organization: format!("org-{tenant}"),
         roles: vec![role.into()],
         tenant: tenant.parse().unwrap(),
+        division: None,
     }
 }
 

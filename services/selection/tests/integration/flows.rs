@@ -1,12 +1,19 @@
 //! Selection's rules, end to end through the service and a real store.
 
-use pdp_kit::error::ServiceError;
+use pdp_kit::error::{ErrorCode, ServiceError};
 use pdp_kit::identity::Identity;
 use pdp_kit::paging::Cursor;
 use pdp_proto::pdp::selection::v1 as api;
 
 use crate::support::*;
+use pdp_selection::Judgment;
 use pdp_selection::service::Resolution;
+
+fn eligibility_failed(a: &api::Application) -> bool {
+    a.eligibility
+        .iter()
+        .any(|c| c.state == api::ConditionState::Failed as i32)
+}
 
 fn state(s: &api::Selection) -> api::SelectionState {
     api::SelectionState::try_from(s.state).unwrap()
@@ -109,7 +116,15 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
         .apply(&acme, HARBIN, id.clone(), application(evidence()))
         .await
         .unwrap();
-    assert!(a.eligible, "{:?}", a.eligibility);
+    // Complete evidence passes nothing by itself: the bureau judges every condition.
+    assert!(!a.eligible, "{:?}", a.eligibility);
+    assert!(
+        a.eligibility
+            .iter()
+            .all(|c| c.state == api::ConditionState::Pending as i32),
+        "{:?}",
+        a.eligibility
+    );
     let again = i
         .selections
         .apply(&acme, HARBIN, id.clone(), application(evidence()))
@@ -139,7 +154,11 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
         .await
         .unwrap();
     assert!(!c.eligible);
-    let failed = c.eligibility.iter().find(|r| !r.passed).unwrap();
+    let failed = c
+        .eligibility
+        .iter()
+        .find(|r| r.state == api::ConditionState::Failed as i32)
+        .unwrap();
     assert_eq!(failed.condition, "no_security_incident_in_three_years");
     assert!(failed.reason.contains("2024-11-23"), "{}", failed.reason);
 
@@ -201,7 +220,7 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
         .evaluate(&bureau, HARBIN, id.clone(), c.id.clone(), scores(99, 99))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("ineligible"), "{err}");
+    assert!(err.to_string().contains("fails a condition"), "{err}");
     let err = i
         .selections
         .evaluate(
@@ -215,6 +234,47 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.field_violations().len(), 2, "both criteria unscored");
 
+    // Nobody is shortlisted while a condition awaits the bureau's judgment.
+    let err = i
+        .selections
+        .shortlist(&bureau, HARBIN, id.clone())
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&a.id) && message.contains("credit") && message.contains("第十二条"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&c.id),
+        "a failed application waits for nothing: {message}"
+    );
+    // The applicant judges nothing, not even its own credit.
+    let own_credit = Judgment {
+        condition: "credit".into(),
+        passed: true,
+        reason: "we are clean".into(),
+        credit_lookup: Some(clean_lookup("2026-11-20")),
+    };
+    let err = i
+        .selections
+        .judge(&acme, HARBIN, id.clone(), a.id.clone(), own_credit)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    let judged = i.judge_all(&bureau, &id, &a).await;
+    assert!(judged.eligible, "{:?}", judged.eligibility);
+    let credit = judged
+        .eligibility
+        .iter()
+        .find(|c| c.condition == "credit")
+        .unwrap();
+    assert_eq!(credit.judged_by, "city_bureau-harbin-bureau");
+    assert_eq!(
+        credit.credit_lookup.as_ref().unwrap().reference,
+        "XY-2026-0001"
+    );
+    i.judge_all(&bureau, &id, &b).await;
     let s = i
         .selections
         .shortlist(&bureau, HARBIN, id.clone())
@@ -285,7 +345,7 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
     i.set("2026-12-02 23:59");
     let err = i
         .selections
-        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()), departments())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("runs until"), "{err}");
@@ -307,7 +367,7 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
     assert!(err.to_string().contains("ended"), "{err}");
     let err = i
         .selections
-        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()), departments())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not resolved"), "{err}");
@@ -329,17 +389,29 @@ pub async fn a_selection_from_call_to_conclusion(backend: Backend) {
     assert_eq!(resolved.state, api::ObjectionState::Dismissed as i32);
     let err = i
         .selections
-        .conclude(&bureau, HARBIN, id.clone(), None)
+        .conclude(&bureau, HARBIN, id.clone(), None, Vec::new())
         .await
         .unwrap_err();
     assert_eq!(err.to_status().code(), tonic::Code::InvalidArgument);
+    let violations = err.field_violations();
+    let departments_rule = violations.iter().find(|v| v.field == "departments");
+    assert!(
+        departments_rule.is_some_and(|v| v.description.contains("第十三条")),
+        "{violations:?}"
+    );
     let s = i
         .selections
-        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()), departments())
         .await
         .unwrap();
     assert_eq!(state(&s), api::SelectionState::Concluded);
-    assert_eq!(s.conclusion.unwrap().selected_organizations, ["beta"]);
+    let conclusion = s.conclusion.unwrap();
+    assert_eq!(conclusion.selected_organizations, ["beta"]);
+    assert_eq!(
+        conclusion.departments,
+        departments(),
+        "the departments that took part (第十三条)"
+    );
     pdp_kit::testing::assert_events_documented(&i.store, pdp_selection::TOPIC).await;
 }
 
@@ -397,7 +469,7 @@ pub async fn an_upheld_objection_sends_the_result_back_to_shortlisting(backend: 
     assert!(s.notice.is_none() && s.shortlist.is_empty());
     let err = i
         .selections
-        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()))
+        .conclude(&bureau, HARBIN, id.clone(), Some(agreed()), departments())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("public notice first"), "{err}");
@@ -440,18 +512,17 @@ pub async fn an_invited_tender_takes_only_the_invited(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
-    assert!(
-        i.selections
-            .apply(
-                &caller("operator", HARBIN, "acme"),
-                HARBIN,
-                id.clone(),
-                application(evidence())
-            )
-            .await
-            .unwrap()
-            .eligible
-    );
+    let invited = i
+        .selections
+        .apply(
+            &caller("operator", HARBIN, "acme"),
+            HARBIN,
+            id.clone(),
+            application(evidence()),
+        )
+        .await
+        .unwrap();
+    assert!(!eligibility_failed(&invited), "{:?}", invited.eligibility);
     // Another city's operator is refused by tenancy before anything else.
     let err = i
         .selections
@@ -726,6 +797,7 @@ pub async fn applicants_see_the_result_only_as_the_notice_publishes_it(backend: 
             )
             .await
             .unwrap();
+        i.judge_all(&bureau, &id, &a).await;
         apps.push(a.id);
     }
     i.set("2026-11-25 10:00");

@@ -14,7 +14,7 @@ pub use pdp_kit::testing::Backend;
 pub const HARBIN: &str = "230100";
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
-use pdp_selection::{EvidenceCreditChecker, PlansInForce, Selections};
+use pdp_selection::{Judgment, PlansInForce, RecordedByStaff, Selections};
 
 /// A Shanghai wall-clock time as an instant: `at("2026-11-23 10:00")`.
 pub fn at(local: &str) -> DateTime<Utc> {
@@ -46,7 +46,7 @@ impl Instance {
                 store.clone(),
                 Arc::new(clock.clone()),
                 Arc::new(WorkingCalendar::shipped()),
-                Arc::new(EvidenceCreditChecker),
+                Arc::new(RecordedByStaff),
             ),
             store,
             clock,
@@ -123,6 +123,7 @@ impl Instance {
             )
             .await
             .unwrap();
+        self.judge_all(bureau, &id, &a).await;
         self.set("2026-11-25 10:00");
         self.selections
             .evaluate(bureau, HARBIN, id.clone(), a.id, scores(70, 70))
@@ -144,6 +145,39 @@ impl Instance {
         (id, notice)
     }
 
+    /// Judges every pending condition of `application` passed, credit on a clean lookup.
+    pub async fn judge_all(
+        &self,
+        bureau: &Identity,
+        selection: &str,
+        application: &api::Application,
+    ) -> api::Application {
+        let mut judged = application.clone();
+        for c in &application.eligibility {
+            if c.state != api::ConditionState::Pending as i32 {
+                continue;
+            }
+            let judgment = Judgment {
+                condition: c.condition.clone(),
+                passed: true,
+                reason: "the evidence shows it".into(),
+                credit_lookup: (c.condition == "credit").then(|| clean_lookup("2026-11-20")),
+            };
+            judged = self
+                .selections
+                .judge(
+                    bureau,
+                    HARBIN,
+                    selection.into(),
+                    application.id.clone(),
+                    judgment,
+                )
+                .await
+                .unwrap();
+        }
+        judged
+    }
+
     pub fn set(&self, local: &str) {
         self.clock.set(at(local));
     }
@@ -155,6 +189,7 @@ pub fn caller(role: &str, tenant: &str, org: &str) -> Identity {
         organization: org.into(),
         roles: vec![role.into()],
         tenant: tenant.parse().unwrap(),
+        division: None,
     }
 }
 
@@ -196,6 +231,7 @@ pub fn evidence() -> api::Evidence {
         premises_and_equipment: "office and machine room".into(),
         qualifications: "CMMI 3".into(),
         staff: "40 engineers".into(),
+        legal_knowledge: "Data Security Law training, 2026".into(),
         experience: "5 data products".into(),
         security_regime: "ISO 27001".into(),
         credit_record: "no adverse record".into(),
@@ -205,6 +241,21 @@ pub fn evidence() -> api::Evidence {
         )]
         .into(),
         ..Default::default()
+    }
+}
+
+/// The departments a Harbin selection is organized with (第十三条(二)).
+pub fn departments() -> Vec<String> {
+    vec!["哈尔滨市财政局".into(), "哈尔滨市市场监督管理局".into()]
+}
+
+/// A lookup of 信用中国 on `day` that found nothing adverse.
+pub fn clean_lookup(day: &str) -> api::CreditLookup {
+    api::CreditLookup {
+        source: "信用中国".into(),
+        checked_on: day.into(),
+        clean: true,
+        reference: "XY-2026-0001".into(),
     }
 }
 
