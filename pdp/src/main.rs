@@ -32,7 +32,12 @@ const PLATFORM_STORE: &str = "platform";
 const PLATFORM_TOPICS: &[&str] = &["pdp.audit", "pdp.exchange.listings"];
 
 /// The domain services this build can serve: a new service is one more row.
-const SERVICES: &[ServiceDef] = &[pdp_planning::DEF, pdp_selection::DEF, pdp_agreements::DEF];
+const SERVICES: &[ServiceDef] = &[
+    pdp_planning::DEF,
+    pdp_selection::DEF,
+    pdp_agreements::DEF,
+    pdp_requests::DEF,
+];
 
 fn service_named(name: &str) -> anyhow::Result<&'static ServiceDef> {
     SERVICES.iter().find(|s| s.name == name).ok_or_else(|| {

@@ -87,7 +87,28 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         .0,
         200
     );
-    let (_, plan) = post(&format!("{H}/plans"), Some(&bureau), plan_body(&rid));
+    // A second provider's resource, with a field of personal information.
+    let health = token(dir, "230100", "provider", "harbin-health");
+    let (status, r2) = post(
+        &format!("{H}/resources"),
+        Some(&health),
+        json!({
+            "name": "Clinic visits", "provider_unit": "Harbin Health Commission", "sector": "health",
+            "schema": [{"name": "clinic_id", "type": "string"}, {"name": "visits", "type": "integer"},
+                {"name": "patient_id", "type": "string", "personal_information": true}],
+            "classification": "DATA_CLASS_GENERAL", "sensitivity": "SENSITIVITY_LOW",
+            "update_frequency": "UPDATE_FREQUENCY_DAILY", "quality_statement": "daily"
+        }),
+    );
+    assert_eq!(status, 200, "{r2}");
+    let rid2 = r2["id"].as_str().unwrap().to_string();
+    let register = format!("{H}/resources/{rid2}:register");
+    assert_eq!(post(&register, Some(&health), json!({})).0, 200);
+    let mut body = plan_body(&rid);
+    body["sections"]["scope"]["items"].as_array_mut().unwrap().push(json!({
+        "resource_id": rid2, "update_frequency": "UPDATE_FREQUENCY_DAILY", "data_quality": "complete"
+    }));
+    let (_, plan) = post(&format!("{H}/plans"), Some(&bureau), body);
     let pid = plan["id"].as_str().unwrap().to_string();
     let today = civil_date(shifted_now()).to_string();
     for (verb, body) in [
@@ -245,7 +266,7 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
     let agreement_body = json!({
         "selection_id": sid, "operator": "beta",
         "terms": {
-            "scope": {"resource_ids": [rid], "catalog": "bus arrivals"},
+            "scope": {"resource_ids": [rid, rid2], "catalog": "bus arrivals, clinic visits"},
             "term": {"first_day": first.to_string(), "last_day": last.to_string()},
             "products": {"products": ["arrival API"], "technical_standards": "GB/T 35274", "security_review": "each release", "business_review": "quarterly"},
             "technical_platform": "provincial platform", "assets": {"equipment": "operator", "products": "operator"},
@@ -291,7 +312,9 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         let (status, body) = get(&resources, Some(beta));
         (status == 200).then_some(body)
     });
-    assert_eq!(authorized["resourceIds"], json!([rid]));
+    let mut both = vec![rid.clone(), rid2.clone()];
+    both.sort();
+    assert_eq!(authorized["resourceIds"], json!(both));
     assert_eq!(
         get(&resources, Some(&ops[0].1)).0,
         403,
@@ -303,6 +326,59 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         "{disclosed}"
     );
 
+    // Beta asks for data within its agreement; the bureau and both providers review, one of
+    // them with conditions; the grant is what all of them approved (第十七条, 第十八条).
+    let request_body = json!({
+        "scenario": {"name": "arrivals near clinics", "description": "bus arrivals by clinic",
+            "serves": "arrival API"},
+        "resources": [{"resource_id": rid, "fields": ["stop_id"]},
+            {"resource_id": rid2, "fields": ["clinic_id", "visits"]}],
+        "purposes": ["transit information"], "scope_of_use": "Harbin, aggregates only",
+        "period": {"first_day": first.to_string(), "last_day": last.to_string()},
+        "feasibility": "tested", "expected_value": {"economic": "fees", "social": "less waiting"},
+        "compliance": {"legal_basis": "the agreement", "security_measures": "sandbox only"}
+    });
+    let draft = eventually(30, "requests sees the active agreement", || {
+        let (status, d) = post(&format!("{H}/requests"), Some(beta), request_body.clone());
+        (status == 200).then_some(d)
+    });
+    let qid = draft["id"].as_str().unwrap().to_string();
+    let q = format!("{H}/requests/{qid}");
+    let (status, submitted) = post(&format!("{q}:submit"), Some(beta), json!({}));
+    assert_eq!(status, 200, "{submitted}");
+    assert_eq!(submitted["state"], "REQUEST_STATE_IN_REVIEW", "{submitted}");
+    let approve = json!({"outcome": "REVIEW_OUTCOME_APPROVED", "reasons": ["lawful"]});
+    assert_eq!(
+        post(&format!("{q}/reviews"), Some(&bureau), approve.clone()).0,
+        200
+    );
+    let masked = json!({"outcome": "REVIEW_OUTCOME_APPROVED_WITH_CONDITIONS",
+        "reasons": ["stops are masked"],
+        "conditions": {"resources": [{"resource_id": rid, "masked_fields": ["stop_id"]}]}});
+    assert_eq!(
+        post(&format!("{q}/reviews"), Some(&provider), masked).0,
+        200
+    );
+    let (status, approved) = post(&format!("{q}/reviews"), Some(&health), approve);
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["state"], "REQUEST_STATE_APPROVED", "{approved}");
+    let grant_id = approved["grantId"].as_str().unwrap().to_string();
+    let (status, grant) = get(&format!("{H}/grants/{grant_id}"), Some(beta));
+    assert_eq!(status, 200, "{grant}");
+    assert_eq!(
+        grant["resources"][0]["maskedFields"],
+        json!(["stop_id"]),
+        "{grant}"
+    );
+    assert_eq!(grant["validTo"], last.to_string());
+    let check = format!("{H}/grants:check?organization=beta&resource_id={rid}&fields=stop_id");
+    let (status, allowed) = get(&check, Some(beta));
+    assert_eq!(
+        (status, &allowed["granted"]),
+        (200, &json!(true)),
+        "{allowed}"
+    );
+
     // The term ends: the scheduler expires the agreement and every gateway replica stops
     // authorizing beta.
     ShiftedClock::shift_to(&shift, end_of_day(last) + Duration::minutes(1)).unwrap();
@@ -311,6 +387,18 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
     });
     let (_, expired) = get(&format!("{H}/agreements/{aid}"), Some(&bureau));
     assert_eq!(expired["state"], "AGREEMENT_STATE_EXPIRED", "{expired}");
+    // Its grant ended with it, and a cached answer is no answer: the check says no.
+    let ended = eventually(30, "the grant ends with the agreement", || {
+        let (_, g) = get(&format!("{H}/grants/{grant_id}"), Some(&bureau));
+        (g["state"] == "GRANT_STATE_ENDED").then_some(g)
+    });
+    assert_eq!(ended["end"], "GRANT_END_AGREEMENT_ENDED", "{ended}");
+    let (status, denied) = get(&check, Some(&bureau));
+    assert_eq!(
+        (status, &denied["granted"]),
+        (200, &json!(false)),
+        "{denied}"
+    );
 
     assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
 }

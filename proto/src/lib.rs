@@ -87,6 +87,12 @@ pub mod pdp {
             include!(concat!(env!("OUT_DIR"), "/pdp.selection.v1.events.rs"));
         }
     }
+    pub mod requests {
+        pub mod v1 {
+            tonic::include_proto!("pdp.requests.v1");
+            include!(concat!(env!("OUT_DIR"), "/pdp.requests.v1.events.rs"));
+        }
+    }
 }
 
 #[cfg(test)]

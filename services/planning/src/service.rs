@@ -89,6 +89,9 @@ fn resource_changed(resource: &api::DataResource) -> api::ResourceChanged {
         resource_id: resource.id.clone(),
         name: resource.name.clone(),
         registration_number: resource.registration_number.clone(),
+        provider_unit: resource.provider_unit.clone(),
+        provider_organization: resource.owner_organization.clone(),
+        schema: resource.schema.clone(),
     }
 }
 

@@ -1,0 +1,76 @@
+-- Data requests, their reviewers, the grants they issue, and what requests learn from planning
+-- (resources: fields and provider) and agreements (which are active, for what, until when).
+
+CREATE TABLE data_requests (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    operator text NOT NULL,
+    state text NOT NULL,
+    overdue boolean NOT NULL DEFAULT false,
+    body bytea NOT NULL,
+    updated_at timestamp NOT NULL
+);
+CREATE INDEX data_requests_tenant_operator ON data_requests (tenant, operator, id);
+
+-- The provider units that review a request: what a provider may see.
+CREATE TABLE request_reviewers (
+    tenant text NOT NULL,
+    request_id text NOT NULL,
+    reviewer text NOT NULL,
+    PRIMARY KEY (tenant, reviewer, request_id)
+);
+
+CREATE TABLE grants (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    operator text NOT NULL,
+    agreement_id text NOT NULL,
+    state text NOT NULL,
+    body bytea NOT NULL,
+    updated_at timestamp NOT NULL
+);
+CREATE INDEX grants_tenant_operator ON grants (tenant, operator, state);
+CREATE INDEX grants_tenant_agreement ON grants (tenant, agreement_id);
+
+CREATE TABLE request_resources (
+    tenant text NOT NULL,
+    resource_id text NOT NULL,
+    provider text NOT NULL,
+    provider_unit text NOT NULL,
+    fields text NOT NULL,
+    PRIMARY KEY (tenant, resource_id)
+);
+
+CREATE TABLE request_agreements (
+    tenant text NOT NULL,
+    agreement_id text NOT NULL,
+    operator text NOT NULL,
+    active boolean NOT NULL,
+    resource_ids text NOT NULL,
+    first_day text NOT NULL,
+    last_day text NOT NULL,
+    PRIMARY KEY (tenant, agreement_id)
+);
+
+CREATE TABLE review_periods (
+    tenant text PRIMARY KEY,
+    provider_review_working_days integer NOT NULL,
+    ticket_working_days integer NOT NULL
+);
+
+-- Overdue reviews and grant expiries due, across tenants; names rows, holds none of their
+-- content.
+CREATE TABLE request_schedule (
+    item text NOT NULL,
+    tenant text NOT NULL,
+    action text NOT NULL,
+    due_on text NOT NULL,
+    PRIMARY KEY (item, action)
+);
+
+SELECT pdp_isolate_tenant('data_requests');
+SELECT pdp_isolate_tenant('request_reviewers');
+SELECT pdp_isolate_tenant('grants');
+SELECT pdp_isolate_tenant('request_resources');
+SELECT pdp_isolate_tenant('request_agreements');
+SELECT pdp_isolate_tenant('review_periods');

@@ -1,0 +1,141 @@
+//! The gRPC face of requests: take the request apart, call [`Requests`], answer. No rules.
+
+use pdp_kit::grpc::{Answer, cursor, ok, page, who};
+use pdp_proto::pdp::requests::v1 as api;
+use tonic::{Request, Response};
+
+use crate::request::RequestState;
+use crate::service::Requests;
+
+#[tonic::async_trait]
+impl api::request_service_server::RequestService for Requests {
+    async fn create_request(
+        &self,
+        request: Request<api::CreateRequestRequest>,
+    ) -> Answer<api::DataRequest> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .create(&who, &r.tenant, r.request.unwrap_or_default())
+            .await)
+    }
+
+    async fn update_request(
+        &self,
+        request: Request<api::UpdateRequestRequest>,
+    ) -> Answer<api::DataRequest> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .update(&who, &r.tenant, r.id, r.request.unwrap_or_default())
+            .await)
+    }
+
+    async fn list_requests(
+        &self,
+        request: Request<api::ListRequestsRequest>,
+    ) -> Answer<api::ListRequestsResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let cursor = cursor(r.page.as_ref())?;
+        let state = RequestState::from_api(r.state);
+        let (requests, next) = self
+            .list(&who, &r.tenant, state, r.overdue_only, cursor)
+            .await?;
+        Ok(Response::new(api::ListRequestsResponse {
+            requests,
+            page: page(next),
+        }))
+    }
+
+    async fn get_request(
+        &self,
+        request: Request<api::GetRequestRequest>,
+    ) -> Answer<api::DataRequest> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.get(&who, &r.tenant, r.id).await)
+    }
+
+    async fn submit_request(
+        &self,
+        request: Request<api::SubmitRequestRequest>,
+    ) -> Answer<api::DataRequest> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.submit(&who, &r.tenant, r.id).await)
+    }
+
+    async fn review_request(
+        &self,
+        request: Request<api::ReviewRequestRequest>,
+    ) -> Answer<api::DataRequest> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .review(&who, &r.tenant, r.id, r.review.unwrap_or_default())
+            .await)
+    }
+
+    async fn get_review_periods(
+        &self,
+        request: Request<api::GetReviewPeriodsRequest>,
+    ) -> Answer<api::ReviewPeriods> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.periods(&who, &r.tenant).await)
+    }
+
+    async fn update_review_periods(
+        &self,
+        request: Request<api::UpdateReviewPeriodsRequest>,
+    ) -> Answer<api::ReviewPeriods> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .update_periods(&who, &r.tenant, r.periods.unwrap_or_default())
+            .await)
+    }
+}
+
+#[tonic::async_trait]
+impl api::grant_service_server::GrantService for Requests {
+    async fn list_grants(
+        &self,
+        request: Request<api::ListGrantsRequest>,
+    ) -> Answer<api::ListGrantsResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let cursor = cursor(r.page.as_ref())?;
+        let state = api::GrantState::try_from(r.state)
+            .ok()
+            .filter(|s| *s != api::GrantState::Unspecified);
+        let (grants, next) = self.grants(&who, &r.tenant, state, cursor).await?;
+        Ok(Response::new(api::ListGrantsResponse {
+            grants,
+            page: page(next),
+        }))
+    }
+
+    async fn get_grant(&self, request: Request<api::GetGrantRequest>) -> Answer<api::Grant> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.grant(&who, &r.tenant, r.id).await)
+    }
+
+    async fn revoke_grant(&self, request: Request<api::RevokeGrantRequest>) -> Answer<api::Grant> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.revoke(&who, &r.tenant, r.id, r.reason).await)
+    }
+
+    async fn check_grant(
+        &self,
+        request: Request<api::CheckGrantRequest>,
+    ) -> Answer<api::CheckGrantResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let tenant = r.tenant.clone();
+        ok(self.check(&who, &tenant, r).await)
+    }
+}

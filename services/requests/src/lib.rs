@@ -1,0 +1,133 @@
+//! Data requests (数据使用申请, 第十七条–第十九条): an operator with an ACTIVE agreement asks for
+//! the fields it needs of resources within it; the data bureau and the provider unit of each
+//! resource review in parallel, providers within the tenant's period of working days; an
+//! approval issues a grant (数据使用授权), the intersection of what every reviewer approved,
+//! which ends at its last day, on revocation, or at once when the agreement stops being ACTIVE.
+//! The sandbox asks [`GrantService/CheckGrant`](service::Requests::check) before every query.
+//! Laid out as `services/README.md` says.
+
+mod grpc;
+pub mod request;
+pub mod service;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use pdp_kit::events::Event;
+use pdp_kit::inbox::EventHandler;
+use pdp_kit::service::{Context, Running};
+use pdp_kit::store::{AnyConnection, TenantScope};
+use pdp_proto::pdp::agreements::v1 as agreements;
+use pdp_proto::pdp::planning::v1 as planning;
+use pdp_proto::pdp::requests::v1 as api;
+
+use crate::request::{AgreementFacts, ResourceFacts};
+
+/// What requests refuses: kit's one shape of refusal, with the rules of requests in its texts.
+pub type RequestError = pdp_kit::error::DomainError;
+pub use service::Requests;
+
+pub const SERVICE: &str = "requests";
+pub const TOPIC: &str = "pdp.requests";
+/// The consumer group that follows the catalog's resources and the agreements.
+pub const FOLLOW_CONSUMER: &str = "requests-follow";
+const FOLLOWED: [&str; 2] = ["pdp.planning", "pdp.agreements"];
+
+pdp_kit::service_def!(SERVICE, start);
+
+/// Keeps what requests must know of other services: each resource's fields and provider, and
+/// which agreements are ACTIVE for what; ends the grants of an agreement that stops being one.
+#[derive(Debug, Clone)]
+pub struct Follow;
+
+fn resource_facts(r: planning::ResourceChanged) -> ResourceFacts {
+    let fields: BTreeMap<String, bool> = r
+        .schema
+        .into_iter()
+        .map(|f| (f.name, f.personal_information))
+        .collect();
+    ResourceFacts {
+        id: r.resource_id,
+        provider: r.provider_organization,
+        provider_unit: r.provider_unit,
+        fields,
+    }
+}
+
+fn agreement_facts(a: agreements::AgreementChanged) -> AgreementFacts {
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or(NaiveDate::MIN);
+    AgreementFacts {
+        active: a.state == agreements::AgreementState::Active as i32,
+        first_day: day(&a.first_day),
+        last_day: day(&a.last_day),
+        id: a.agreement_id,
+        operator: a.operator,
+        resource_ids: a.resource_ids,
+    }
+}
+
+impl EventHandler for Follow {
+    type Error = RequestError;
+
+    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), RequestError> {
+        let scope = TenantScope::system(event.tenant.clone());
+        for ty in [
+            planning::RESOURCE_CREATED,
+            planning::RESOURCE_UPDATED,
+            planning::RESOURCE_REGISTERED,
+        ] {
+            if let Some(resource) = event.data_of(ty)? {
+                scope.enter(conn)?;
+                return store::put_resource(conn, &scope, &resource_facts(resource));
+            }
+        }
+        for ty in [
+            agreements::AGREEMENT_ACTIVATED,
+            agreements::AGREEMENT_EXPIRED,
+        ] {
+            if let Some(agreement) = event.data_of(ty)? {
+                scope.enter(conn)?;
+                let facts = agreement_facts(agreement);
+                store::put_agreement(conn, &scope, &facts)?;
+                if !facts.active {
+                    service::end_grants_of_agreement(
+                        conn, &scope, &facts.id, "EXPIRED", event.time,
+                    )?;
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts requests: its gRPC services behind the identity check, the follower of planning and
+/// agreements, and the scheduler of overdue reviews and grant expiries.
+pub async fn start(context: &Context) -> anyhow::Result<Running> {
+    for topic in std::iter::once(TOPIC).chain(FOLLOWED) {
+        context.log.create_topic(topic).await?;
+    }
+    let requests = Requests::new(
+        context.store.clone(),
+        context.clock.clone(),
+        context.calendar.clone(),
+    );
+    let routes = pdp_kit::guarded_routes!(
+        context,
+        requests;
+        api::request_service_server::RequestServiceServer,
+        api::grant_service_server::GrantServiceServer,
+    );
+    let follower = context
+        .consumer(FOLLOW_CONSUMER, &FOLLOWED)
+        .spawn(Follow, context.shutdown.clone());
+    let scheduler = context.every("overdue reviews marked or grants expired", move || {
+        let requests = requests.clone();
+        async move { requests.run_schedule().await }
+    });
+    Ok(Running {
+        routes,
+        tasks: vec![follower, scheduler],
+    })
+}

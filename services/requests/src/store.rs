@@ -1,0 +1,603 @@
+//! Requests' rows. Every function takes the connection of a transaction that entered the
+//! tenant's scope; the schedule is the one table read across tenants.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use pdp_kit::paging::Cursor;
+use pdp_kit::store::{AnyConnection, TenantScope};
+use pdp_kit::tenant_table;
+use pdp_proto::pdp::requests::v1 as api;
+use prost::Message;
+
+use crate::RequestError;
+use crate::request::{AgreementFacts, RequestState, ResourceFacts};
+
+diesel::table! {
+    data_requests (id) {
+        id -> Text,
+        tenant -> Text,
+        operator -> Text,
+        state -> Text,
+        overdue -> Bool,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    request_reviewers (tenant, reviewer, request_id) {
+        tenant -> Text,
+        request_id -> Text,
+        reviewer -> Text,
+    }
+}
+
+diesel::table! {
+    grants (id) {
+        id -> Text,
+        tenant -> Text,
+        operator -> Text,
+        agreement_id -> Text,
+        state -> Text,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    request_resources (tenant, resource_id) {
+        tenant -> Text,
+        resource_id -> Text,
+        provider -> Text,
+        provider_unit -> Text,
+        fields -> Text,
+    }
+}
+
+diesel::table! {
+    request_agreements (tenant, agreement_id) {
+        tenant -> Text,
+        agreement_id -> Text,
+        operator -> Text,
+        active -> Bool,
+        resource_ids -> Text,
+        first_day -> Text,
+        last_day -> Text,
+    }
+}
+
+diesel::table! {
+    review_periods (tenant) {
+        tenant -> Text,
+        provider_review_working_days -> Integer,
+        ticket_working_days -> Integer,
+    }
+}
+
+diesel::table! {
+    request_schedule (item, action) {
+        item -> Text,
+        tenant -> Text,
+        action -> Text,
+        due_on -> Text,
+    }
+}
+
+tenant_table!(data_requests::table, data_requests::tenant);
+tenant_table!(request_reviewers::table, request_reviewers::tenant);
+tenant_table!(grants::table, grants::tenant);
+tenant_table!(request_resources::table, request_resources::tenant);
+tenant_table!(request_agreements::table, request_agreements::tenant);
+tenant_table!(review_periods::table, review_periods::tenant);
+
+type Result<T> = std::result::Result<T, RequestError>;
+
+/// A request read back from its row; a state number that names no state is refused with the
+/// row named, never read as a draft.
+fn decode_request(bytes: &[u8]) -> Result<api::DataRequest> {
+    let r = api::DataRequest::decode(bytes).map_err(|e| RequestError::Corrupt(e.to_string()))?;
+    if RequestState::from_api(r.state).is_none() {
+        return Err(RequestError::Corrupt(format!(
+            "requests/{}: state {} is not a request state",
+            r.id, r.state
+        )));
+    }
+    Ok(r)
+}
+
+fn decode_grant(bytes: &[u8]) -> Result<api::Grant> {
+    let g = api::Grant::decode(bytes).map_err(|e| RequestError::Corrupt(e.to_string()))?;
+    if api::GrantState::try_from(g.state).is_err() || g.state == 0 {
+        return Err(RequestError::Corrupt(format!(
+            "grants/{}: state {} is not a grant state",
+            g.id, g.state
+        )));
+    }
+    Ok(g)
+}
+
+/// Whether a review of the request is still pending past its day.
+fn is_overdue(r: &api::DataRequest) -> bool {
+    r.reviews
+        .iter()
+        .any(|rv| rv.overdue && rv.outcome == api::ReviewOutcome::Pending as i32)
+}
+
+pub fn insert_request(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    r: &api::DataRequest,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::insert_into(data_requests::table)
+        .values((
+            data_requests::id.eq(&r.id),
+            data_requests::tenant.eq(scope.tenant().as_str()),
+            data_requests::operator.eq(&r.operator),
+            data_requests::state.eq(RequestState::of(r).name()),
+            data_requests::overdue.eq(is_overdue(r)),
+            data_requests::body.eq(r.encode_to_vec()),
+            data_requests::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn save_request(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    r: &api::DataRequest,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::update(
+        scope
+            .rows(data_requests::table)
+            .filter(data_requests::id.eq(&r.id)),
+    )
+    .set((
+        data_requests::state.eq(RequestState::of(r).name()),
+        data_requests::overdue.eq(is_overdue(r)),
+        data_requests::body.eq(r.encode_to_vec()),
+        data_requests::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Names the provider units that review `request_id`: what lets them see it.
+pub fn add_reviewers(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    request_id: &str,
+    reviewers: &[String],
+) -> Result<()> {
+    for reviewer in reviewers {
+        diesel::insert_into(request_reviewers::table)
+            .values((
+                request_reviewers::tenant.eq(scope.tenant().as_str()),
+                request_reviewers::request_id.eq(request_id),
+                request_reviewers::reviewer.eq(reviewer),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn find_request(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::DataRequest>> {
+    let body = scope
+        .rows(data_requests::table)
+        .filter(data_requests::id.eq(id))
+        .select(data_requests::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_request(&b)).transpose()
+}
+
+/// Whose requests a caller may list.
+#[derive(Debug, Clone)]
+pub enum Visible {
+    All,
+    /// An operator's own.
+    Operator(String),
+    /// Those a provider unit reviews.
+    Reviewer(String),
+}
+
+pub fn list_requests(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    visible: &Visible,
+    state: Option<RequestState>,
+    overdue_only: bool,
+    page: &Cursor,
+) -> Result<Vec<api::DataRequest>> {
+    let mut query = scope
+        .rows(data_requests::table)
+        .select(data_requests::body)
+        .order(data_requests::id)
+        .limit(i64::from(page.size))
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(data_requests::id.gt(after.clone()));
+    }
+    match visible {
+        Visible::All => {}
+        Visible::Operator(org) => query = query.filter(data_requests::operator.eq(org.clone())),
+        Visible::Reviewer(org) => {
+            let mut reviewed = scope
+                .rows(request_reviewers::table)
+                .filter(request_reviewers::reviewer.eq(org.clone()))
+                .select(request_reviewers::request_id)
+                .order(request_reviewers::request_id)
+                .limit(i64::from(page.size))
+                .into_boxed();
+            if let Some(after) = &page.after {
+                reviewed = reviewed.filter(request_reviewers::request_id.gt(after.clone()));
+            }
+            let ids = reviewed.load::<String>(conn)?;
+            query = query.filter(data_requests::id.eq_any(ids));
+        }
+    }
+    if let Some(state) = state {
+        query = query.filter(data_requests::state.eq(state.name()));
+    }
+    if overdue_only {
+        query = query.filter(data_requests::overdue.eq(true));
+    }
+    query
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_request(b))
+        .collect()
+}
+
+// --- grants --------------------------------------------------------------------------------------
+
+fn grant_state_name(g: &api::Grant) -> &'static str {
+    if g.state == api::GrantState::Valid as i32 {
+        "VALID"
+    } else {
+        "ENDED"
+    }
+}
+
+pub fn insert_grant(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    g: &api::Grant,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::insert_into(grants::table)
+        .values((
+            grants::id.eq(&g.id),
+            grants::tenant.eq(scope.tenant().as_str()),
+            grants::operator.eq(&g.operator),
+            grants::agreement_id.eq(&g.agreement_id),
+            grants::state.eq(grant_state_name(g)),
+            grants::body.eq(g.encode_to_vec()),
+            grants::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn save_grant(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    g: &api::Grant,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::update(scope.rows(grants::table).filter(grants::id.eq(&g.id)))
+        .set((
+            grants::state.eq(grant_state_name(g)),
+            grants::body.eq(g.encode_to_vec()),
+            grants::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_grant(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::Grant>> {
+    let body = scope
+        .rows(grants::table)
+        .filter(grants::id.eq(id))
+        .select(grants::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_grant(&b)).transpose()
+}
+
+pub fn list_grants(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: Option<&str>,
+    valid_only: Option<bool>,
+    page: &Cursor,
+) -> Result<Vec<api::Grant>> {
+    let mut query = scope
+        .rows(grants::table)
+        .select(grants::body)
+        .order(grants::id)
+        .limit(i64::from(page.size))
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(grants::id.gt(after.clone()));
+    }
+    if let Some(operator) = operator {
+        query = query.filter(grants::operator.eq(operator.to_string()));
+    }
+    if let Some(valid) = valid_only {
+        query = query.filter(grants::state.eq(if valid { "VALID" } else { "ENDED" }));
+    }
+    query
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_grant(b))
+        .collect()
+}
+
+/// The valid grants of `operator`, or of `agreement_id`.
+pub fn valid_grants(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: Option<&str>,
+    agreement_id: Option<&str>,
+) -> Result<Vec<api::Grant>> {
+    let mut query = scope
+        .rows(grants::table)
+        .filter(grants::state.eq("VALID"))
+        .select(grants::body)
+        .order(grants::id)
+        .into_boxed();
+    if let Some(operator) = operator {
+        query = query.filter(grants::operator.eq(operator.to_string()));
+    }
+    if let Some(agreement) = agreement_id {
+        query = query.filter(grants::agreement_id.eq(agreement.to_string()));
+    }
+    query
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_grant(b))
+        .collect()
+}
+
+// --- read models ---------------------------------------------------------------------------------
+
+pub fn put_resource(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    r: &ResourceFacts,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(request_resources::table)
+            .filter(request_resources::resource_id.eq(&r.id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(request_resources::table)
+        .values((
+            request_resources::tenant.eq(scope.tenant().as_str()),
+            request_resources::resource_id.eq(&r.id),
+            request_resources::provider.eq(&r.provider),
+            request_resources::provider_unit.eq(&r.provider_unit),
+            request_resources::fields.eq(serde_json::to_string(&r.fields).unwrap_or_default()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn resources(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    ids: &[String],
+) -> Result<HashMap<String, ResourceFacts>> {
+    let rows = scope
+        .rows(request_resources::table)
+        .filter(request_resources::resource_id.eq_any(ids))
+        .select((
+            request_resources::resource_id,
+            request_resources::provider,
+            request_resources::provider_unit,
+            request_resources::fields,
+        ))
+        .load::<(String, String, String, String)>(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, provider, provider_unit, fields)| {
+            let facts = ResourceFacts {
+                id: id.clone(),
+                provider,
+                provider_unit,
+                fields: serde_json::from_str(&fields).unwrap_or_default(),
+            };
+            (id, facts)
+        })
+        .collect())
+}
+
+pub fn put_agreement(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    a: &AgreementFacts,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(request_agreements::table)
+            .filter(request_agreements::agreement_id.eq(&a.id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(request_agreements::table)
+        .values((
+            request_agreements::tenant.eq(scope.tenant().as_str()),
+            request_agreements::agreement_id.eq(&a.id),
+            request_agreements::operator.eq(&a.operator),
+            request_agreements::active.eq(a.active),
+            request_agreements::resource_ids
+                .eq(serde_json::to_string(&a.resource_ids).unwrap_or_default()),
+            request_agreements::first_day.eq(a.first_day.to_string()),
+            request_agreements::last_day.eq(a.last_day.to_string()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+type AgreementRow = (String, String, bool, String, String, String);
+
+fn facts_of(row: AgreementRow) -> AgreementFacts {
+    let (id, operator, active, resource_ids, first_day, last_day) = row;
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or(NaiveDate::MIN);
+    AgreementFacts {
+        id,
+        operator,
+        active,
+        resource_ids: serde_json::from_str(&resource_ids).unwrap_or_default(),
+        first_day: day(&first_day),
+        last_day: day(&last_day),
+    }
+}
+
+/// The agreements of `operator` that are active now.
+pub fn active_agreements(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: &str,
+) -> Result<Vec<AgreementFacts>> {
+    let rows = scope
+        .rows(request_agreements::table)
+        .filter(request_agreements::operator.eq(operator))
+        .filter(request_agreements::active.eq(true))
+        .order(request_agreements::agreement_id)
+        .select((
+            request_agreements::agreement_id,
+            request_agreements::operator,
+            request_agreements::active,
+            request_agreements::resource_ids,
+            request_agreements::first_day,
+            request_agreements::last_day,
+        ))
+        .load::<AgreementRow>(conn)?;
+    Ok(rows.into_iter().map(facts_of).collect())
+}
+
+pub fn agreement(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<AgreementFacts>> {
+    let row = scope
+        .rows(request_agreements::table)
+        .filter(request_agreements::agreement_id.eq(id))
+        .select((
+            request_agreements::agreement_id,
+            request_agreements::operator,
+            request_agreements::active,
+            request_agreements::resource_ids,
+            request_agreements::first_day,
+            request_agreements::last_day,
+        ))
+        .first::<AgreementRow>(conn)
+        .optional()?;
+    Ok(row.map(facts_of))
+}
+
+// --- settings ------------------------------------------------------------------------------------
+
+/// Providers answer a request within 10 working days, a ticket within 5, unless the bureau says
+/// otherwise.
+pub const DEFAULT_PERIODS: api::ReviewPeriods = api::ReviewPeriods {
+    provider_review_working_days: 10,
+    ticket_working_days: 5,
+};
+
+pub fn periods(conn: &mut AnyConnection, scope: &TenantScope) -> Result<api::ReviewPeriods> {
+    let row = scope
+        .rows(review_periods::table)
+        .select((
+            review_periods::provider_review_working_days,
+            review_periods::ticket_working_days,
+        ))
+        .first::<(i32, i32)>(conn)
+        .optional()?;
+    Ok(row
+        .map(|(review, ticket)| api::ReviewPeriods {
+            provider_review_working_days: review as u32,
+            ticket_working_days: ticket as u32,
+        })
+        .unwrap_or(DEFAULT_PERIODS))
+}
+
+pub fn put_periods(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    p: &api::ReviewPeriods,
+) -> Result<()> {
+    diesel::delete(scope.rows(review_periods::table)).execute(conn)?;
+    diesel::insert_into(review_periods::table)
+        .values((
+            review_periods::tenant.eq(scope.tenant().as_str()),
+            review_periods::provider_review_working_days.eq(p.provider_review_working_days as i32),
+            review_periods::ticket_working_days.eq(p.ticket_working_days as i32),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+// --- schedule ------------------------------------------------------------------------------------
+
+/// A provider's review becomes overdue (item: `<request id>/<provider>`).
+pub const REVIEW_DUE: &str = "review_due";
+/// A grant's last day has passed (item: the grant id).
+pub const GRANT_EXPIRES: &str = "grant_expires";
+
+pub fn schedule(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    item: &str,
+    action: &str,
+    due_on: NaiveDate,
+) -> Result<()> {
+    diesel::insert_into(request_schedule::table)
+        .values((
+            request_schedule::item.eq(item),
+            request_schedule::tenant.eq(scope.tenant().as_str()),
+            request_schedule::action.eq(action),
+            request_schedule::due_on.eq(due_on.format("%Y-%m-%d").to_string()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Work due on or before `today`, across tenants: (tenant, item, action).
+pub fn due(conn: &mut AnyConnection, today: NaiveDate) -> Result<Vec<(String, String, String)>> {
+    Ok(request_schedule::table
+        .filter(request_schedule::due_on.le(today.format("%Y-%m-%d").to_string()))
+        .order(request_schedule::due_on)
+        .select((
+            request_schedule::tenant,
+            request_schedule::item,
+            request_schedule::action,
+        ))
+        .load(conn)?)
+}
+
+/// Takes a due item; `false` when another replica took it first.
+pub fn take(conn: &mut AnyConnection, item: &str, action: &str) -> Result<bool> {
+    let n = diesel::delete(
+        request_schedule::table
+            .filter(request_schedule::item.eq(item))
+            .filter(request_schedule::action.eq(action)),
+    )
+    .execute(conn)?;
+    Ok(n == 1)
+}

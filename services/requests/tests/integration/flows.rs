@@ -1,0 +1,602 @@
+//! Requests' rules, end to end through the service and a real store.
+
+use pdp_kit::error::{ErrorCode, ServiceError};
+use pdp_kit::paging::Cursor;
+use pdp_proto::pdp::agreements::v1 as agreements;
+use pdp_proto::pdp::requests::v1 as api;
+
+use crate::support::*;
+
+fn fields(err: &pdp_requests::RequestError) -> Vec<String> {
+    err.field_violations()
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+fn first_page() -> Cursor {
+    Cursor::parse(0, "").unwrap()
+}
+
+fn state(r: &api::DataRequest) -> api::RequestState {
+    api::RequestState::try_from(r.state).unwrap()
+}
+
+pub async fn a_request_lies_within_an_active_agreement_and_says_what_article_17_asks(
+    backend: Backend,
+) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    let gamma = caller("operator", "gamma");
+    // No agreement, no request.
+    let err = i
+        .requests
+        .create(&gamma, HARBIN, request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
+    assert!(err.to_string().contains("no ACTIVE agreement"), "{err}");
+    // Outside the agreement's scope, a field the resource lacks, past the agreement's last day.
+    let mut wrong = request();
+    wrong.resources[0].fields.push("colour".into());
+    wrong.resources.push(api::RequestedResource {
+        resource_id: "tax".into(),
+        fields: vec!["taxpayer".into()],
+    });
+    wrong.period.as_mut().unwrap().last_day = "2027-07-31".into();
+    let err = i.requests.create(&beta, HARBIN, wrong).await.unwrap_err();
+    assert_eq!(
+        fields(&err),
+        [
+            "request.resources[0].fields[2]",
+            "request.resources[2].resource_id",
+            "request.period.last_day"
+        ]
+    );
+    assert!(
+        err.to_string().contains("第十七条")
+            || format!("{:?}", err.field_violations()).contains("第十七条")
+    );
+    // A draft may be incomplete; submitting it names every missing part.
+    let draft = api::DataRequest {
+        scenario: request().scenario,
+        ..Default::default()
+    };
+    let d = i.requests.create(&beta, HARBIN, draft).await.unwrap();
+    assert_eq!(state(&d), api::RequestState::Draft);
+    assert_eq!(d.operator, "beta");
+    assert_eq!(d.agreement_id, "agr-1");
+    let err = i
+        .requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap_err();
+    let missing = fields(&err);
+    for part in [
+        "request.resources",
+        "request.purposes",
+        "request.feasibility",
+        "request.compliance.legal_basis",
+    ] {
+        assert!(missing.iter().any(|f| f == part), "{part} in {missing:?}");
+    }
+    // Personal information asked for is declared and its protection said.
+    let mut personal = request();
+    personal.resources[0].fields.push("card_no".into());
+    let d = i
+        .requests
+        .update(&beta, HARBIN, d.id.clone(), personal)
+        .await
+        .unwrap();
+    let err = i
+        .requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields(&err),
+        [
+            "request.compliance.personal_information_fields",
+            "request.compliance.personal_information_protection"
+        ]
+    );
+    // Another operator neither sees nor edits it; the bureau sees it.
+    let other = caller("operator", "acme");
+    let err = i
+        .requests
+        .get(&other, HARBIN, d.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let err = i
+        .requests
+        .update(&other, HARBIN, d.id.clone(), request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    assert!(
+        i.requests
+            .get(&bureau(), HARBIN, d.id.clone())
+            .await
+            .is_ok()
+    );
+    let d = i
+        .requests
+        .update(&beta, HARBIN, d.id.clone(), request())
+        .await
+        .unwrap();
+    let s = i
+        .requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(state(&s), api::RequestState::InReview);
+    // Submitted, it no longer changes by its operator's hand.
+    let err = i
+        .requests
+        .update(&beta, HARBIN, d.id.clone(), request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}
+
+pub async fn the_bureau_and_each_provider_review_and_the_grant_is_what_all_approved(
+    backend: Backend,
+) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    let transport = caller("provider", "transport-org");
+    let health = caller("provider", "health-org");
+    let tax = caller("provider", "tax-org");
+    let d = i.requests.create(&beta, HARBIN, request()).await.unwrap();
+    let r = i
+        .requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap();
+    let reviewers: Vec<&str> = r
+        .reviews
+        .iter()
+        .map(|rv| rv.reviewer_organization.as_str())
+        .collect();
+    assert_eq!(reviewers, [HARBIN, "health-org", "transport-org"]);
+    // 10 working days after Thursday 2026-11-26.
+    assert_eq!(r.reviews[1].due_on, "2026-12-10");
+
+    // Providers see what touches their resources only.
+    let (seen, _) = i
+        .requests
+        .list(&transport, HARBIN, None, false, first_page())
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    let (seen, _) = i
+        .requests
+        .list(&tax, HARBIN, None, false, first_page())
+        .await
+        .unwrap();
+    assert!(seen.is_empty());
+    let err = i
+        .requests
+        .review(
+            &tax,
+            HARBIN,
+            r.id.clone(),
+            decision(api::ReviewOutcome::Approved, "ok", None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+    // A provider narrows only its own resources.
+    let clinic_only = api::ReviewConditions {
+        resources: vec![api::ResourceConditions {
+            resource_id: "bus".into(),
+            fields: vec!["stop_id".into()],
+            masked_fields: vec![],
+        }],
+        last_day: String::new(),
+    };
+    let err = i
+        .requests
+        .review(
+            &health,
+            HARBIN,
+            r.id.clone(),
+            decision(
+                api::ReviewOutcome::ApprovedWithConditions,
+                "x",
+                Some(clinic_only),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["review.conditions.resources[0].resource_id"]);
+    // The operator reviews nothing.
+    let err = i
+        .requests
+        .review(
+            &beta,
+            HARBIN,
+            r.id.clone(),
+            decision(api::ReviewOutcome::Approved, "ok", None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+
+    let r1 = i
+        .requests
+        .review(
+            &bureau(),
+            HARBIN,
+            r.id.clone(),
+            decision(api::ReviewOutcome::Approved, "lawful purpose", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&r1),
+        api::RequestState::InReview,
+        "the providers have not decided"
+    );
+    let narrower = api::ReviewConditions {
+        resources: vec![api::ResourceConditions {
+            resource_id: "bus".into(),
+            fields: vec!["stop_id".into(), "arrival".into()],
+            masked_fields: vec!["stop_id".into()],
+        }],
+        last_day: "2027-03-31".into(),
+    };
+    i.requests
+        .review(
+            &transport,
+            HARBIN,
+            r.id.clone(),
+            decision(
+                api::ReviewOutcome::ApprovedWithConditions,
+                "stops masked",
+                Some(narrower),
+            ),
+        )
+        .await
+        .unwrap();
+    let err = i
+        .requests
+        .review(
+            &transport,
+            HARBIN,
+            r.id.clone(),
+            decision(api::ReviewOutcome::Approved, "again", None),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("reviewed this request already"),
+        "{err}"
+    );
+    let done = i
+        .requests
+        .review(
+            &health,
+            HARBIN,
+            r.id.clone(),
+            decision(api::ReviewOutcome::Approved, "fine", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&done), api::RequestState::Approved);
+    let grant = i
+        .requests
+        .grant(&beta, HARBIN, done.grant_id.clone())
+        .await
+        .unwrap();
+    assert_eq!(grant.valid_from, "2026-12-01");
+    assert_eq!(
+        grant.valid_to, "2027-03-31",
+        "the shortest period any reviewer set"
+    );
+    assert_eq!(grant.resources[0].masked_fields, ["stop_id"]);
+    assert_eq!(grant.resources[1].fields, ["clinic_id", "visits"]);
+    // Another operator does not see it.
+    let err = i
+        .requests
+        .grant(&caller("operator", "acme"), HARBIN, grant.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+
+    // The sandbox's question, before the grant's first day and within it.
+    let ask = |fields: &[&str]| api::CheckGrantRequest {
+        tenant: HARBIN.into(),
+        organization: "beta".into(),
+        resource_id: "bus".into(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+    };
+    let early = i
+        .requests
+        .check(&beta, HARBIN, ask(&["stop_id"]))
+        .await
+        .unwrap();
+    assert!(!early.granted, "{early:?}");
+    i.set("2026-12-02 09:00");
+    let yes = i
+        .requests
+        .check(&beta, HARBIN, ask(&["stop_id", "arrival"]))
+        .await
+        .unwrap();
+    assert!(yes.granted, "{yes:?}");
+    assert_eq!(yes.masked_fields, ["stop_id"]);
+    let no = i
+        .requests
+        .check(&beta, HARBIN, ask(&["card_no"]))
+        .await
+        .unwrap();
+    assert!(!no.granted && no.reason.contains("card_no"), "{no:?}");
+    let err = i
+        .requests
+        .check(&caller("operator", "acme"), HARBIN, ask(&["stop_id"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+
+    // The agreement expires: the grant ends at once, whatever anyone cached.
+    i.agreement(
+        "agr-1",
+        "beta",
+        agreements::AGREEMENT_EXPIRED,
+        &["bus", "clinic"],
+    )
+    .await;
+    let ended = i
+        .requests
+        .grant(&beta, HARBIN, grant.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(ended.state, api::GrantState::Ended as i32);
+    assert_eq!(ended.end, api::GrantEnd::AgreementEnded as i32);
+    let after = i
+        .requests
+        .check(&beta, HARBIN, ask(&["stop_id"]))
+        .await
+        .unwrap();
+    assert!(!after.granted, "{after:?}");
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}
+
+pub async fn one_rejection_rejects_with_every_reason_shown(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    let d = i.requests.create(&beta, HARBIN, request()).await.unwrap();
+    i.requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap();
+    let err = i
+        .requests
+        .review(
+            &bureau(),
+            HARBIN,
+            d.id.clone(),
+            decision(api::ReviewOutcome::Rejected, " ", None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["review.reasons"]);
+    let rejected = i
+        .requests
+        .review(
+            &caller("provider", "health-org"),
+            HARBIN,
+            d.id.clone(),
+            decision(
+                api::ReviewOutcome::Rejected,
+                "visits are too fine-grained",
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state(&rejected), api::RequestState::Rejected);
+    let seen = i.requests.get(&beta, HARBIN, d.id.clone()).await.unwrap();
+    let reasons: Vec<&String> = seen.reviews.iter().flat_map(|rv| &rv.reasons).collect();
+    assert_eq!(reasons, ["visits are too fine-grained"]);
+    assert!(seen.grant_id.is_empty());
+    let err = i
+        .requests
+        .review(
+            &bureau(),
+            HARBIN,
+            d.id.clone(),
+            decision(api::ReviewOutcome::Approved, "ok", None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition);
+}
+
+pub async fn an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revocation(
+    backend: Backend,
+) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    // The bureau gives providers 3 working days here.
+    let err = i
+        .requests
+        .update_periods(
+            &beta,
+            HARBIN,
+            api::ReviewPeriods {
+                provider_review_working_days: 3,
+                ticket_working_days: 5,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let err = i
+        .requests
+        .update_periods(
+            &bureau(),
+            HARBIN,
+            api::ReviewPeriods {
+                provider_review_working_days: 0,
+                ticket_working_days: 5,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["periods.provider_review_working_days"]);
+    i.requests
+        .update_periods(
+            &bureau(),
+            HARBIN,
+            api::ReviewPeriods {
+                provider_review_working_days: 3,
+                ticket_working_days: 5,
+            },
+        )
+        .await
+        .unwrap();
+    let d = i.requests.create(&beta, HARBIN, request()).await.unwrap();
+    let r = i
+        .requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap();
+    // Thursday + 3 working days: Friday, Monday, Tuesday.
+    assert_eq!(r.reviews[1].due_on, "2026-12-01");
+    i.set("2026-12-01 23:00");
+    assert_eq!(
+        i.requests.run_schedule().await.unwrap(),
+        0,
+        "the last day is still the period"
+    );
+    let (overdue, _) = i
+        .requests
+        .list(&bureau(), HARBIN, None, true, first_page())
+        .await
+        .unwrap();
+    assert!(overdue.is_empty());
+    i.set("2026-12-02 08:00");
+    assert_eq!(
+        i.requests.run_schedule().await.unwrap(),
+        2,
+        "both providers are late"
+    );
+    assert_eq!(i.requests.run_schedule().await.unwrap(), 0, "once");
+    let (overdue, _) = i
+        .requests
+        .list(&bureau(), HARBIN, None, true, first_page())
+        .await
+        .unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert!(overdue[0].reviews[1].overdue && overdue[0].reviews[2].overdue);
+
+    // Late answers still count; then the grant runs to its last day.
+    for who in [
+        bureau(),
+        caller("provider", "transport-org"),
+        caller("provider", "health-org"),
+    ] {
+        i.requests
+            .review(
+                &who,
+                HARBIN,
+                d.id.clone(),
+                decision(api::ReviewOutcome::Approved, "ok", None),
+            )
+            .await
+            .unwrap();
+    }
+    let (overdue, _) = i
+        .requests
+        .list(&bureau(), HARBIN, None, true, first_page())
+        .await
+        .unwrap();
+    assert!(overdue.is_empty(), "answered, no longer waiting");
+    let approved = i.requests.get(&beta, HARBIN, d.id.clone()).await.unwrap();
+    let grant = approved.grant_id.clone();
+    i.set("2027-05-31 23:00");
+    i.requests.run_schedule().await.unwrap();
+    let g = i
+        .requests
+        .grant(&beta, HARBIN, grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        g.state,
+        api::GrantState::Valid as i32,
+        "valid through its last day"
+    );
+    i.set("2027-06-01 00:30");
+    assert_eq!(i.requests.run_schedule().await.unwrap(), 1);
+    let g = i
+        .requests
+        .grant(&beta, HARBIN, grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(g.end, api::GrantEnd::Expired as i32);
+
+    // A second grant, revoked by the bureau with its reason.
+    i.set("2026-12-03 10:00");
+    let d = i.requests.create(&beta, HARBIN, request()).await.unwrap();
+    i.requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap();
+    for who in [
+        bureau(),
+        caller("provider", "transport-org"),
+        caller("provider", "health-org"),
+    ] {
+        i.requests
+            .review(
+                &who,
+                HARBIN,
+                d.id.clone(),
+                decision(api::ReviewOutcome::Approved, "ok", None),
+            )
+            .await
+            .unwrap();
+    }
+    let grant = i
+        .requests
+        .get(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap()
+        .grant_id;
+    let err = i
+        .requests
+        .revoke(&bureau(), HARBIN, grant.clone(), "".into())
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["reason"]);
+    let err = i
+        .requests
+        .revoke(&beta, HARBIN, grant.clone(), "mine".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let g = i
+        .requests
+        .revoke(
+            &bureau(),
+            HARBIN,
+            grant.clone(),
+            "used beyond its purpose".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (g.end, g.end_reason.as_str()),
+        (api::GrantEnd::Revoked as i32, "used beyond its purpose")
+    );
+    let (valid, _) = i
+        .requests
+        .grants(&beta, HARBIN, Some(api::GrantState::Valid), first_page())
+        .await
+        .unwrap();
+    assert!(valid.is_empty());
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}

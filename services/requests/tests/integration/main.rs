@@ -1,0 +1,15 @@
+//! Requests against real stores: every flow on SQLite and on PostgreSQL (one schema per test;
+//! `TEST_DATABASE_URL`; a missing server fails, it never skips).
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
+
+mod flows;
+mod support;
+
+use pdp_kit::on_both_stores;
+
+on_both_stores!(
+    a_request_lies_within_an_active_agreement_and_says_what_article_17_asks,
+    the_bureau_and_each_provider_review_and_the_grant_is_what_all_approved,
+    one_rejection_rejects_with_every_reason_shown,
+    an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revocation,
+);
