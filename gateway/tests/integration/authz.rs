@@ -20,7 +20,7 @@ const OPEN_INSPECTION: (&str, Action) = (
     Action::Write,
 );
 const REQUEST_DATA: (&str, Action) = (
-    "pdp.requests.v1.DataRequestService/CreateRequest",
+    "pdp.requests.v1.RequestService/CreateRequest",
     Action::Write,
 );
 const PUBLIC_NOTICES: (&str, Action) = (
@@ -61,7 +61,7 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "provincial_bureau",
             "230000",
             "230000",
-            [true, true, true, true, true, true],
+            [true, true, true, false, true, true],
         ),
         // Supervision of a city: read only.
         (
@@ -74,7 +74,7 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "city_bureau",
             "230100",
             "230100",
-            [true, true, true, true, true, true],
+            [true, true, true, false, true, true],
         ),
         (
             "city_bureau",
@@ -92,7 +92,7 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "provider",
             "230100",
             "230100",
-            [false, false, false, true, true, true],
+            [false, false, false, false, true, true],
         ),
         (
             "provider",
@@ -100,7 +100,8 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "230200",
             [false, false, false, false, true, false],
         ),
-        // Operators read (effective) plans; data requests need an active agreement (see below);
+        // Bureaus and providers review data requests, never file them. Operators read
+        // (effective) plans; data requests need an active agreement (see below);
         // what the public may do, a caller with a token may do too, in any tenant.
         (
             "operator",

@@ -383,7 +383,7 @@ mod tests {
             organization: "org-7".into(),
             roles: vec!["operator".into()],
             tenant: "230100".parse().unwrap(),
-            division: Some("230102".parse().unwrap()),
+            division: None,
         }
     }
 
@@ -401,8 +401,17 @@ mod tests {
         let key = key(b"shared", &clock);
         let mut request = tonic::Request::new(());
         key.sign_into(&harbin_operator(), request.metadata_mut());
-        let request = RequireIdentity(key).call(request).unwrap();
+        let request = RequireIdentity(key.clone()).call(request).unwrap();
         assert_eq!(caller(&request).unwrap(), &harbin_operator());
+        // A county organization's division travels signed with the rest.
+        let county = Identity {
+            division: Some("230102".parse().unwrap()),
+            ..harbin_operator()
+        };
+        let mut request = tonic::Request::new(());
+        key.sign_into(&county, request.metadata_mut());
+        let request = RequireIdentity(key).call(request).unwrap();
+        assert_eq!(caller(&request).unwrap(), &county);
     }
 
     #[test]

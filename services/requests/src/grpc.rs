@@ -139,3 +139,78 @@ impl api::grant_service_server::GrantService for Requests {
         ok(self.check(&who, &tenant, r).await)
     }
 }
+
+#[tonic::async_trait]
+impl api::quality_service_server::QualityService for Requests {
+    async fn raise_ticket(
+        &self,
+        request: Request<api::RaiseTicketRequest>,
+    ) -> Answer<api::QualityTicket> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .raise(&who, &r.tenant, r.ticket.unwrap_or_default())
+            .await)
+    }
+
+    async fn list_tickets(
+        &self,
+        request: Request<api::ListTicketsRequest>,
+    ) -> Answer<api::ListTicketsResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let cursor = cursor(r.page.as_ref())?;
+        let (tickets, next) = self
+            .tickets(&who, &r.tenant, r.overdue_only, cursor)
+            .await?;
+        Ok(Response::new(api::ListTicketsResponse {
+            tickets,
+            page: page(next),
+        }))
+    }
+
+    async fn get_ticket(
+        &self,
+        request: Request<api::GetTicketRequest>,
+    ) -> Answer<api::QualityTicket> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.ticket(&who, &r.tenant, r.id).await)
+    }
+
+    async fn answer_ticket(
+        &self,
+        request: Request<api::AnswerTicketRequest>,
+    ) -> Answer<api::QualityTicket> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.answer(&who, &r.tenant, r.id, r.text, r.fixed).await)
+    }
+
+    async fn confirm_ticket(
+        &self,
+        request: Request<api::ConfirmTicketRequest>,
+    ) -> Answer<api::QualityTicket> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.confirm(&who, &r.tenant, r.id).await)
+    }
+
+    async fn reopen_ticket(
+        &self,
+        request: Request<api::ReopenTicketRequest>,
+    ) -> Answer<api::QualityTicket> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.reopen(&who, &r.tenant, r.id, r.reason).await)
+    }
+
+    async fn get_quality_record(
+        &self,
+        request: Request<api::GetQualityRecordRequest>,
+    ) -> Answer<api::QualityRecord> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.quality_record(&who, &r.tenant, r.resource_id).await)
+    }
+}

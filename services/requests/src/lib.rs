@@ -10,6 +10,8 @@ mod grpc;
 pub mod request;
 pub mod service;
 pub mod store;
+pub mod ticket;
+mod tickets;
 
 use std::collections::BTreeMap;
 
@@ -118,14 +120,18 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         requests;
         api::request_service_server::RequestServiceServer,
         api::grant_service_server::GrantServiceServer,
+        api::quality_service_server::QualityServiceServer,
     );
     let follower = context
         .consumer(FOLLOW_CONSUMER, &FOLLOWED)
         .spawn(Follow, context.shutdown.clone());
-    let scheduler = context.every("overdue reviews marked or grants expired", move || {
-        let requests = requests.clone();
-        async move { requests.run_schedule().await }
-    });
+    let scheduler = context.every(
+        "overdue reviews or tickets marked, grants expired",
+        move || {
+            let requests = requests.clone();
+            async move { requests.run_schedule().await }
+        },
+    );
     Ok(Running {
         routes,
         tasks: vec![follower, scheduler],

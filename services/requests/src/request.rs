@@ -212,7 +212,8 @@ pub fn content_violations(
         v.push(FieldViolation::new(
             "request.period.last_day",
             format!(
-                "past agreement {}'s last day {}: a request's period lies within the term ({ART17})",
+                "past agreement {}'s last day {}: a request's period lies within its term \
+                 ({ART17})",
                 agreement.id, agreement.last_day
             ),
         ));
@@ -332,7 +333,10 @@ pub fn missing_parts(
         if !declared {
             v.push(FieldViolation::new(
                 "request.compliance.personal_information_fields",
-                format!("`{field}` is personal information (个人信息): declare it and how it is protected ({ART17})"),
+                format!(
+                    "`{field}` is personal information (个人信息): declare it and how it is \
+                     protected ({ART17})"
+                ),
             ));
         }
     }

@@ -23,14 +23,14 @@ use crate::{SERVICE, TOPIC};
 
 type Result<T> = std::result::Result<T, RequestError>;
 
-const STAFF: &[Role] = &Role::STAFF;
+pub(crate) const STAFF: &[Role] = &Role::STAFF;
 const BUREAU: &[Role] = &Role::BUREAU;
 /// Who reviews a request: the bureau, and the provider units of its resources (第十八条).
 const REVIEWERS: &[Role] = &[Role::ProvincialBureau, Role::CityBureau, Role::Provider];
 /// The longest period a bureau may give providers, in working days.
 const MAX_PERIOD_WORKING_DAYS: u32 = 60;
 
-const RECORDER: Recorder = Recorder {
+pub(crate) const RECORDER: Recorder = Recorder {
     service: SERVICE,
     topic: TOPIC,
 };
@@ -213,6 +213,10 @@ impl Requests {
         }
     }
 
+    pub(crate) fn calendar(&self) -> &WorkingCalendar {
+        &self.calendar
+    }
+
     fn load(conn: &mut AnyConnection, scope: &TenantScope, id: &str) -> Result<api::DataRequest> {
         db::find_request(conn, scope, id)?.ok_or_else(|| RequestError::not_found("request", id))
     }
@@ -231,7 +235,7 @@ impl Requests {
         Ok(r)
     }
 
-    fn visible(who: &Identity) -> Visible {
+    pub(crate) fn visible(who: &Identity) -> Visible {
         if who.has_any(STAFF) {
             Visible::All
         } else if who.has(Role::Provider) {
@@ -435,7 +439,10 @@ impl Requests {
             if RequestState::of(&r) != RequestState::InReview {
                 return Err(RequestError::precondition(
                     subject(&r),
-                    format!("the request is {}; reviews are given while it is IN_REVIEW", RequestState::of(&r).name()),
+                    format!(
+                        "the request is {}; reviews are given while it is IN_REVIEW",
+                        RequestState::of(&r).name()
+                    ),
                 ));
             }
             let (kind, reviewer) = if bureau {
@@ -456,10 +463,16 @@ impl Requests {
                     format!("{reviewer} has reviewed this request already"),
                 ));
             }
-            RequestError::check("review", rules::decision_violations(&r, &r.reviews[at], &decision))?;
+            let v = rules::decision_violations(&r, &r.reviews[at], &decision);
+            RequestError::check("review", v)?;
             let review = &mut r.reviews[at];
             review.outcome = decision.outcome;
-            review.reasons = decision.reasons.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            review.reasons = decision
+                .reasons
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
             review.conditions = decision.conditions;
             review.reviewed_by = who.subject.clone();
             review.review_time = Some(timestamp(now));
@@ -479,35 +492,7 @@ impl Requests {
                     emit(conn, &act, api::REQUEST_REJECTED, &r, None)?;
                 }
                 Verdict::Approved(resources, last_day) => {
-                    let Some(agreement) = db::agreement(conn, scope, &r.agreement_id)?.filter(|a| a.active) else {
-                        return Err(RequestError::precondition(
-                            subject(&r),
-                            format!("agreement {} is no longer ACTIVE: nothing can be granted under it (R-AGR-3)", r.agreement_id),
-                        ));
-                    };
-                    advance(&mut r, Step::Approve)?;
-                    r.decide_time = Some(timestamp(now));
-                    let valid_to = last_day.min(agreement.last_day.to_string());
-                    let grant = api::Grant {
-                        id: Uuid::now_v7().to_string(),
-                        tenant: scope.tenant().to_string(),
-                        operator: r.operator.clone(),
-                        request_id: r.id.clone(),
-                        agreement_id: r.agreement_id.clone(),
-                        resources,
-                        purposes: r.purposes.clone(),
-                        valid_from: r.period.clone().unwrap_or_default().first_day,
-                        valid_to: valid_to.clone(),
-                        state: api::GrantState::Valid as i32,
-                        create_time: Some(timestamp(now)),
-                        ..Default::default()
-                    };
-                    r.grant_id = grant.id.clone();
-                    db::save_request(conn, scope, &r, now)?;
-                    db::insert_grant(conn, scope, &grant, now)?;
-                    let last = NaiveDate::parse_from_str(&valid_to, "%Y-%m-%d").unwrap_or(agreement.last_day);
-                    let expires_on = last.checked_add_days(Days::new(1)).unwrap_or(last);
-                    db::schedule(conn, scope, &grant.id, db::GRANT_EXPIRES, expires_on)?;
+                    let grant = issue_grant(conn, &act, &mut r, resources, &last_day)?;
                     emit(conn, &act, api::REQUEST_REVIEWED, &r, Some(&review))?;
                     emit(conn, &act, api::REQUEST_APPROVED, &r, None)?;
                     act.emit(conn, api::GRANT_ISSUED, &grant.id, &grant_changed(&grant))?;
@@ -712,7 +697,7 @@ impl Requests {
 
     // --- schedule ------------------------------------------------------------------------------
 
-    /// Reviews that became overdue and grants whose last day passed; each happens once whatever
+    /// Reviews and tickets that became overdue, and grants whose last day passed; each happens once whatever
     /// the replicas.
     pub async fn run_schedule(&self) -> Result<usize> {
         let today = civil_date(self.clock.now());
@@ -731,6 +716,7 @@ impl Requests {
                     let act = RECORDER.change(scope, None, now);
                     match action.as_str() {
                         db::REVIEW_DUE => review_overdue(conn, &act, &item),
+                        db::TICKET_DUE => crate::tickets::ticket_overdue(conn, &act, &item),
                         db::GRANT_EXPIRES => {
                             let Some(g) = db::find_grant(conn, scope, &item)? else {
                                 return Ok(false);
@@ -746,6 +732,51 @@ impl Requests {
         }
         Ok(done)
     }
+}
+
+/// Approves `r` and issues its grant: `resources` from `valid_from` to the earliest of
+/// `last_day` and the agreement's last day, expiring the day after.
+fn issue_grant(
+    conn: &mut AnyConnection,
+    act: &Change<'_>,
+    r: &mut api::DataRequest,
+    resources: Vec<api::GrantedResource>,
+    last_day: &str,
+) -> Result<api::Grant> {
+    let agreement = db::agreement(conn, act.scope, &r.agreement_id)?.filter(|a| a.active);
+    let Some(agreement) = agreement else {
+        return Err(RequestError::precondition(
+            subject(r),
+            format!(
+                "agreement {} is no longer ACTIVE: nothing is granted under it (R-AGR-3)",
+                r.agreement_id
+            ),
+        ));
+    };
+    advance(r, Step::Approve)?;
+    r.decide_time = Some(timestamp(act.now));
+    let parsed = NaiveDate::parse_from_str(last_day, "%Y-%m-%d").unwrap_or(agreement.last_day);
+    let last = parsed.min(agreement.last_day);
+    let grant = api::Grant {
+        id: Uuid::now_v7().to_string(),
+        tenant: act.scope.tenant().to_string(),
+        operator: r.operator.clone(),
+        request_id: r.id.clone(),
+        agreement_id: r.agreement_id.clone(),
+        resources,
+        purposes: r.purposes.clone(),
+        valid_from: r.period.clone().unwrap_or_default().first_day,
+        valid_to: last.to_string(),
+        state: api::GrantState::Valid as i32,
+        create_time: Some(timestamp(act.now)),
+        ..Default::default()
+    };
+    r.grant_id = grant.id.clone();
+    db::save_request(conn, act.scope, r, act.now)?;
+    db::insert_grant(conn, act.scope, &grant, act.now)?;
+    let expires_on = last.checked_add_days(Days::new(1)).unwrap_or(last);
+    db::schedule(conn, act.scope, &grant.id, db::GRANT_EXPIRES, expires_on)?;
+    Ok(grant)
 }
 
 /// Marks a provider's review overdue when it is still pending, and tells the bureau.

@@ -13,6 +13,7 @@ use prost::Message;
 
 use crate::RequestError;
 use crate::request::{AgreementFacts, RequestState, ResourceFacts};
+use crate::ticket::TicketState;
 
 diesel::table! {
     data_requests (id) {
@@ -77,6 +78,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    quality_tickets (id) {
+        id -> Text,
+        tenant -> Text,
+        operator -> Text,
+        provider -> Text,
+        resource_id -> Text,
+        state -> Text,
+        overdue -> Bool,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     request_schedule (item, action) {
         item -> Text,
         tenant -> Text,
@@ -91,6 +106,7 @@ tenant_table!(grants::table, grants::tenant);
 tenant_table!(request_resources::table, request_resources::tenant);
 tenant_table!(request_agreements::table, request_agreements::tenant);
 tenant_table!(review_periods::table, review_periods::tenant);
+tenant_table!(quality_tickets::table, quality_tickets::tenant);
 
 type Result<T> = std::result::Result<T, RequestError>;
 
@@ -372,6 +388,123 @@ pub fn valid_grants(
         .collect()
 }
 
+// --- tickets -------------------------------------------------------------------------------------
+
+fn decode_ticket(bytes: &[u8]) -> Result<api::QualityTicket> {
+    let t = api::QualityTicket::decode(bytes).map_err(|e| RequestError::Corrupt(e.to_string()))?;
+    if TicketState::from_api(t.state).is_none() {
+        return Err(RequestError::Corrupt(format!(
+            "quality-tickets/{}: state {} is not a ticket state",
+            t.id, t.state
+        )));
+    }
+    Ok(t)
+}
+
+pub fn insert_ticket(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    t: &api::QualityTicket,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::insert_into(quality_tickets::table)
+        .values((
+            quality_tickets::id.eq(&t.id),
+            quality_tickets::tenant.eq(scope.tenant().as_str()),
+            quality_tickets::operator.eq(&t.operator),
+            quality_tickets::provider.eq(&t.provider),
+            quality_tickets::resource_id.eq(&t.resource_id),
+            quality_tickets::state.eq(TicketState::of(t).name()),
+            quality_tickets::overdue.eq(t.overdue),
+            quality_tickets::body.eq(t.encode_to_vec()),
+            quality_tickets::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn save_ticket(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    t: &api::QualityTicket,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::update(
+        scope
+            .rows(quality_tickets::table)
+            .filter(quality_tickets::id.eq(&t.id)),
+    )
+    .set((
+        quality_tickets::state.eq(TicketState::of(t).name()),
+        quality_tickets::overdue.eq(t.overdue),
+        quality_tickets::body.eq(t.encode_to_vec()),
+        quality_tickets::updated_at.eq(now.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_ticket(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::QualityTicket>> {
+    let body = scope
+        .rows(quality_tickets::table)
+        .filter(quality_tickets::id.eq(id))
+        .select(quality_tickets::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_ticket(&b)).transpose()
+}
+
+pub fn list_tickets(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    visible: &Visible,
+    overdue_only: bool,
+    page: &Cursor,
+) -> Result<Vec<api::QualityTicket>> {
+    let mut query = scope
+        .rows(quality_tickets::table)
+        .select(quality_tickets::body)
+        .order(quality_tickets::id)
+        .limit(i64::from(page.size))
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(quality_tickets::id.gt(after.clone()));
+    }
+    match visible {
+        Visible::All => {}
+        Visible::Operator(org) => query = query.filter(quality_tickets::operator.eq(org.clone())),
+        Visible::Reviewer(org) => query = query.filter(quality_tickets::provider.eq(org.clone())),
+    }
+    if overdue_only {
+        query = query.filter(quality_tickets::overdue.eq(true));
+    }
+    query
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_ticket(b))
+        .collect()
+}
+
+/// Every ticket on `resource_id`: a resource's record.
+pub fn tickets_of_resource(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    resource_id: &str,
+) -> Result<Vec<api::QualityTicket>> {
+    scope
+        .rows(quality_tickets::table)
+        .filter(quality_tickets::resource_id.eq(resource_id))
+        .select(quality_tickets::body)
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_ticket(b))
+        .collect()
+}
+
 // --- read models ---------------------------------------------------------------------------------
 
 pub fn put_resource(
@@ -559,6 +692,8 @@ pub fn put_periods(
 pub const REVIEW_DUE: &str = "review_due";
 /// A grant's last day has passed (item: the grant id).
 pub const GRANT_EXPIRES: &str = "grant_expires";
+/// A ticket's period has passed (item: the ticket id).
+pub const TICKET_DUE: &str = "ticket_due";
 
 pub fn schedule(
     conn: &mut AnyConnection,
@@ -589,6 +724,17 @@ pub fn due(conn: &mut AnyConnection, today: NaiveDate) -> Result<Vec<(String, St
             request_schedule::action,
         ))
         .load(conn)?)
+}
+
+/// Drops a scheduled item that is no longer due (a ticket's period starts again on reopening).
+pub fn unschedule(conn: &mut AnyConnection, item: &str, action: &str) -> Result<()> {
+    diesel::delete(
+        request_schedule::table
+            .filter(request_schedule::item.eq(item))
+            .filter(request_schedule::action.eq(action)),
+    )
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Takes a due item; `false` when another replica took it first.

@@ -600,3 +600,141 @@ pub async fn an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revoca
     assert!(valid.is_empty());
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
+
+pub async fn a_ticket_answered_late_is_overdue_and_the_record_says_so(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    let transport = caller("provider", "transport-org");
+    let ticket = |resource: &str, fields: &[&str]| api::QualityTicket {
+        resource_id: resource.into(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        kind: api::TicketKind::Stale as i32,
+        description: "arrivals lag by an hour".into(),
+        evidence: "stop 1042 on 2026-11-25".into(),
+        ..Default::default()
+    };
+    // Only on a resource of the caller's agreement, and fields it has.
+    let err = i
+        .requests
+        .raise(&beta, HARBIN, ticket("tax", &["taxpayer"]))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:?}", err.field_violations()).contains("第十九条"),
+        "{err}"
+    );
+    let err = i
+        .requests
+        .raise(&beta, HARBIN, ticket("bus", &["colour"]))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["ticket.fields[0]"]);
+    let t = i
+        .requests
+        .raise(&beta, HARBIN, ticket("bus", &["arrival"]))
+        .await
+        .unwrap();
+    assert_eq!(t.provider, "transport-org");
+    // Thursday 2026-11-26 + 5 working days.
+    assert_eq!(t.due_on, "2026-12-03");
+    // Only the resource's provider answers; the health provider does not even see it.
+    let health = caller("provider", "health-org");
+    let err = i
+        .requests
+        .answer(&health, HARBIN, t.id.clone(), "x".into(), true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let err = i
+        .requests
+        .confirm(&beta, HARBIN, t.id.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(":answer"), "{err}");
+
+    i.set("2026-12-04 09:00");
+    assert_eq!(i.requests.run_schedule().await.unwrap(), 1);
+    let (late, _) = i
+        .requests
+        .tickets(&bureau(), HARBIN, true, first_page())
+        .await
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    let record = i
+        .requests
+        .quality_record(&bureau(), HARBIN, "bus".into())
+        .await
+        .unwrap();
+    assert_eq!((record.raised, record.open, record.overdue), (1, 1, 1));
+
+    let answered = i
+        .requests
+        .answer(
+            &transport,
+            HARBIN,
+            t.id.clone(),
+            "feed restarted".into(),
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(answered.answers[0].late);
+    // Not fixed for the operator: reopened with a reason, a new period from today.
+    let err = i
+        .requests
+        .reopen(&beta, HARBIN, t.id.clone(), " ".into())
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["reason"]);
+    let reopened = i
+        .requests
+        .reopen(&beta, HARBIN, t.id.clone(), "still an hour behind".into())
+        .await
+        .unwrap();
+    assert_eq!(reopened.due_on, "2026-12-11");
+    assert!(!reopened.overdue);
+    i.requests
+        .answer(
+            &transport,
+            HARBIN,
+            t.id.clone(),
+            "clock skew fixed".into(),
+            true,
+        )
+        .await
+        .unwrap();
+    let closed = i
+        .requests
+        .confirm(&beta, HARBIN, t.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(closed.state, api::TicketState::Confirmed as i32);
+    let record = i
+        .requests
+        .quality_record(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            record.answered_late,
+            record.answered_in_time,
+            record.reopened,
+            record.confirmed,
+            record.open
+        ),
+        (1, 1, 1, 1, 0)
+    );
+    let err = i
+        .requests
+        .quality_record(&health, HARBIN, "bus".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "another provider's record");
+    i.set("2026-12-12 09:00");
+    assert_eq!(
+        i.requests.run_schedule().await.unwrap(),
+        0,
+        "answered tickets are never overdue"
+    );
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}

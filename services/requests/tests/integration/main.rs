@@ -12,4 +12,5 @@ on_both_stores!(
     the_bureau_and_each_provider_review_and_the_grant_is_what_all_approved,
     one_rejection_rejects_with_every_reason_shown,
     an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revocation,
+    a_ticket_answered_late_is_overdue_and_the_record_says_so,
 );

@@ -58,7 +58,21 @@ CREATE TABLE review_periods (
     ticket_working_days integer NOT NULL
 );
 
--- Overdue reviews and grant expiries due, across tenants; names rows, holds none of their
+-- Data-quality tickets (第十九条).
+CREATE TABLE quality_tickets (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    operator text NOT NULL,
+    provider text NOT NULL,
+    resource_id text NOT NULL,
+    state text NOT NULL,
+    overdue boolean NOT NULL DEFAULT false,
+    body bytea NOT NULL,
+    updated_at timestamp NOT NULL
+);
+CREATE INDEX quality_tickets_tenant_resource ON quality_tickets (tenant, resource_id);
+
+-- Overdue reviews and tickets, and grant expiries due, across tenants; names rows, holds none of their
 -- content.
 CREATE TABLE request_schedule (
     item text NOT NULL,
@@ -74,3 +88,4 @@ SELECT pdp_isolate_tenant('grants');
 SELECT pdp_isolate_tenant('request_resources');
 SELECT pdp_isolate_tenant('request_agreements');
 SELECT pdp_isolate_tenant('review_periods');
+SELECT pdp_isolate_tenant('quality_tickets');

@@ -1,4 +1,5 @@
 DROP TABLE IF EXISTS request_schedule;
+DROP TABLE IF EXISTS quality_tickets;
 DROP TABLE IF EXISTS review_periods;
 DROP TABLE IF EXISTS request_agreements;
 DROP TABLE IF EXISTS request_resources;
