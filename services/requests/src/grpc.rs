@@ -214,3 +214,93 @@ impl api::quality_service_server::QualityService for Requests {
         ok(self.quality_record(&who, &r.tenant, r.resource_id).await)
     }
 }
+
+#[tonic::async_trait]
+impl api::developer_service_server::DeveloperService for Requests {
+    async fn register_developer(
+        &self,
+        request: Request<api::RegisterDeveloperRequest>,
+    ) -> Answer<api::Developer> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .register_developer(&who, &r.tenant, r.developer.unwrap_or_default())
+            .await)
+    }
+
+    async fn list_developers(
+        &self,
+        request: Request<api::ListDevelopersRequest>,
+    ) -> Answer<api::ListDevelopersResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let cursor = cursor(r.page.as_ref())?;
+        let (developers, next) = self.developers(&who, &r.tenant, cursor).await?;
+        Ok(Response::new(api::ListDevelopersResponse {
+            developers,
+            page: page(next),
+        }))
+    }
+
+    async fn get_developer(
+        &self,
+        request: Request<api::GetDeveloperRequest>,
+    ) -> Answer<api::Developer> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.developer(&who, &r.tenant, r.id).await)
+    }
+
+    async fn review_developer(
+        &self,
+        request: Request<api::ReviewDeveloperRequest>,
+    ) -> Answer<api::Developer> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .review_developer(&who, &r.tenant, r.id, r.approval.unwrap_or_default())
+            .await)
+    }
+
+    async fn submit_development_need(
+        &self,
+        request: Request<api::SubmitDevelopmentNeedRequest>,
+    ) -> Answer<api::DevelopmentNeed> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .submit_need(&who, &r.tenant, r.developer_id, r.need.unwrap_or_default())
+            .await)
+    }
+
+    async fn list_development_needs(
+        &self,
+        request: Request<api::ListDevelopmentNeedsRequest>,
+    ) -> Answer<api::ListDevelopmentNeedsResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let cursor = cursor(r.page.as_ref())?;
+        let (needs, next) = self.needs(&who, &r.tenant, r.developer_id, cursor).await?;
+        Ok(Response::new(api::ListDevelopmentNeedsResponse {
+            needs,
+            page: page(next),
+        }))
+    }
+
+    async fn review_development_need(
+        &self,
+        request: Request<api::ReviewDevelopmentNeedRequest>,
+    ) -> Answer<api::DevelopmentNeed> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .review_need(
+                &who,
+                &r.tenant,
+                r.developer_id,
+                r.id,
+                r.approval.unwrap_or_default(),
+            )
+            .await)
+    }
+}

@@ -6,6 +6,8 @@
 //! The sandbox asks [`GrantService/CheckGrant`](service::Requests::check) before every query.
 //! Laid out as `services/README.md` says.
 
+pub mod developer;
+mod developers;
 mod grpc;
 pub mod request;
 pub mod service;
@@ -121,6 +123,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         api::request_service_server::RequestServiceServer,
         api::grant_service_server::GrantServiceServer,
         api::quality_service_server::QualityServiceServer,
+        api::developer_service_server::DeveloperServiceServer,
     );
     let follower = context
         .consumer(FOLLOW_CONSUMER, &FOLLOWED)

@@ -264,6 +264,13 @@ impl Requests {
         input: api::DataRequest,
     ) -> Result<api::DataRequest> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        if who.has(Role::Developer) && !who.has(Role::Operator) {
+            return Err(RequestError::forbidden(
+                "DEVELOPER_NO_RAW_DATA",
+                "a developer builds on the products and services its operator delivers, never on \
+                 raw resources (第二十一条)",
+            ));
+        }
         RequestError::unless_role(who, &[Role::Operator], "requesting data")?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {

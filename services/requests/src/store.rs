@@ -12,6 +12,7 @@ use pdp_proto::pdp::requests::v1 as api;
 use prost::Message;
 
 use crate::RequestError;
+use crate::developer::ApprovalState;
 use crate::request::{AgreementFacts, RequestState, ResourceFacts};
 use crate::ticket::TicketState;
 
@@ -92,6 +93,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    developers (id) {
+        id -> Text,
+        tenant -> Text,
+        organization -> Text,
+        operator -> Text,
+        state -> Text,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    development_needs (id) {
+        id -> Text,
+        tenant -> Text,
+        developer_id -> Text,
+        state -> Text,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     request_schedule (item, action) {
         item -> Text,
         tenant -> Text,
@@ -107,6 +131,8 @@ tenant_table!(request_resources::table, request_resources::tenant);
 tenant_table!(request_agreements::table, request_agreements::tenant);
 tenant_table!(review_periods::table, review_periods::tenant);
 tenant_table!(quality_tickets::table, quality_tickets::tenant);
+tenant_table!(developers::table, developers::tenant);
+tenant_table!(development_needs::table, development_needs::tenant);
 
 type Result<T> = std::result::Result<T, RequestError>;
 
@@ -502,6 +528,178 @@ pub fn tickets_of_resource(
         .load::<Vec<u8>>(conn)?
         .iter()
         .map(|b| decode_ticket(b))
+        .collect()
+}
+
+// --- developers ----------------------------------------------------------------------------------
+
+fn approval_name(state: i32) -> &'static str {
+    ApprovalState::from_api(state)
+        .map(ApprovalState::name)
+        .unwrap_or("PENDING")
+}
+
+fn decode_developer(bytes: &[u8]) -> Result<api::Developer> {
+    let d = api::Developer::decode(bytes).map_err(|e| RequestError::Corrupt(e.to_string()))?;
+    if ApprovalState::from_api(d.state).is_none() {
+        return Err(RequestError::Corrupt(format!(
+            "developers/{}: state {} is not an approval state",
+            d.id, d.state
+        )));
+    }
+    Ok(d)
+}
+
+fn decode_need(bytes: &[u8]) -> Result<api::DevelopmentNeed> {
+    let n =
+        api::DevelopmentNeed::decode(bytes).map_err(|e| RequestError::Corrupt(e.to_string()))?;
+    if ApprovalState::from_api(n.state).is_none() {
+        return Err(RequestError::Corrupt(format!(
+            "development-needs/{}: state {} is not an approval state",
+            n.id, n.state
+        )));
+    }
+    Ok(n)
+}
+
+/// Inserts or replaces developer `d`.
+pub fn put_developer(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    d: &api::Developer,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(developers::table)
+            .filter(developers::id.eq(&d.id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(developers::table)
+        .values((
+            developers::id.eq(&d.id),
+            developers::tenant.eq(scope.tenant().as_str()),
+            developers::organization.eq(&d.organization),
+            developers::operator.eq(&d.operator),
+            developers::state.eq(approval_name(d.state)),
+            developers::body.eq(d.encode_to_vec()),
+            developers::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_developer(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::Developer>> {
+    let body = scope
+        .rows(developers::table)
+        .filter(developers::id.eq(id))
+        .select(developers::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_developer(&b)).transpose()
+}
+
+/// Whose developers a caller may list.
+#[derive(Debug, Clone)]
+pub enum DeveloperView {
+    All,
+    /// Those registered with an operator.
+    Operator(String),
+    /// A developer organization's own registrations.
+    Own(String),
+}
+
+pub fn list_developers(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    view: &DeveloperView,
+    page: &Cursor,
+) -> Result<Vec<api::Developer>> {
+    let mut query = scope
+        .rows(developers::table)
+        .select(developers::body)
+        .order(developers::id)
+        .limit(i64::from(page.size))
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(developers::id.gt(after.clone()));
+    }
+    match view {
+        DeveloperView::All => {}
+        DeveloperView::Operator(org) => query = query.filter(developers::operator.eq(org.clone())),
+        DeveloperView::Own(org) => query = query.filter(developers::organization.eq(org.clone())),
+    }
+    query
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_developer(b))
+        .collect()
+}
+
+/// Inserts or replaces need `n`.
+pub fn put_need(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    n: &api::DevelopmentNeed,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(development_needs::table)
+            .filter(development_needs::id.eq(&n.id)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(development_needs::table)
+        .values((
+            development_needs::id.eq(&n.id),
+            development_needs::tenant.eq(scope.tenant().as_str()),
+            development_needs::developer_id.eq(&n.developer_id),
+            development_needs::state.eq(approval_name(n.state)),
+            development_needs::body.eq(n.encode_to_vec()),
+            development_needs::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_need(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::DevelopmentNeed>> {
+    let body = scope
+        .rows(development_needs::table)
+        .filter(development_needs::id.eq(id))
+        .select(development_needs::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_need(&b)).transpose()
+}
+
+pub fn needs_of(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    developer_id: &str,
+    page: &Cursor,
+) -> Result<Vec<api::DevelopmentNeed>> {
+    let mut query = scope
+        .rows(development_needs::table)
+        .filter(development_needs::developer_id.eq(developer_id.to_string()))
+        .select(development_needs::body)
+        .order(development_needs::id)
+        .limit(i64::from(page.size))
+        .into_boxed();
+    if let Some(after) = &page.after {
+        query = query.filter(development_needs::id.gt(after.clone()));
+    }
+    query
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_need(b))
         .collect()
 }
 

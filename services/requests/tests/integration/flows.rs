@@ -738,3 +738,119 @@ pub async fn a_ticket_answered_late_is_overdue_and_the_record_says_so(backend: B
     );
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
+
+pub async fn developers_register_with_an_operator_that_reviews_them_and_their_needs(
+    backend: Backend,
+) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    let labs = caller("developer", "labs");
+    let registration = |operator: &str| api::Developer {
+        operator: operator.into(),
+        name: "Harbin Labs".into(),
+        qualifications: vec!["ISO 27001".into()],
+        contact: "dev@labs".into(),
+        ..Default::default()
+    };
+    // With an operator that holds an active agreement, never with oneself.
+    let err = i
+        .requests
+        .register_developer(&labs, HARBIN, registration("acme"))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:?}", err.field_violations()).contains("no ACTIVE agreement"),
+        "{err}"
+    );
+    let beta_as_developer = caller("developer", "beta");
+    let err = i
+        .requests
+        .register_developer(&beta_as_developer, HARBIN, registration("beta"))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:?}", err.field_violations()).contains("第二十条(一)"),
+        "{err}"
+    );
+    let d = i
+        .requests
+        .register_developer(&labs, HARBIN, registration("beta"))
+        .await
+        .unwrap();
+    assert_eq!(d.state, api::ApprovalState::Pending as i32);
+    // Needs wait for the operator's approval of the registration.
+    let need = api::DevelopmentNeed {
+        scenario: request().scenario,
+        data_needs: vec!["beta's arrival API, hourly aggregates".into()],
+        ..Default::default()
+    };
+    let err = i
+        .requests
+        .submit_need(&labs, HARBIN, d.id.clone(), need.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(":review"), "{err}");
+    // Only beta reviews it; another operator does not see it.
+    let approve = api::Approval {
+        approved: true,
+        reasons: vec!["qualified".into()],
+    };
+    let err = i
+        .requests
+        .review_developer(
+            &caller("operator", "acme"),
+            HARBIN,
+            d.id.clone(),
+            approve.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let d = i
+        .requests
+        .review_developer(&beta, HARBIN, d.id.clone(), approve.clone())
+        .await
+        .unwrap();
+    assert_eq!(d.state, api::ApprovalState::Approved as i32);
+    let err = i
+        .requests
+        .review_developer(&beta, HARBIN, d.id.clone(), approve.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition);
+    let n = i
+        .requests
+        .submit_need(&labs, HARBIN, d.id.clone(), need)
+        .await
+        .unwrap();
+    let reject = api::Approval {
+        approved: false,
+        reasons: vec!["needs raw card numbers".into()],
+    };
+    let n = i
+        .requests
+        .review_need(&beta, HARBIN, d.id.clone(), n.id.clone(), reject)
+        .await
+        .unwrap();
+    assert_eq!(n.state, api::ApprovalState::Rejected as i32);
+    let (needs, _) = i
+        .requests
+        .needs(&labs, HARBIN, d.id.clone(), first_page())
+        .await
+        .unwrap();
+    assert_eq!(needs[0].reasons, ["needs raw card numbers"]);
+    // A developer never requests raw data.
+    let err = i
+        .requests
+        .create(&labs, HARBIN, request())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("第二十一条"), "{err}");
+    let (seen, _) = i
+        .requests
+        .developers(&caller("operator", "acme"), HARBIN, first_page())
+        .await
+        .unwrap();
+    assert!(seen.is_empty());
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}

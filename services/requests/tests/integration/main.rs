@@ -13,4 +13,5 @@ on_both_stores!(
     one_rejection_rejects_with_every_reason_shown,
     an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revocation,
     a_ticket_answered_late_is_overdue_and_the_record_says_so,
+    developers_register_with_an_operator_that_reviews_them_and_their_needs,
 );

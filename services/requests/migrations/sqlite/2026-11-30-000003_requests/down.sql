@@ -1,4 +1,6 @@
 DROP TABLE IF EXISTS request_schedule;
+DROP TABLE IF EXISTS development_needs;
+DROP TABLE IF EXISTS developers;
 DROP TABLE IF EXISTS quality_tickets;
 DROP TABLE IF EXISTS review_periods;
 DROP TABLE IF EXISTS request_agreements;

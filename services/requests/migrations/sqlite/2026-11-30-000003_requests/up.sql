@@ -72,6 +72,28 @@ CREATE TABLE quality_tickets (
 );
 CREATE INDEX quality_tickets_tenant_resource ON quality_tickets (tenant, resource_id);
 
+-- Developer entities and their scenarios' data needs (第二十一条).
+CREATE TABLE developers (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    organization text NOT NULL,
+    operator text NOT NULL,
+    state text NOT NULL,
+    body blob NOT NULL,
+    updated_at timestamp NOT NULL
+);
+CREATE INDEX developers_tenant_operator ON developers (tenant, operator);
+
+CREATE TABLE development_needs (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    developer_id text NOT NULL,
+    state text NOT NULL,
+    body blob NOT NULL,
+    updated_at timestamp NOT NULL
+);
+CREATE INDEX development_needs_tenant_developer ON development_needs (tenant, developer_id);
+
 -- Overdue reviews and tickets, and grant expiries due, across tenants; names rows, holds none of their
 -- content.
 CREATE TABLE request_schedule (
