@@ -1,8 +1,10 @@
 //! From an effective plan to an ACTIVE agreement through the gateway of `pdp dev`, as the bureau,
 //! three operators and the public do it: the call, three applications (one ineligible for a
-//! security incident two years ago), evaluation, the public notice, an objection dismissed, the
-//! conclusion, the agreement, both signatures, activation; then the test moves the clock past the
-//! agreement's last day, and the operator's calls are denied.
+//! security incident two years ago) whose conditions the bureau judges, evaluation, the public
+//! notice, an objection dismissed, the conclusion, the agreement, both signatures, activation; a
+//! data request reviewed by the bureau and two providers (one with conditions) and its grant; a
+//! data-quality ticket left unanswered; then the test moves the clock past the agreement's last
+//! day: the operator's calls are denied, the grant has ended, the ticket is overdue.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -385,6 +387,17 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         "{allowed}"
     );
 
+    // A data-quality ticket on the bus arrivals, which the transport provider leaves unanswered
+    // (第十九条).
+    let (status, ticket) = post(
+        &format!("{H}/quality-tickets"),
+        Some(beta),
+        json!({"resource_id": rid, "fields": ["stop_id"], "kind": "TICKET_KIND_STALE",
+            "description": "stops renamed last month", "evidence": "stop 1042"}),
+    );
+    assert_eq!(status, 200, "{ticket}");
+    let tid = ticket["id"].as_str().unwrap().to_string();
+
     // The term ends: the scheduler expires the agreement and every gateway replica stops
     // authorizing beta.
     ShiftedClock::shift_to(&shift, end_of_day(last) + Duration::minutes(1)).unwrap();
@@ -410,6 +423,22 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         (200, &json!(false)),
         "{denied}"
     );
+    // The ticket's period passed meanwhile: it is listed overdue, and a late answer says so.
+    let overdue = eventually(30, "the ticket is overdue", || {
+        let (_, listed) = get(
+            &format!("{H}/quality-tickets?overdue_only=true"),
+            Some(&bureau),
+        );
+        (listed["tickets"][0]["id"] == json!(tid)).then_some(listed)
+    });
+    assert_eq!(overdue["tickets"][0]["overdue"], json!(true), "{overdue}");
+    let (status, answered) = post(
+        &format!("{H}/quality-tickets/{tid}:answer"),
+        Some(&provider),
+        json!({"text": "renamed stops mapped", "fixed": true}),
+    );
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered["answers"][0]["late"], json!(true), "{answered}");
 
     assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
 }

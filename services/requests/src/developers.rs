@@ -89,6 +89,19 @@ impl Requests {
             let active = !db::active_agreements(conn, scope, &input.operator)?.is_empty();
             let v = rules::registration_violations(&input, &who.organization, active);
             RequestError::check("developer", v)?;
+            // One standing registration per operator: a rejected one may be filed anew.
+            let standing = db::registrations(conn, scope, &who.organization, &input.operator)?
+                .into_iter()
+                .find(|d| ApprovalState::from_api(d.state) != Some(ApprovalState::Rejected));
+            if let Some(d) = standing {
+                return Err(RequestError::precondition(
+                    format!("developers/{}", d.id),
+                    format!(
+                        "{} is registered with {} already",
+                        d.organization, d.operator
+                    ),
+                ));
+            }
             let d = api::Developer {
                 id: Uuid::now_v7().to_string(),
                 tenant: scope.tenant().to_string(),

@@ -640,6 +640,24 @@ pub fn list_developers(
         .collect()
 }
 
+/// Every registration of `organization` with `operator`.
+pub fn registrations(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    organization: &str,
+    operator: &str,
+) -> Result<Vec<api::Developer>> {
+    scope
+        .rows(developers::table)
+        .filter(developers::organization.eq(organization))
+        .filter(developers::operator.eq(operator))
+        .select(developers::body)
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| decode_developer(b))
+        .collect()
+}
+
 /// Inserts or replaces need `n`.
 pub fn put_need(
     conn: &mut AnyConnection,

@@ -21,6 +21,9 @@ use crate::ticket::{self as rules, Step, TicketState};
 
 type Result<T> = std::result::Result<T, RequestError>;
 
+/// Tickets one operator may hold open on one resource.
+const MAX_OPEN_TICKETS: usize = 20;
+
 fn subject(t: &api::QualityTicket) -> String {
     format!("quality-tickets/{}", t.id)
 }
@@ -109,6 +112,22 @@ impl Requests {
                 .remove(&input.resource_id);
             let v = rules::raise_violations(&input, &agreements, resource.as_ref());
             RequestError::check("ticket", v)?;
+            // One operator cannot bury a provider in tickets on one resource.
+            let open = db::tickets_of_resource(conn, scope, &input.resource_id)?
+                .iter()
+                .filter(|t| t.operator == who.organization)
+                .filter(|t| TicketState::of(t) != TicketState::Confirmed)
+                .count();
+            if open >= MAX_OPEN_TICKETS {
+                return Err(RequestError::precondition(
+                    format!("resources/{}", input.resource_id),
+                    format!(
+                        "{} has {open} tickets on this resource not yet confirmed: settle them \
+                         before raising more (at most {MAX_OPEN_TICKETS})",
+                        who.organization
+                    ),
+                ));
+            }
             let provider = resource.map(|r| r.provider).unwrap_or_default();
             let mut t = api::QualityTicket {
                 id: Uuid::now_v7().to_string(),

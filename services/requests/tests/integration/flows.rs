@@ -736,6 +736,20 @@ pub async fn a_ticket_answered_late_is_overdue_and_the_record_says_so(backend: B
         0,
         "answered tickets are never overdue"
     );
+    // One operator holds at most 20 unconfirmed tickets on one resource.
+    for _ in 0..20 {
+        let raised = i
+            .requests
+            .raise(&beta, HARBIN, ticket("bus", &["arrival"]))
+            .await;
+        raised.unwrap();
+    }
+    let err = i
+        .requests
+        .raise(&beta, HARBIN, ticket("bus", &["arrival"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 20"), "{err}");
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
 
@@ -778,6 +792,15 @@ pub async fn developers_register_with_an_operator_that_reviews_them_and_their_ne
         .await
         .unwrap();
     assert_eq!(d.state, api::ApprovalState::Pending as i32);
+    let again = i
+        .requests
+        .register_developer(&labs, HARBIN, registration("beta"))
+        .await
+        .unwrap_err();
+    assert!(
+        again.to_string().contains("registered with beta already"),
+        "{again}"
+    );
     // Needs wait for the operator's approval of the registration.
     let need = api::DevelopmentNeed {
         scenario: request().scenario,
