@@ -704,8 +704,8 @@ impl Requests {
 
     // --- schedule ------------------------------------------------------------------------------
 
-    /// Reviews and tickets that became overdue, and grants whose last day passed; each happens once whatever
-    /// the replicas.
+    /// Reviews and tickets that became overdue, and grants whose last day passed; each happens
+    /// once whatever the replicas.
     pub async fn run_schedule(&self) -> Result<usize> {
         let today = civil_date(self.clock.now());
         let due = self.store.run(move |conn| db::due(conn, today)).await?;

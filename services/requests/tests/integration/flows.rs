@@ -494,21 +494,7 @@ pub async fn an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revoca
     assert!(overdue[0].reviews[1].overdue && overdue[0].reviews[2].overdue);
 
     // Late answers still count; then the grant runs to its last day.
-    for who in [
-        bureau(),
-        caller("provider", "transport-org"),
-        caller("provider", "health-org"),
-    ] {
-        i.requests
-            .review(
-                &who,
-                HARBIN,
-                d.id.clone(),
-                decision(api::ReviewOutcome::Approved, "ok", None),
-            )
-            .await
-            .unwrap();
-    }
+    i.approve_by_every_reviewer(&d.id).await;
     let (overdue, _) = i
         .requests
         .list(&bureau(), HARBIN, None, true, first_page())
@@ -545,21 +531,7 @@ pub async fn an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revoca
         .submit(&beta, HARBIN, d.id.clone())
         .await
         .unwrap();
-    for who in [
-        bureau(),
-        caller("provider", "transport-org"),
-        caller("provider", "health-org"),
-    ] {
-        i.requests
-            .review(
-                &who,
-                HARBIN,
-                d.id.clone(),
-                decision(api::ReviewOutcome::Approved, "ok", None),
-            )
-            .await
-            .unwrap();
-    }
+    i.approve_by_every_reviewer(&d.id).await;
     let grant = i
         .requests
         .get(&beta, HARBIN, d.id.clone())
