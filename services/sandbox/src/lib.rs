@@ -1,0 +1,14 @@
+//! The sandbox's engine (原始数据不出域、数据可用不可见, 第四条, 第十六条, 第二十二条): an
+//! operator's SQL runs on Apache DataFusion over the Parquet files of the resources its grant
+//! names, in an object store (a directory in dev, S3-compatible in a cluster); each table shows
+//! only the granted fields, masked ones as keyed digests; and nothing leaves unless its logical
+//! plan passes [`disclosure::control`]: aggregates only, of groups of at least `k` records.
+//!
+//! A library the requests service hosts behind its grants; its own crate so that DataFusion, a
+//! large build, is compiled once and its rules are tested without a store.
+
+pub mod disclosure;
+pub mod engine;
+
+pub use disclosure::{Policy, Refusal};
+pub use engine::{Answer, Limits, Sandbox, SandboxError, Table};

@@ -1,0 +1,237 @@
+//! The disclosure rules, each with a query that breaks it, on real Parquet files in a local
+//! object store.
+#![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::util::display::array_value_to_string;
+use object_store::local::LocalFileSystem;
+use pdp_sandbox::{Limits, Refusal, Sandbox, SandboxError, Table};
+
+/// 83 residents: 40 in Daoli, 40 in Nangang, 3 in Hulan; income personal, id card masked.
+fn residents() -> RecordBatch {
+    let mut district = Vec::new();
+    let mut age = Vec::new();
+    let mut income = Vec::new();
+    let mut id_card = Vec::new();
+    for (name, n) in [("Daoli", 40), ("Nangang", 40), ("Hulan", 3)] {
+        for i in 0..n {
+            district.push(name.to_string());
+            age.push(20 + (i % 40) as i64);
+            income.push(1000 * (i as i64 + 1));
+            id_card.push(format!("2301{name}{i:04}"));
+        }
+    }
+    let schema = Schema::new(vec![
+        Field::new("district", DataType::Utf8, false),
+        Field::new("age", DataType::Int64, false),
+        Field::new("income", DataType::Int64, false),
+        Field::new("id_card", DataType::Utf8, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(district)),
+            Arc::new(Int64Array::from(age)),
+            Arc::new(Int64Array::from(income)),
+            Arc::new(StringArray::from(id_card)),
+        ],
+    )
+    .unwrap()
+}
+
+struct Fixture {
+    sandbox: Sandbox,
+    tables: Vec<Table>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    let sandbox = Sandbox::new(Arc::new(store), Limits::default()).unwrap();
+    let location = "tenants/230100/resources/residents/v1/";
+    sandbox.write(location, vec![residents()]).await.unwrap();
+    let tables = vec![Table {
+        name: "residents".into(),
+        location: location.into(),
+        fields: vec![
+            "district".into(),
+            "age".into(),
+            "income".into(),
+            "id_card".into(),
+        ],
+        masked: vec!["id_card".into()],
+        personal: vec!["income".into(), "id_card".into()],
+    }];
+    Fixture {
+        sandbox,
+        tables,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn ask(&self, sql: &str) -> Result<pdp_sandbox::Answer, SandboxError> {
+        self.sandbox
+            .query(&self.tables, sql, 10, "grant-1-salt")
+            .await
+    }
+}
+
+fn refusal(result: Result<pdp_sandbox::Answer, SandboxError>) -> Refusal {
+    match result {
+        Err(SandboxError::Refused(r)) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn strings(batch: &RecordBatch, column: usize) -> Vec<String> {
+    let a = batch.column(column);
+    (0..a.len())
+        .map(|i| array_value_to_string(a, i).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_aggregate_leaves_and_small_groups_are_suppressed() {
+    let f = fixture().await;
+    let answer = f
+        .ask(
+            "SELECT district, count(*) AS residents, avg(income) AS mean_income \
+             FROM residents GROUP BY district ORDER BY district",
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.groups, 2);
+    assert_eq!(answer.suppressed, 1, "Hulan's 3 residents stay inside");
+    let batch = &answer.batches[0];
+    assert_eq!(strings(batch, 0), ["Daoli", "Nangang"]);
+    assert_eq!(
+        batch.num_columns(),
+        3,
+        "the hidden group size does not leave"
+    );
+    assert_eq!(answer.plan_hash.len(), 64);
+    assert!(answer.fields_touched.iter().any(|f| f.ends_with(".income")));
+}
+
+#[tokio::test]
+async fn rows_never_leave() {
+    let f = fixture().await;
+    for sql in [
+        "SELECT * FROM residents",
+        "SELECT district, income FROM residents",
+        "SELECT DISTINCT id_card FROM residents",
+    ] {
+        let r = refusal(f.ask(sql).await);
+        assert!(matches!(r, Refusal::RowLevel(_)), "{sql}: {r}");
+        assert!(r.to_string().contains("第二十二条"), "{r}");
+    }
+    // A row-level function over an aggregate's output is no group key nor aggregate either.
+    let r = refusal(
+        f.ask("SELECT upper(district), count(*) FROM residents GROUP BY district")
+            .await,
+    );
+    assert!(matches!(r, Refusal::NotAggregated(_)), "{r}");
+}
+
+#[tokio::test]
+async fn one_record_values_of_personal_information_are_refused() {
+    let f = fixture().await;
+    let r = refusal(
+        f.ask("SELECT district, max(income) FROM residents GROUP BY district")
+            .await,
+    );
+    assert_eq!(
+        r,
+        Refusal::OrderStatisticOfPersonal {
+            function: "max".into(),
+            field: "income".into()
+        }
+    );
+    // On a field that is no personal information, MAX is an ordinary statistic.
+    let answer = f
+        .ask("SELECT district, max(age) FROM residents GROUP BY district")
+        .await
+        .unwrap();
+    assert_eq!(answer.groups, 2);
+    let r = refusal(
+        f.ask("SELECT district, array_agg(income) FROM residents GROUP BY district")
+            .await,
+    );
+    assert!(matches!(r, Refusal::AggregateNotAllowed(_)), "{r}");
+}
+
+#[tokio::test]
+async fn a_filter_that_singles_someone_out_is_refused() {
+    let f = fixture().await;
+    // The differencing pair: everyone in Daoli, and everyone in Daoli but one id card.
+    let all = f
+        .ask("SELECT district, sum(income) FROM residents WHERE district = 'Daoli' GROUP BY district")
+        .await
+        .unwrap();
+    assert_eq!(all.groups, 1);
+    let r = refusal(
+        f.ask(
+            "SELECT district, sum(income) FROM residents \
+             WHERE district = 'Daoli' AND id_card <> 'x' GROUP BY district",
+        )
+        .await,
+    );
+    assert_eq!(r, Refusal::FilterNotGrouped("id_card".into()));
+    // Grouping by the identifying field instead makes every group one record: all suppressed.
+    let answer = f
+        .ask(
+            "SELECT district, id_card, sum(income) FROM residents \
+             WHERE district = 'Daoli' GROUP BY district, id_card",
+        )
+        .await
+        .unwrap();
+    assert_eq!((answer.groups, answer.suppressed), (0, 40));
+}
+
+#[tokio::test]
+async fn masked_fields_group_but_never_show() {
+    let f = fixture().await;
+    // Counting distinct id cards works on their digests.
+    let answer = f
+        .ask("SELECT district, count(DISTINCT id_card) AS people FROM residents GROUP BY district")
+        .await
+        .unwrap();
+    assert_eq!(answer.groups, 2);
+    // Grouped by the digest, every group is one record: nothing leaves.
+    let by_card = f
+        .ask("SELECT id_card, count(*) FROM residents GROUP BY id_card")
+        .await
+        .unwrap();
+    assert_eq!((by_card.groups, by_card.suppressed), (0, 83));
+}
+
+#[tokio::test]
+async fn nothing_writes_or_reads_outside() {
+    let f = fixture().await;
+    for sql in [
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "COPY residents TO '/tmp/out.csv'",
+        "CREATE TABLE copy AS SELECT * FROM residents",
+        "EXPLAIN SELECT count(*) FROM residents",
+    ] {
+        let result = f.ask(sql).await;
+        assert!(
+            matches!(
+                result,
+                Err(SandboxError::Refused(Refusal::NotAQuery(_))) | Err(SandboxError::Invalid(_))
+            ),
+            "{sql}: {result:?}"
+        );
+    }
+    // A table outside the grant does not exist.
+    let result = f.ask("SELECT count(*) FROM other").await;
+    assert!(
+        matches!(result, Err(SandboxError::Invalid(_))),
+        "{result:?}"
+    );
+}
