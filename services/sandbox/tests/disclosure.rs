@@ -170,7 +170,10 @@ async fn a_filter_that_singles_someone_out_is_refused() {
     let f = fixture().await;
     // The differencing pair: everyone in Daoli, and everyone in Daoli but one id card.
     let all = f
-        .ask("SELECT district, sum(income) FROM residents WHERE district = 'Daoli' GROUP BY district")
+        .ask(
+            "SELECT district, sum(income) FROM residents \
+             WHERE district = 'Daoli' GROUP BY district",
+        )
         .await
         .unwrap();
     assert_eq!(all.groups, 1);
