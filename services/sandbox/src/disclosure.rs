@@ -8,18 +8,25 @@
 //! - every aggregate is one of COUNT, SUM, AVG and the variances and standard deviations; MIN, MAX,
 //!   medians and percentiles only on fields that hold no personal information;
 //! - every filter below the aggregate tests only columns the aggregate groups by, so that each
-//!   answer is a set of whole groups (the defence against differencing: two filters cannot carve
-//!   out sets that differ by one record without that record's group showing, and it is
-//!   suppressed);
+//!   answer is a set of whole groups: two filters cannot carve out sets that differ by one record;
+//! - no HAVING tests an aggregate's value (a threshold asked again and again finds it exactly);
 //!
-//! and then every group of fewer than `k` records is suppressed from the answer, and the answer
-//! says how many were. The controlled plan adds a hidden COUNT(*) to the aggregate for that.
+//! and then every group of fewer than `k` records is suppressed (the answer says how many were),
+//! and every released COUNT, SUM, AVG, variance and deviation carries Laplace noise scaled to
+//! what one record can change it by, divided by the query's ε. Suppression alone cannot stop
+//! differencing: the total of a district minus its released age groups is the one suppressed
+//! person. Noise can: the difference of two noisy answers is noise of one person's size. The
+//! noise is seeded by the grant's secret, the plan and the group, so asking the same again gives
+//! the same answer and cannot be averaged away; the host charges each query's ε to the grant's
+//! budget. The controlled plan adds a hidden COUNT(*) (the group's size) to the aggregate.
 
 use std::collections::BTreeSet;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, col, lit};
+use datafusion::functions::expr_fn::abs;
+use datafusion::functions_aggregate::expr_fn::{count, max};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
 
 /// The hidden column of every controlled aggregate: how many records a group stands for.
 pub const GROUP_SIZE: &str = "__pdp_group_size";
@@ -62,6 +69,33 @@ pub struct Policy {
     pub k: u64,
     /// Fields that hold personal information (个人信息), by name.
     pub personal: BTreeSet<String>,
+    /// The privacy loss one query may spend: smaller is noisier.
+    pub epsilon: f64,
+}
+
+/// How a released aggregate is noised: by what one record can change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseKind {
+    /// By one.
+    Count,
+    /// By the largest magnitude of its argument.
+    Sum,
+    /// By twice that over the group's size.
+    Avg,
+    /// By its square over the group's size.
+    Variance,
+    /// By it over the square root of the group's size.
+    Deviation,
+}
+
+/// An output column that leaves noised.
+#[derive(Debug, Clone)]
+pub struct Noised {
+    /// Its name in the answer.
+    pub column: String,
+    pub kind: NoiseKind,
+    /// Which column of the bounds plan holds its argument's largest magnitude (not for COUNT).
+    pub bound: Option<usize>,
 }
 
 /// Why a plan may not leave: the column or group and the rule it broke.
@@ -90,13 +124,22 @@ pub enum Refusal {
     FilterNotGrouped(String),
     #[error("{0}: an aggregate of aggregates or a second aggregate is not controlled here")]
     NestedAggregate(String),
+    #[error(
+        "HAVING tests `{0}`, an aggregate's value: asked with one threshold after another it \
+         would reveal the value exactly; filter the answer yourself"
+    )]
+    HavingOnAggregate(String),
 }
 
-/// A plan that passed: what is released, and what counts the suppressed groups.
+/// A plan that passed: what is released (with the group size as a last, hidden column), what
+/// counts the suppressed groups, which columns leave noised, and what finds the largest
+/// magnitude of each noised aggregate's argument.
 #[derive(Debug, Clone)]
 pub struct Controlled {
     pub released: LogicalPlan,
     pub suppressed: LogicalPlan,
+    pub noised: Vec<Noised>,
+    pub bounds: Option<LogicalPlan>,
 }
 
 /// Checks `plan` against the rules and returns its controlled form.
@@ -150,11 +193,48 @@ fn rebuild(plan: &LogicalPlan, policy: &Policy, k: u64) -> Result<Controlled, Re
                     return Err(Refusal::NotAggregated(e.schema_name().to_string()));
                 }
             }
-            over(plan, &p.input, policy, k)
+            let below = rebuild(&p.input, policy, k)?;
+            // The answer's names of the noised columns, and the group size carried along.
+            let mut exprs = p.expr.clone();
+            let noised = below
+                .noised
+                .iter()
+                .filter_map(|n| {
+                    let e = p
+                        .expr
+                        .iter()
+                        .find(|e| source_name(e) == Some(n.column.as_str()))?;
+                    Some(Noised {
+                        column: output_name(e),
+                        ..n.clone()
+                    })
+                })
+                .collect();
+            exprs.push(col(GROUP_SIZE));
+            let released = LogicalPlanBuilder::from(below.released)
+                .project(exprs)
+                .and_then(|b| b.build())
+                .map_err(|e| Refusal::RowLevel(e.to_string()))?;
+            Ok(Controlled {
+                released,
+                noised,
+                ..below
+            })
         }
         LogicalPlan::Sort(s) => over(plan, &s.input, policy, k),
-        // HAVING: a test of the aggregate's own columns, whole groups in or out.
-        LogicalPlan::Filter(f) => over(plan, &f.input, policy, k),
+        // HAVING on group keys: whole groups in or out. On an aggregate's value: refused.
+        LogicalPlan::Filter(f) => {
+            let below = rebuild(&f.input, policy, k)?;
+            let tested = f.predicate.column_refs();
+            if let Some(n) = below
+                .noised
+                .iter()
+                .find(|n| tested.iter().any(|c| c.name == n.column))
+            {
+                return Err(Refusal::HavingOnAggregate(n.column.clone()));
+            }
+            over_controlled(plan, below)
+        }
         LogicalPlan::Limit(l) => over(plan, &l.input, policy, k),
         LogicalPlan::SubqueryAlias(a) => over(plan, &a.input, policy, k),
         other => Err(Refusal::RowLevel(first_line(other))),
@@ -168,14 +248,31 @@ fn over(
     policy: &Policy,
     k: u64,
 ) -> Result<Controlled, Refusal> {
-    let below = rebuild(input, policy, k)?;
+    over_controlled(node, rebuild(input, policy, k)?)
+}
+
+fn over_controlled(node: &LogicalPlan, below: Controlled) -> Result<Controlled, Refusal> {
     let released = node
         .with_new_exprs(node.expressions(), vec![below.released])
         .map_err(|e| Refusal::RowLevel(e.to_string()))?;
-    Ok(Controlled {
-        released,
-        suppressed: below.suppressed,
-    })
+    Ok(Controlled { released, ..below })
+}
+
+/// The column a projection's expression passes on.
+fn source_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Column(c) => Some(c.name.as_str()),
+        Expr::Alias(a) => source_name(&a.expr),
+        _ => None,
+    }
+}
+
+fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Alias(a) => a.name.clone(),
+        Expr::Column(c) => c.name.clone(),
+        other => other.schema_name().to_string(),
+    }
 }
 
 fn first_line(plan: &LogicalPlan) -> String {
@@ -199,8 +296,23 @@ fn unaliased(e: &Expr) -> &Expr {
 }
 
 fn controlled_aggregate(a: &Aggregate, policy: &Policy, k: u64) -> Result<Controlled, Refusal> {
-    for e in &a.aggr_expr {
-        check_aggregate(e, policy)?;
+    let mut noised = Vec::new();
+    let mut bound_exprs = Vec::new();
+    for (i, e) in a.aggr_expr.iter().enumerate() {
+        let Some((kind, arg)) = check_aggregate(e, policy)? else {
+            continue;
+        };
+        let column = a.schema.field(a.group_expr.len() + i).name().clone();
+        let bound = arg.map(|arg| {
+            let magnitude = abs(cast(arg, DataType::Float64));
+            bound_exprs.push(max(magnitude).alias(format!("bound_{}", bound_exprs.len())));
+            bound_exprs.len() - 1
+        });
+        noised.push(Noised {
+            column,
+            kind,
+            bound,
+        });
     }
     let grouped: BTreeSet<String> = a
         .group_expr
@@ -225,19 +337,47 @@ fn controlled_aggregate(a: &Aggregate, policy: &Policy, k: u64) -> Result<Contro
             .filter(col(GROUP_SIZE).lt(lit(k as i64)))
             .and_then(|b| b.aggregate(Vec::<Expr>::new(), vec![count(lit(1)).alias("suppressed")])),
     )?;
+    let bounds = if bound_exprs.is_empty() {
+        None
+    } else {
+        Some(plan(
+            LogicalPlanBuilder::from(a.input.as_ref().clone())
+                .aggregate(Vec::<Expr>::new(), bound_exprs),
+        )?)
+    };
     Ok(Controlled {
         released,
         suppressed,
+        noised,
+        bounds,
     })
 }
 
-fn check_aggregate(e: &Expr, policy: &Policy) -> Result<(), Refusal> {
+/// How one record moves aggregate `name`, and its argument, when it is noised.
+fn noise_of(name: &str, args: &[Expr]) -> Option<(NoiseKind, Option<Expr>)> {
+    let arg = args.first().cloned();
+    let kind = match name {
+        "count" => return Some((NoiseKind::Count, None)),
+        "sum" => NoiseKind::Sum,
+        "avg" | "mean" => NoiseKind::Avg,
+        n if n.starts_with("var") => NoiseKind::Variance,
+        n if n.starts_with("stddev") => NoiseKind::Deviation,
+        _ => return None,
+    };
+    Some((kind, arg))
+}
+
+/// Checks one aggregate; the noise it leaves with, if any.
+fn check_aggregate(
+    e: &Expr,
+    policy: &Policy,
+) -> Result<Option<(NoiseKind, Option<Expr>)>, Refusal> {
     let Expr::AggregateFunction(f) = unaliased(e) else {
         return Err(Refusal::NotAggregated(e.schema_name().to_string()));
     };
     let name = f.func.name().to_lowercase();
     if ALWAYS.contains(&name.as_str()) {
-        return Ok(());
+        return Ok(noise_of(&name, &f.params.args));
     }
     if ORDER_STATISTICS.contains(&name.as_str()) {
         for arg in &f.params.args {
@@ -252,7 +392,7 @@ fn check_aggregate(e: &Expr, policy: &Policy) -> Result<(), Refusal> {
                 });
             }
         }
-        return Ok(());
+        return Ok(None);
     }
     Err(Refusal::AggregateNotAllowed(name))
 }

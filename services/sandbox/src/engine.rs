@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::disclosure::{self, Policy, Refusal};
+use crate::noise::{self, Noise};
 
 /// A table of a grant as the query sees it.
 #[derive(Debug, Clone)]
@@ -61,6 +62,17 @@ pub struct Answer {
     pub plan_hash: String,
     /// `table.field` of every column the query reads.
     pub fields_touched: Vec<String>,
+    /// The privacy loss the answer cost: the query's ε when anything left noised, else 0.
+    pub epsilon_spent: f64,
+}
+
+/// What one query is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// The smallest group that leaves.
+    pub k: u64,
+    /// The privacy loss the query may spend.
+    pub epsilon: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,15 +174,23 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Runs `sql` over `tables`; only what passes disclosure control with groups of at least
-    /// `k` records leaves.
+    /// Runs `sql` over `tables`; only what passes disclosure control leaves: groups of at least
+    /// `rules.k` records, their aggregates noised for `rules.epsilon`. `secret` is the grant's:
+    /// it keys the masks and seeds the noise, and never leaves.
     pub async fn query(
         &self,
         tables: &[Table],
         sql: &str,
-        k: u64,
-        salt: &str,
+        rules: Rules,
+        secret: &str,
     ) -> Result<Answer, SandboxError> {
+        if !(rules.epsilon.is_finite() && rules.epsilon > 0.0) {
+            return Err(SandboxError::Invalid(format!(
+                "ε must be a positive number, not {}",
+                rules.epsilon
+            )));
+        }
+        let salt = secret;
         let ctx = self.session()?;
         self.register(&ctx, tables, salt).await?;
         let plan = ctx.state().create_logical_plan(sql).await?;
@@ -178,25 +198,38 @@ impl Sandbox {
             .iter()
             .flat_map(|t| t.personal.iter().cloned())
             .collect();
-        let controlled = disclosure::control(&plan, &Policy { k, personal })?;
+        let policy = Policy {
+            k: rules.k,
+            personal,
+            epsilon: rules.epsilon,
+        };
+        let controlled = disclosure::control(&plan, &policy)?;
         let plan_hash = format!("{:x}", Sha256::digest(plan.display_indent().to_string()));
         let fields_touched = touched(&plan);
         let run = async {
-            let released = ctx
-                .execute_logical_plan(controlled.released)
-                .await?
-                .collect()
-                .await?;
-            let counted = ctx
-                .execute_logical_plan(controlled.suppressed)
-                .await?
-                .collect()
-                .await?;
-            Ok::<_, DataFusionError>((released, counted))
+            let released = ctx.execute_logical_plan(controlled.released).await?;
+            let released = released.collect().await?;
+            let counted = ctx.execute_logical_plan(controlled.suppressed).await?;
+            let counted = counted.collect().await?;
+            let bounds = match controlled.bounds {
+                Some(plan) => ctx.execute_logical_plan(plan).await?.collect().await?,
+                None => Vec::new(),
+            };
+            Ok::<_, DataFusionError>((released, counted, bounds))
         };
-        let (batches, counted) = tokio::time::timeout(self.limits.time, run)
+        let (exact, counted, bounds) = tokio::time::timeout(self.limits.time, run)
             .await
             .map_err(|_| SandboxError::TimedOut(self.limits.time))??;
+        let noise = Noise {
+            noised: &controlled.noised,
+            bounds: noise::bounds(&bounds)?,
+            epsilon: rules.epsilon,
+            seed: format!("{secret}/{plan_hash}"),
+        };
+        let batches = exact
+            .iter()
+            .map(|b| noise.apply(b))
+            .collect::<Result<Vec<_>, _>>()?;
         let suppressed = counted
             .first()
             .filter(|b| b.num_rows() > 0)
@@ -213,6 +246,11 @@ impl Sandbox {
             suppressed,
             plan_hash,
             fields_touched,
+            epsilon_spent: if controlled.noised.is_empty() {
+                0.0
+            } else {
+                rules.epsilon
+            },
         })
     }
 }

@@ -2,13 +2,15 @@
 //! operator's SQL runs on Apache DataFusion over the Parquet files of the resources its grant
 //! names, in an object store (a directory in dev, S3-compatible in a cluster); each table shows
 //! only the granted fields, masked ones as keyed digests; and nothing leaves unless its logical
-//! plan passes [`disclosure::control`]: aggregates only, of groups of at least `k` records.
+//! plan passes [`disclosure::control`]: aggregates only, of groups of at least `k` records,
+//! with calibrated noise.
 //!
 //! A library the requests service hosts behind its grants; its own crate so that DataFusion, a
 //! large build, is compiled once and its rules are tested without a store.
 
 pub mod disclosure;
 pub mod engine;
+mod noise;
 
 pub use disclosure::{Policy, Refusal};
-pub use engine::{Answer, Limits, Sandbox, SandboxError, Table};
+pub use engine::{Answer, Limits, Rules, Sandbox, SandboxError, Table};

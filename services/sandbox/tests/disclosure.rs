@@ -8,7 +8,7 @@ use datafusion::arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::array_value_to_string;
 use object_store::local::LocalFileSystem;
-use pdp_sandbox::{Limits, Refusal, Sandbox, SandboxError, Table};
+use pdp_sandbox::{Limits, Refusal, Rules, Sandbox, SandboxError, Table};
 
 /// 83 residents: 40 in Daoli, 40 in Nangang, 3 in Hulan; income personal, id card masked.
 fn residents() -> RecordBatch {
@@ -42,6 +42,34 @@ fn residents() -> RecordBatch {
     .unwrap()
 }
 
+/// Songbei: 21 residents aged 30 earning 5 000, and one aged 31 earning 77 777, the target of
+/// the differencing attack.
+fn songbei() -> RecordBatch {
+    let mut age = vec![30_i64; 21];
+    let mut income = vec![5000_i64; 21];
+    age.push(31);
+    income.push(77_777);
+    let schema = Schema::new(vec![
+        Field::new("district", DataType::Utf8, false),
+        Field::new("age", DataType::Int64, false),
+        Field::new("income", DataType::Int64, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(vec!["Songbei"; 22])),
+            Arc::new(Int64Array::from(age)),
+            Arc::new(Int64Array::from(income)),
+        ],
+    )
+    .unwrap()
+}
+
+fn number(batch: &RecordBatch, column: &str, row: usize) -> f64 {
+    let a = batch.column(batch.schema().index_of(column).unwrap());
+    array_value_to_string(a, row).unwrap().parse().unwrap()
+}
+
 struct Fixture {
     sandbox: Sandbox,
     tables: Vec<Table>,
@@ -54,18 +82,31 @@ async fn fixture() -> Fixture {
     let sandbox = Sandbox::new(Arc::new(store), Limits::default()).unwrap();
     let location = "tenants/230100/resources/residents/v1/";
     sandbox.write(location, vec![residents()]).await.unwrap();
-    let tables = vec![Table {
-        name: "residents".into(),
-        location: location.into(),
-        fields: vec![
-            "district".into(),
-            "age".into(),
-            "income".into(),
-            "id_card".into(),
-        ],
-        masked: vec!["id_card".into()],
-        personal: vec!["income".into(), "id_card".into()],
-    }];
+    sandbox
+        .write("tenants/230100/resources/songbei/v1/", vec![songbei()])
+        .await
+        .unwrap();
+    let tables = vec![
+        Table {
+            name: "songbei".into(),
+            location: "tenants/230100/resources/songbei/v1/".into(),
+            fields: vec!["district".into(), "age".into(), "income".into()],
+            masked: Vec::new(),
+            personal: vec!["income".into()],
+        },
+        Table {
+            name: "residents".into(),
+            location: location.into(),
+            fields: vec![
+                "district".into(),
+                "age".into(),
+                "income".into(),
+                "id_card".into(),
+            ],
+            masked: vec!["id_card".into()],
+            personal: vec!["income".into(), "id_card".into()],
+        },
+    ];
     Fixture {
         sandbox,
         tables,
@@ -75,8 +116,12 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn ask(&self, sql: &str) -> Result<pdp_sandbox::Answer, SandboxError> {
+        let rules = Rules {
+            k: 10,
+            epsilon: 1.0,
+        };
         self.sandbox
-            .query(&self.tables, sql, 10, "grant-1-salt")
+            .query(&self.tables, sql, rules, "grant-1-secret")
             .await
     }
 }
@@ -237,4 +282,71 @@ async fn nothing_writes_or_reads_outside() {
         matches!(result, Err(SandboxError::Invalid(_))),
         "{result:?}"
     );
+}
+
+#[tokio::test]
+async fn the_differencing_attack_gets_noise_not_a_person() {
+    let f = fixture().await;
+    let total = f
+        .ask("SELECT district, sum(income) AS total FROM songbei GROUP BY district")
+        .await
+        .unwrap();
+    let by_age = f
+        .ask(
+            "SELECT district, age, sum(income) AS total FROM songbei \
+             GROUP BY district, age ORDER BY age",
+        )
+        .await
+        .unwrap();
+    // Aged 31 is one person: suppressed. Without noise, the district's total minus the
+    // released age group would be that person's income exactly.
+    assert_eq!((by_age.groups, by_age.suppressed), (1, 1));
+    let estimate = number(&total.batches[0], "total", 0) - number(&by_age.batches[0], "total", 0);
+    assert!(
+        (estimate - 77_777.0).abs() > 777.0,
+        "the attack recovered {estimate} for 77 777"
+    );
+    assert!(total.epsilon_spent > 0.0);
+    // Asking again gets the same answer: repetition averages nothing away.
+    let again = f
+        .ask("SELECT district, sum(income) AS total FROM songbei GROUP BY district")
+        .await
+        .unwrap();
+    assert_eq!(
+        number(&again.batches[0], "total", 0),
+        number(&total.batches[0], "total", 0)
+    );
+}
+
+#[tokio::test]
+async fn counts_are_near_and_having_cannot_probe_values() {
+    let f = fixture().await;
+    let answer = f
+        .ask("SELECT district, count(*) AS n FROM residents GROUP BY district ORDER BY district")
+        .await
+        .unwrap();
+    for row in 0..2 {
+        let n = number(&answer.batches[0], "n", row);
+        assert!(
+            (n - 40.0).abs() <= 20.0,
+            "a count of 40 with noise of scale 1 reads {n}"
+        );
+    }
+    let r = refusal(
+        f.ask(
+            "SELECT district, count(*) AS n FROM residents \
+             GROUP BY district HAVING count(*) > 30",
+        )
+        .await,
+    );
+    assert!(matches!(r, Refusal::HavingOnAggregate(_)), "{r}");
+    // HAVING on a group key leaves whole groups in or out.
+    let daoli = f
+        .ask(
+            "SELECT district, count(*) AS n FROM residents \
+             GROUP BY district HAVING district = 'Daoli'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(daoli.groups, 1);
 }
