@@ -73,7 +73,7 @@ fn number(batch: &RecordBatch, column: &str, row: usize) -> f64 {
 struct Fixture {
     sandbox: Sandbox,
     tables: Vec<Table>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn fixture() -> Fixture {
@@ -110,7 +110,7 @@ async fn fixture() -> Fixture {
     Fixture {
         sandbox,
         tables,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -349,4 +349,60 @@ async fn counts_are_near_and_having_cannot_probe_values() {
         .await
         .unwrap();
     assert_eq!(daoli.groups, 1);
+}
+
+#[tokio::test]
+async fn a_runaway_query_is_cancelled_with_a_clear_error() {
+    let f = fixture().await;
+    let rules = Rules {
+        k: 10,
+        epsilon: 1.0,
+    };
+    let sql = "SELECT a.district, count(*) FROM residents a JOIN residents b \
+               ON a.district = b.district GROUP BY a.district";
+    let store = LocalFileSystem::new_with_prefix(f.dir.path()).unwrap();
+    let hurried = Sandbox::new(
+        Arc::new(store),
+        Limits {
+            memory_bytes: 256 << 20,
+            time: std::time::Duration::from_nanos(1),
+        },
+    )
+    .unwrap();
+    let result = hurried.query(&f.tables, sql, rules, "s").await;
+    assert!(
+        matches!(result, Err(SandboxError::TimedOut(_))),
+        "{result:?}"
+    );
+    let store = LocalFileSystem::new_with_prefix(f.dir.path()).unwrap();
+    let starved = Sandbox::new(
+        Arc::new(store),
+        Limits {
+            memory_bytes: 1024,
+            time: std::time::Duration::from_secs(30),
+        },
+    )
+    .unwrap();
+    let result = starved.query(&f.tables, sql, rules, "s").await;
+    assert!(
+        matches!(result, Err(SandboxError::TooLarge(_))),
+        "{result:?}"
+    );
+    // ε is a positive number.
+    let result = f
+        .sandbox
+        .query(
+            &f.tables,
+            sql,
+            Rules {
+                k: 10,
+                epsilon: 0.0,
+            },
+            "s",
+        )
+        .await;
+    assert!(
+        matches!(result, Err(SandboxError::Invalid(_))),
+        "{result:?}"
+    );
 }
