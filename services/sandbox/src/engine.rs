@@ -87,6 +87,8 @@ pub enum SandboxError {
     TooLarge(String),
     #[error("the engine failed: {0}")]
     Engine(String),
+    #[error("the load is refused: {0}")]
+    Rejected(String),
 }
 
 impl From<DataFusionError> for SandboxError {
@@ -143,6 +145,17 @@ impl Sandbox {
         df.write_parquet(&self.path(location), DataFrameWriteOptions::new(), None)
             .await?;
         Ok(())
+    }
+
+    /// Loads the CSV of `reader` as the Parquet file of `location`, checked against `fields`;
+    /// nothing is visible unless every row fits.
+    pub async fn load_csv<R: std::io::Read>(
+        &self,
+        location: &str,
+        fields: &[crate::load::Field],
+        reader: R,
+    ) -> Result<crate::load::Loaded, SandboxError> {
+        crate::load::load_csv(self.store.clone(), location, fields, reader).await
     }
 
     /// Registers `tables` as the query sees them: granted fields only, masked ones as digests

@@ -10,6 +10,7 @@
 
 pub mod disclosure;
 pub mod engine;
+pub mod load;
 mod noise;
 
 pub use disclosure::{Policy, Refusal};

@@ -1,0 +1,181 @@
+//! Loading a provider's data into the platform: CSV checked against the resource's registered
+//! fields, written as Parquet into the object store batch by batch (bounded memory), visible only
+//! once whole — a load with a row that does not fit is refused whole, naming its line and field.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use datafusion::arrow::csv::ReaderBuilder;
+use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema};
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::engine::SandboxError;
+
+/// Rows parsed and written at a time: what a load holds in memory.
+const BATCH_ROWS: usize = 8192;
+
+/// A registered field of the resource, as planning describes it.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    /// The registered type: string, integer, decimal, date or boolean.
+    pub kind: String,
+    pub personal: bool,
+}
+
+/// What a load wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub rows: u64,
+    /// The Parquet file of this version.
+    pub object: String,
+}
+
+fn arrow_type(field: &Field) -> Result<DataType, SandboxError> {
+    Ok(match field.kind.to_lowercase().as_str() {
+        "string" | "text" => DataType::Utf8,
+        "integer" | "int" => DataType::Int64,
+        "decimal" | "number" | "float" => DataType::Float64,
+        "date" => DataType::Date32,
+        "boolean" | "bool" => DataType::Boolean,
+        other => {
+            return Err(SandboxError::Rejected(format!(
+                "field `{}` is registered as `{other}`, a type the sandbox cannot load \
+                 (string, integer, decimal, date, boolean)",
+                field.name
+            )));
+        }
+    })
+}
+
+fn storage(e: impl std::fmt::Display) -> SandboxError {
+    SandboxError::Engine(e.to_string())
+}
+
+/// The header's names, in order.
+fn header(line: &str) -> Vec<String> {
+    line.trim_end_matches(['\r', '\n'])
+        .split(',')
+        .map(|h| h.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+/// The number after `marker` in arrow's message.
+fn number_after(message: &str, marker: &str) -> Option<usize> {
+    let rest = &message[message.find(marker)? + marker.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Arrow's parse error said as the file's line and the field, without echoing the row.
+fn misfit(message: &str, names: &[String], fields: &[Field]) -> String {
+    let value = message
+        .split('\'')
+        .nth(1)
+        .map(|v| format!("`{v}`"))
+        .unwrap_or_else(|| "a value".into());
+    // Arrow counts data rows from 0; the header is line 1.
+    let line = number_after(message, " at line ").map(|l| l + 2);
+    let field = number_after(message, "for column ").and_then(|c| names.get(c));
+    let kind = field
+        .and_then(|n| fields.iter().find(|f| &f.name == n))
+        .map(|f| f.kind.as_str());
+    match (line, field, kind) {
+        (Some(line), Some(field), Some(kind)) => format!(
+            "line {line}, field `{field}`: {value} is not a registered {kind}; nothing was loaded"
+        ),
+        _ => format!(
+            "{}; nothing was loaded",
+            message.split(". Row data").next().unwrap_or("")
+        ),
+    }
+}
+
+/// Loads the CSV of `reader` (a header line of the registered field names, in any order) as
+/// the Parquet file of `location`. Nothing is visible at `location` unless every row fits.
+pub async fn load_csv<R: Read>(
+    store: Arc<dyn ObjectStore>,
+    location: &str,
+    fields: &[Field],
+    reader: R,
+) -> Result<Loaded, SandboxError> {
+    let mut reader = BufReader::new(reader);
+    let mut first = String::new();
+    reader.read_line(&mut first).map_err(storage)?;
+    let names = header(&first);
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|f| !names.contains(&f.name))
+        .map(|f| f.name.as_str())
+        .collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !fields.iter().any(|f| &f.name == *n))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() || !unknown.is_empty() {
+        return Err(SandboxError::Rejected(format!(
+            "line 1: the header must name the registered fields; missing {missing:?}, not \
+             registered {unknown:?}"
+        )));
+    }
+    let columns = names
+        .iter()
+        .map(|n| {
+            let f = fields
+                .iter()
+                .find(|f| &f.name == n)
+                .ok_or_else(|| storage(n))?;
+            Ok(ArrowField::new(n, arrow_type(f)?, true))
+        })
+        .collect::<Result<Vec<_>, SandboxError>>()?;
+    let schema = Arc::new(Schema::new(columns));
+    let csv = ReaderBuilder::new(schema.clone())
+        .with_header(false)
+        .with_batch_size(BATCH_ROWS)
+        .build(reader)
+        .map_err(storage)?;
+
+    let base = location.trim_end_matches('/');
+    let staging = Path::from(format!("{base}/.staging/data.parquet"));
+    let object = Path::from(format!("{base}/data.parquet"));
+    let sink = BufWriter::new(store.clone(), staging.clone());
+    let mut writer = AsyncArrowWriter::try_new(sink, schema, None).map_err(storage)?;
+    let mut rows = 0_u64;
+    let mut failure = None;
+    for batch in csv {
+        match batch {
+            Ok(batch) => {
+                rows += batch.num_rows() as u64;
+                if let Err(e) = writer.write(&batch).await {
+                    failure = Some(storage(e));
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(SandboxError::Rejected(misfit(
+                    &e.to_string(),
+                    &names,
+                    fields,
+                )));
+                break;
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        drop(writer);
+        let _ = store.delete(&staging).await;
+        return Err(failure);
+    }
+    writer.close().await.map_err(storage)?;
+    store.rename(&staging, &object).await.map_err(storage)?;
+    Ok(Loaded {
+        rows,
+        object: object.to_string(),
+    })
+}
