@@ -271,6 +271,20 @@ struct ServiceHandle {
     relay_stop: CancellationToken,
 }
 
+/// Purges `store`'s sent outbox rows and old inbox ids every hour until `shutdown`.
+fn purge(
+    config: &Config,
+    store: &Store,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(pdp_kit::retention::run(
+        store.clone(),
+        pdp_kit::retention::Retention::of(&config.events),
+        std::time::Duration::from_secs(3600),
+        shutdown.clone(),
+    ))
+}
+
 /// The store of `name`: migrated here when `migrate` (`pdp dev`), else opened as it is for a
 /// process that waits for `pdp migrate`.
 async fn service_store(config: &Config, name: &str, migrate: bool) -> anyhow::Result<Store> {
@@ -323,6 +337,8 @@ async fn launch(
     };
     let running = (service_named(name)?.start)(&context).await?;
     let relay_stop = CancellationToken::new();
+    let mut tasks = running.tasks;
+    tasks.push(purge(config, &store, &shutdown));
     let relay = tokio::spawn(OutboxRelay::new(store, log).run(relay_stop.clone()));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -333,7 +349,7 @@ async fn launch(
         name,
         address,
         grpc,
-        tasks: running.tasks,
+        tasks,
         relay,
         relay_stop,
     })
@@ -616,6 +632,7 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     let audit_stop = CancellationToken::new();
     let relay_stop = CancellationToken::new();
     let relay = tokio::spawn(OutboxRelay::new(store.clone(), log.clone()).run(relay_stop.clone()));
+    let purger = purge(&config, &store, &shutdown);
 
     // In dev every service runs here, each on its own gRPC port (the next one up from
     // `grpc.listen`, or any free one when that is port 0), and the gateway calls them there.
@@ -679,6 +696,7 @@ async fn run_platform(mut config: Config) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     http.await??;
+    purger.await?;
     if let Some(metrics) = metrics {
         metrics.await??;
     }

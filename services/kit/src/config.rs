@@ -212,6 +212,12 @@ pub struct EventsConfig {
     pub partitions: u32,
     /// Replication factor of each topic that pdp creates.
     pub replication_factor: u32,
+    /// Hours a sent outbox row is kept (for whoever investigates an incident) before it is
+    /// purged: the broker has the event.
+    pub outbox_retention_hours: u64,
+    /// Days an inbox keeps the id of an event it applied, against redelivery: longer than the
+    /// topics keep their events, since nothing older can be delivered again.
+    pub inbox_retention_days: u64,
 }
 
 impl Default for EventsConfig {
@@ -220,6 +226,8 @@ impl Default for EventsConfig {
             brokers: None,
             partitions: 3,
             replication_factor: 1,
+            outbox_retention_hours: 24,
+            inbox_retention_days: 14,
         }
     }
 }

@@ -59,6 +59,34 @@ impl<E: std::error::Error + 'static> From<DieselError> for InboxError<E> {
     }
 }
 
+/// Forgets up to `batch` event ids applied before `before`; how many it forgot.
+pub fn purge_applied(
+    conn: &mut AnyConnection,
+    before: chrono::NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let keys: Vec<(String, String)> = pdp_inbox::table
+        .filter(pdp_inbox::applied_at.lt(before))
+        .order(pdp_inbox::applied_at)
+        .limit(batch)
+        .select((pdp_inbox::consumer, pdp_inbox::event_id))
+        .load(conn)?;
+    let mut by_consumer: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (consumer, event_id) in keys {
+        by_consumer.entry(consumer).or_default().push(event_id);
+    }
+    let mut forgotten = 0;
+    for (consumer, ids) in by_consumer {
+        forgotten += diesel::delete(
+            pdp_inbox::table
+                .filter(pdp_inbox::consumer.eq(consumer))
+                .filter(pdp_inbox::event_id.eq_any(ids)),
+        )
+        .execute(conn)?;
+    }
+    Ok(forgotten)
+}
+
 /// Applies `delivery` once for `consumer`: records it and runs `apply` in one transaction, or does
 /// nothing if the consumer already applied that event.
 pub fn apply_once<E, F>(

@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod outbox;
 pub mod paging;
 pub mod platform;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod telemetry;

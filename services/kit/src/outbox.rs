@@ -87,6 +87,25 @@ pub fn enqueue_all(conn: &mut AnyConnection, topic: &str, events: &[Event]) -> Q
 }
 
 /// How many rows are waiting.
+/// Deletes up to `batch` rows sent before `before`, oldest first; how many it deleted. Rows not
+/// yet sent are never touched.
+pub fn purge_sent(
+    conn: &mut AnyConnection,
+    before: chrono::NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<i64> = pdp_outbox::table
+        .filter(pdp_outbox::sent_at.lt(before))
+        .order(pdp_outbox::id)
+        .limit(batch)
+        .select(pdp_outbox::id)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(pdp_outbox::table.filter(pdp_outbox::id.eq_any(&ids))).execute(conn)
+}
+
 pub fn pending(conn: &mut AnyConnection) -> QueryResult<i64> {
     pdp_outbox::table
         .filter(pdp_outbox::sent_at.is_null())

@@ -169,6 +169,16 @@ pub fn content_violations(
             ));
             continue;
         };
+        if resource.provider.is_empty() {
+            // Nobody could review it (第十八条): the catalog must say who answers for it.
+            v.push(FieldViolation::new(
+                field("resource_id"),
+                format!(
+                    "resource `{}` names no provider organization to review requests for it",
+                    resource.id
+                ),
+            ));
+        }
         let mut fields = BTreeSet::new();
         for (j, name) in wanted.fields.iter().enumerate() {
             if !resource.fields.contains_key(name) {
@@ -659,6 +669,15 @@ mod tests {
             "{v:?}"
         );
         assert!(v[0].description.contains("colour") && v[2].description.contains("2026-12-31"));
+    }
+
+    #[test]
+    fn a_resource_nobody_answers_for_cannot_be_requested() {
+        let (agreement, mut resources) = facts();
+        resources.get_mut("clinic").unwrap().provider.clear();
+        let v = content_violations(&request(), &agreement, &resources);
+        assert_eq!(fields_of(&v), ["request.resources[1].resource_id"]);
+        assert!(v[0].description.contains("no provider"), "{v:?}");
     }
 
     #[test]

@@ -5,5 +5,6 @@
 mod dead_letters;
 mod event_log;
 mod outbox;
+mod retention;
 mod store;
 mod support;

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS pdp_inbox_applied_at;
