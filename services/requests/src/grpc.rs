@@ -304,3 +304,35 @@ impl api::developer_service_server::DeveloperService for Requests {
             .await)
     }
 }
+
+#[tonic::async_trait]
+impl api::sandbox_service_server::SandboxService for Requests {
+    async fn create_load(&self, request: Request<api::CreateLoadRequest>) -> Answer<api::Load> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.create_load(&who, &r.tenant, r.resource_id).await)
+    }
+
+    async fn append_load_rows(
+        &self,
+        request: Request<api::AppendLoadRowsRequest>,
+    ) -> Answer<api::Load> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .append_rows(&who, &r.tenant, r.resource_id, r.id, r.header, r.lines)
+            .await)
+    }
+
+    async fn commit_load(&self, request: Request<api::CommitLoadRequest>) -> Answer<api::Load> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.commit_load(&who, &r.tenant, r.resource_id, r.id).await)
+    }
+
+    async fn run_query(&self, request: Request<api::RunQueryRequest>) -> Answer<api::QueryAnswer> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.run_query(&who, &r.tenant, r.grant_id, r.sql).await)
+    }
+}

@@ -10,12 +10,14 @@ pub mod developer;
 mod developers;
 mod grpc;
 pub mod request;
+mod sandbox;
 pub mod service;
 pub mod store;
 pub mod ticket;
 mod tickets;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use pdp_kit::events::Event;
@@ -48,14 +50,17 @@ pub struct Follow;
 fn resource_facts(r: planning::ResourceChanged) -> ResourceFacts {
     let fields: BTreeMap<String, bool> = r
         .schema
-        .into_iter()
-        .map(|f| (f.name, f.personal_information))
+        .iter()
+        .map(|f| (f.name.clone(), f.personal_information))
         .collect();
+    let kinds: BTreeMap<String, String> =
+        r.schema.into_iter().map(|f| (f.name, f.r#type)).collect();
     ResourceFacts {
         id: r.resource_id,
         provider: r.provider_organization,
         provider_unit: r.provider_unit,
         fields,
+        kinds,
     }
 }
 
@@ -112,10 +117,17 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     for topic in std::iter::once(TOPIC).chain(FOLLOWED) {
         context.log.create_topic(topic).await?;
     }
+    // The sandbox's data: a directory under the data directory (an S3-compatible store in a
+    // cluster is planned; until then every replica must share the directory).
+    let dir = context.config.data_dir.join("sandbox");
+    std::fs::create_dir_all(&dir)?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
+    let sandbox = pdp_sandbox::Sandbox::new(Arc::new(store), pdp_sandbox::Limits::default())?;
     let requests = Requests::new(
         context.store.clone(),
         context.clock.clone(),
         context.calendar.clone(),
+        Arc::new(sandbox),
     );
     let routes = pdp_kit::guarded_routes!(
         context,
@@ -124,6 +136,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         api::grant_service_server::GrantServiceServer,
         api::quality_service_server::QualityServiceServer,
         api::developer_service_server::DeveloperServiceServer,
+        api::sandbox_service_server::SandboxServiceServer,
     );
     let follower = context
         .consumer(FOLLOW_CONSUMER, &FOLLOWED)

@@ -112,6 +112,8 @@ pub struct ResourceFacts {
     pub provider_unit: String,
     /// Field name → holds personal information.
     pub fields: BTreeMap<String, bool>,
+    /// Field name → its registered type (string, integer, decimal, date, boolean).
+    pub kinds: BTreeMap<String, String>,
 }
 
 const ART17: &str = "第十七条";
@@ -573,6 +575,10 @@ mod tests {
             provider: provider.into(),
             provider_unit: format!("{provider} unit"),
             fields: fields.iter().map(|(f, p)| (f.to_string(), *p)).collect(),
+            kinds: fields
+                .iter()
+                .map(|(f, _)| (f.to_string(), "string".to_string()))
+                .collect(),
         };
         let resources = [
             resource(

@@ -14,6 +14,7 @@ use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::EventType;
 use pdp_proto::pdp::requests::v1 as api;
+use pdp_sandbox::Sandbox;
 use uuid::Uuid;
 
 use crate::RequestError;
@@ -40,6 +41,7 @@ pub struct Requests {
     store: Store,
     clock: Arc<dyn Clock>,
     calendar: Arc<WorkingCalendar>,
+    sandbox: Arc<Sandbox>,
 }
 
 impl Operations for Requests {
@@ -205,12 +207,22 @@ pub fn end_grants_of_agreement(
 }
 
 impl Requests {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, calendar: Arc<WorkingCalendar>) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        calendar: Arc<WorkingCalendar>,
+        sandbox: Arc<Sandbox>,
+    ) -> Self {
         Self {
             store,
             clock,
             calendar,
+            sandbox,
         }
+    }
+
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     pub(crate) fn calendar(&self) -> &WorkingCalendar {

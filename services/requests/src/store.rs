@@ -55,6 +55,7 @@ diesel::table! {
         provider -> Text,
         provider_unit -> Text,
         fields -> Text,
+        kinds -> Text,
     }
 }
 
@@ -116,6 +117,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    resource_loads (id) {
+        id -> Text,
+        tenant -> Text,
+        resource_id -> Text,
+        state -> Text,
+        version -> Integer,
+        body -> Binary,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    grant_budgets (tenant, grant_id) {
+        tenant -> Text,
+        grant_id -> Text,
+        secret -> Text,
+        epsilon_spent -> Double,
+    }
+}
+
+diesel::table! {
     request_schedule (item, action) {
         item -> Text,
         tenant -> Text,
@@ -132,6 +154,8 @@ tenant_table!(request_agreements::table, request_agreements::tenant);
 tenant_table!(review_periods::table, review_periods::tenant);
 tenant_table!(quality_tickets::table, quality_tickets::tenant);
 tenant_table!(developers::table, developers::tenant);
+tenant_table!(resource_loads::table, resource_loads::tenant);
+tenant_table!(grant_budgets::table, grant_budgets::tenant);
 tenant_table!(development_needs::table, development_needs::tenant);
 
 type Result<T> = std::result::Result<T, RequestError>;
@@ -721,6 +745,126 @@ pub fn needs_of(
         .collect()
 }
 
+// --- sandbox -------------------------------------------------------------------------------------
+
+fn decode_load(bytes: &[u8]) -> Result<api::Load> {
+    let l = api::Load::decode(bytes).map_err(|e| RequestError::Corrupt(e.to_string()))?;
+    if api::LoadState::try_from(l.state).is_err() || l.state == 0 {
+        return Err(RequestError::Corrupt(format!(
+            "loads/{}: state {} is not a load state",
+            l.id, l.state
+        )));
+    }
+    Ok(l)
+}
+
+/// Inserts or replaces load `l`.
+pub fn put_load(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    l: &api::Load,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(resource_loads::table)
+            .filter(resource_loads::id.eq(&l.id)),
+    )
+    .execute(conn)?;
+    let state = if l.state == api::LoadState::Committed as i32 {
+        "COMMITTED"
+    } else {
+        "OPEN"
+    };
+    diesel::insert_into(resource_loads::table)
+        .values((
+            resource_loads::id.eq(&l.id),
+            resource_loads::tenant.eq(scope.tenant().as_str()),
+            resource_loads::resource_id.eq(&l.resource_id),
+            resource_loads::state.eq(state),
+            resource_loads::version.eq(l.version as i32),
+            resource_loads::body.eq(l.encode_to_vec()),
+            resource_loads::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_load(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    id: &str,
+) -> Result<Option<api::Load>> {
+    let body = scope
+        .rows(resource_loads::table)
+        .filter(resource_loads::id.eq(id))
+        .select(resource_loads::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_load(&b)).transpose()
+}
+
+/// The committed load of `resource_id` with the highest version: its current data.
+pub fn current_load(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    resource_id: &str,
+) -> Result<Option<api::Load>> {
+    let body = scope
+        .rows(resource_loads::table)
+        .filter(resource_loads::resource_id.eq(resource_id))
+        .filter(resource_loads::state.eq("COMMITTED"))
+        .order(resource_loads::version.desc())
+        .select(resource_loads::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_load(&b)).transpose()
+}
+
+/// A grant's secret and what it has spent, created with `secret` on first use.
+pub fn budget(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    secret: &str,
+) -> Result<(String, f64)> {
+    let row = scope
+        .rows(grant_budgets::table)
+        .filter(grant_budgets::grant_id.eq(grant_id))
+        .select((grant_budgets::secret, grant_budgets::epsilon_spent))
+        .first::<(String, f64)>(conn)
+        .optional()?;
+    if let Some(row) = row {
+        return Ok(row);
+    }
+    diesel::insert_into(grant_budgets::table)
+        .values((
+            grant_budgets::tenant.eq(scope.tenant().as_str()),
+            grant_budgets::grant_id.eq(grant_id),
+            grant_budgets::secret.eq(secret),
+            grant_budgets::epsilon_spent.eq(0.0),
+        ))
+        .execute(conn)?;
+    Ok((secret.to_string(), 0.0))
+}
+
+/// Adds `epsilon` (negative: a refund) to what `grant_id` has spent.
+pub fn spend(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    epsilon: f64,
+) -> Result<()> {
+    diesel::update(
+        scope
+            .rows(grant_budgets::table)
+            .filter(grant_budgets::grant_id.eq(grant_id)),
+    )
+    .set(grant_budgets::epsilon_spent.eq(grant_budgets::epsilon_spent + epsilon))
+    .execute(conn)?;
+    Ok(())
+}
+
 // --- read models ---------------------------------------------------------------------------------
 
 pub fn put_resource(
@@ -741,6 +885,7 @@ pub fn put_resource(
             request_resources::provider.eq(&r.provider),
             request_resources::provider_unit.eq(&r.provider_unit),
             request_resources::fields.eq(serde_json::to_string(&r.fields).unwrap_or_default()),
+            request_resources::kinds.eq(serde_json::to_string(&r.kinds).unwrap_or_default()),
         ))
         .execute(conn)?;
     Ok(())
@@ -759,16 +904,18 @@ pub fn resources(
             request_resources::provider,
             request_resources::provider_unit,
             request_resources::fields,
+            request_resources::kinds,
         ))
-        .load::<(String, String, String, String)>(conn)?;
+        .load::<(String, String, String, String, String)>(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, provider, provider_unit, fields)| {
+        .map(|(id, provider, provider_unit, fields, kinds)| {
             let facts = ResourceFacts {
                 id: id.clone(),
                 provider,
                 provider_unit,
                 fields: serde_json::from_str(&fields).unwrap_or_default(),
+                kinds: serde_json::from_str(&kinds).unwrap_or_default(),
             };
             (id, facts)
         })

@@ -147,15 +147,16 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Loads the CSV of `reader` as the Parquet file of `location`, checked against `fields`;
-    /// nothing is visible unless every row fits.
+    /// Loads the CSV of `reader` as the Parquet file of `location`, checked against `fields`,
+    /// its first data line counted as `first_line`; nothing is visible unless every row fits.
     pub async fn load_csv<R: std::io::Read>(
         &self,
         location: &str,
         fields: &[crate::load::Field],
         reader: R,
+        first_line: u64,
     ) -> Result<crate::load::Loaded, SandboxError> {
-        crate::load::load_csv(self.store.clone(), location, fields, reader).await
+        crate::load::load_csv(self.store.clone(), location, fields, reader, first_line).await
     }
 
     /// Registers `tables` as the query sees them: granted fields only, masked ones as digests
@@ -281,4 +282,9 @@ fn touched(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<String> {
         Ok(TreeNodeRecursion::Continue)
     });
     out.into_iter().collect()
+}
+
+/// One value of an answer as text, as the API returns it.
+pub fn display(column: &datafusion::arrow::array::ArrayRef, row: usize) -> String {
+    datafusion::arrow::util::display::array_value_to_string(column, row).unwrap_or_default()
 }

@@ -72,15 +72,16 @@ fn number_after(message: &str, marker: &str) -> Option<usize> {
         .ok()
 }
 
-/// Arrow's parse error said as the file's line and the field, without echoing the row.
-fn misfit(message: &str, names: &[String], fields: &[Field]) -> String {
+/// Arrow's parse error said as the line (the first data line being `first_line`) and the field,
+/// without echoing the row.
+fn misfit(message: &str, names: &[String], fields: &[Field], first_line: u64) -> String {
     let value = message
         .split('\'')
         .nth(1)
         .map(|v| format!("`{v}`"))
         .unwrap_or_else(|| "a value".into());
-    // Arrow counts data rows from 0; the header is line 1.
-    let line = number_after(message, " at line ").map(|l| l + 2);
+    // Arrow counts data rows from 0.
+    let line = number_after(message, " at line ").map(|l| l as u64 + first_line);
     let field = number_after(message, "for column ").and_then(|c| names.get(c));
     let kind = field
         .and_then(|n| fields.iter().find(|f| &f.name == n))
@@ -97,12 +98,15 @@ fn misfit(message: &str, names: &[String], fields: &[Field]) -> String {
 }
 
 /// Loads the CSV of `reader` (a header line of the registered field names, in any order) as
-/// the Parquet file of `location`. Nothing is visible at `location` unless every row fits.
+/// the Parquet file of `location`; its first data line is counted as `first_line` in what a
+/// refusal says (2 for a whole file). Nothing is visible at `location` unless every row fits:
+/// the file is staged outside it and moved in whole.
 pub async fn load_csv<R: Read>(
     store: Arc<dyn ObjectStore>,
     location: &str,
     fields: &[Field],
     reader: R,
+    first_line: u64,
 ) -> Result<Loaded, SandboxError> {
     let mut reader = BufReader::new(reader);
     let mut first = String::new();
@@ -142,8 +146,13 @@ pub async fn load_csv<R: Read>(
         .map_err(storage)?;
 
     let base = location.trim_end_matches('/');
-    let staging = Path::from(format!("{base}/.staging/data.parquet"));
-    let object = Path::from(format!("{base}/data.parquet"));
+    let staging = Path::from(format!("staging/{:016x}.parquet", rand::random::<u64>()));
+    // A location is a directory (its `data.parquet`) or, ending in `.parquet`, the file itself.
+    let object = if base.ends_with(".parquet") {
+        Path::from(base)
+    } else {
+        Path::from(format!("{base}/data.parquet"))
+    };
     let sink = BufWriter::new(store.clone(), staging.clone());
     let mut writer = AsyncArrowWriter::try_new(sink, schema, None).map_err(storage)?;
     let mut rows = 0_u64;
@@ -158,11 +167,8 @@ pub async fn load_csv<R: Read>(
                 }
             }
             Err(e) => {
-                failure = Some(SandboxError::Rejected(misfit(
-                    &e.to_string(),
-                    &names,
-                    fields,
-                )));
+                let why = misfit(&e.to_string(), &names, fields, first_line);
+                failure = Some(SandboxError::Rejected(why));
                 break;
             }
         }

@@ -41,7 +41,7 @@ async fn a_load_that_fits_is_queried_and_one_that_does_not_leaves_nothing() {
     let location = "tenants/230100/resources/bus/v1/";
     // Large enough for several batches: memory holds one at a time.
     let loaded = sandbox
-        .load_csv(location, &fields(), csv(20_000, None).as_bytes())
+        .load_csv(location, &fields(), csv(20_000, None).as_bytes(), 2)
         .await
         .unwrap();
     assert_eq!(loaded.rows, 20_000);
@@ -70,7 +70,7 @@ async fn a_load_that_fits_is_queried_and_one_that_does_not_leaves_nothing() {
     // A value that does not fit its field refuses the whole load, naming the value.
     let broken = "tenants/230100/resources/bus/v2/";
     let err = sandbox
-        .load_csv(broken, &fields(), csv(20_000, Some(15_000)).as_bytes())
+        .load_csv(broken, &fields(), csv(20_000, Some(15_000)).as_bytes(), 2)
         .await
         .unwrap_err();
     let SandboxError::Rejected(why) = &err else {
@@ -95,6 +95,7 @@ async fn a_load_that_fits_is_queried_and_one_that_does_not_leaves_nothing() {
             "v3/",
             &fields(),
             "delay,stop_id,colour\n1,S1,red\n".as_bytes(),
+            2,
         )
         .await
         .unwrap_err();

@@ -849,3 +849,136 @@ pub async fn developers_register_with_an_operator_that_reviews_them_and_their_ne
     assert!(seen.is_empty());
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
+
+pub async fn providers_load_data_and_operators_query_only_what_their_grant_names(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    let transport = caller("provider", "transport-org");
+    let beta = caller("operator", "beta");
+    // The provider of the resource loads it; nobody else may.
+    let err = i
+        .requests
+        .create_load(&beta, HARBIN, "bus".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let err = i
+        .requests
+        .create_load(&caller("provider", "health-org"), HARBIN, "bus".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let load = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let header = "stop_id,arrival,card_no,delay".to_string();
+    let lines = |from: usize, n: usize, bad: Option<usize>| -> Vec<String> {
+        (from..from + n)
+            .map(|k| {
+                let delay = if Some(k) == bad {
+                    "late".to_string()
+                } else {
+                    (k % 7).to_string()
+                };
+                format!("S{},08:{:02},C{k:05},{delay}", k % 3, k % 60)
+            })
+            .collect()
+    };
+    let append = |lines: Vec<String>| {
+        i.requests.append_rows(
+            &transport,
+            HARBIN,
+            "bus".into(),
+            load.id.clone(),
+            header.clone(),
+            lines,
+        )
+    };
+    append(lines(0, 30, None)).await.unwrap();
+    // A chunk with a value that does not fit is refused whole, its line counted over the load.
+    let err = append(lines(30, 30, Some(34))).await.unwrap_err();
+    let violations = format!("{:?}", err.field_violations());
+    assert!(
+        violations.contains("line 36") && violations.contains("`delay`"),
+        "{violations}"
+    );
+    let loaded = append(lines(30, 30, None)).await.unwrap();
+    assert_eq!((loaded.rows, loaded.chunks), (60, 2));
+    let committed = i
+        .requests
+        .commit_load(&transport, HARBIN, "bus".into(), load.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(committed.version, 1);
+
+    // Beta's grant on stops and delays.
+    let mut wanted = request();
+    wanted.resources = vec![api::RequestedResource {
+        resource_id: "bus".into(),
+        fields: vec!["stop_id".into(), "delay".into()],
+    }];
+    let d = i.requests.create(&beta, HARBIN, wanted).await.unwrap();
+    i.requests
+        .submit(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap();
+    for who in [bureau(), transport.clone()] {
+        let approval = decision(api::ReviewOutcome::Approved, "ok", None);
+        i.requests
+            .review(&who, HARBIN, d.id.clone(), approval)
+            .await
+            .unwrap();
+    }
+    let grant = i
+        .requests
+        .get(&beta, HARBIN, d.id.clone())
+        .await
+        .unwrap()
+        .grant_id;
+    let query = |who: pdp_kit::identity::Identity, sql: &str| {
+        let (grant, sql) = (grant.clone(), sql.to_string());
+        let requests = i.requests.clone();
+        async move { requests.run_query(&who, HARBIN, grant, sql).await }
+    };
+    let aggregate =
+        r#"SELECT stop_id, count(*) AS n, avg(delay) AS mean FROM "bus" GROUP BY stop_id"#;
+    // Before the grant's first day it allows nothing.
+    let err = query(beta.clone(), aggregate).await.unwrap_err();
+    assert!(err.to_string().contains("allows nothing"), "{err}");
+    i.set("2026-12-02 09:00");
+    let answer = query(beta.clone(), aggregate).await.unwrap();
+    assert_eq!(answer.columns, ["stop_id", "n", "mean"]);
+    assert_eq!(answer.rows.len(), 3, "three stops of 20 records each");
+    assert_eq!(answer.epsilon_left, 9.0);
+    // Rows never leave, and a refusal costs nothing.
+    let err = query(beta.clone(), r#"SELECT * FROM "bus""#)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    assert!(
+        format!("{:?}", err.field_violations()).contains("第二十二条"),
+        "{err}"
+    );
+    // A field the grant does not name does not exist.
+    let err = query(
+        beta.clone(),
+        r#"SELECT card_no, count(*) FROM "bus" GROUP BY card_no"#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument, "{err}");
+    // Another operator cannot use beta's grant.
+    let err = query(caller("operator", "acme"), aggregate)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    // The budget: ten answers in all, then no more.
+    for left in (0..9).rev() {
+        let answer = query(beta.clone(), aggregate).await.unwrap();
+        assert_eq!(answer.epsilon_left, f64::from(left));
+    }
+    let err = query(beta.clone(), aggregate).await.unwrap_err();
+    assert!(err.to_string().contains("privacy budget"), "{err}");
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use object_store::local::LocalFileSystem;
 use pdp_kit::calendar::WorkingCalendar;
 use pdp_kit::clock::ManualClock;
 use pdp_kit::events::Event;
@@ -14,6 +15,7 @@ use pdp_proto::pdp::agreements::v1 as agreements;
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::requests::v1 as api;
 use pdp_requests::{Follow, Requests};
+use pdp_sandbox::{Limits, Sandbox};
 
 pub const HARBIN: &str = "230100";
 
@@ -27,6 +29,8 @@ pub struct Instance {
     pub requests: Requests,
     pub store: Store,
     pub clock: ManualClock,
+    /// The sandbox's object store, removed with the instance.
+    _data: tempfile::TempDir,
 }
 
 impl Instance {
@@ -35,29 +39,32 @@ impl Instance {
     pub async fn new(backend: &Backend) -> Self {
         let store = backend.store("requests", &[pdp_requests::MIGRATIONS]);
         let clock = ManualClock::at(at("2026-11-26 10:00"));
+        let data = tempfile::tempdir().unwrap();
+        let objects = LocalFileSystem::new_with_prefix(data.path()).unwrap();
+        let sandbox = Sandbox::new(Arc::new(objects), Limits::default()).unwrap();
         let requests = Requests::new(
             store.clone(),
             Arc::new(clock.clone()),
             Arc::new(WorkingCalendar::shipped()),
+            Arc::new(sandbox),
         );
         let i = Self {
             requests,
             store,
             clock,
+            _data: data,
         };
-        i.resource(
-            "bus",
-            "transport-org",
-            &[("stop_id", false), ("arrival", false), ("card_no", true)],
-        )
-        .await;
-        i.resource(
-            "clinic",
-            "health-org",
-            &[("clinic_id", false), ("visits", false)],
-        )
-        .await;
-        i.resource("tax", "tax-org", &[("taxpayer", false)]).await;
+        let bus = [
+            ("stop_id", "string", false),
+            ("arrival", "string", false),
+            ("card_no", "string", true),
+            ("delay", "integer", false),
+        ];
+        i.resource("bus", "transport-org", &bus).await;
+        let clinic = [("clinic_id", "string", false), ("visits", "integer", false)];
+        i.resource("clinic", "health-org", &clinic).await;
+        i.resource("tax", "tax-org", &[("taxpayer", "string", false)])
+            .await;
         i.agreement(
             "agr-1",
             "beta",
@@ -83,12 +90,12 @@ impl Instance {
             .unwrap();
     }
 
-    pub async fn resource(&self, id: &str, provider: &str, fields: &[(&str, bool)]) {
+    pub async fn resource(&self, id: &str, provider: &str, fields: &[(&str, &str, bool)]) {
         let schema = fields
             .iter()
-            .map(|(name, personal)| planning::SchemaField {
+            .map(|(name, kind, personal)| planning::SchemaField {
                 name: name.to_string(),
-                r#type: "string".into(),
+                r#type: kind.to_string(),
                 personal_information: *personal,
                 description: String::new(),
             })

@@ -38,6 +38,7 @@ CREATE TABLE request_resources (
     provider text NOT NULL,
     provider_unit text NOT NULL,
     fields text NOT NULL,
+    kinds text NOT NULL DEFAULT '{}',
     PRIMARY KEY (tenant, resource_id)
 );
 
@@ -93,6 +94,27 @@ CREATE TABLE development_needs (
     updated_at timestamp NOT NULL
 );
 CREATE INDEX development_needs_tenant_developer ON development_needs (tenant, developer_id);
+
+-- Loads of resources' data into the sandbox, and what each grant has spent of its privacy
+-- budget (with the secret that keys its masks and noise; it never leaves).
+CREATE TABLE resource_loads (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    resource_id text NOT NULL,
+    state text NOT NULL,
+    version integer NOT NULL DEFAULT 0,
+    body blob NOT NULL,
+    updated_at timestamp NOT NULL
+);
+CREATE INDEX resource_loads_tenant_resource ON resource_loads (tenant, resource_id, version);
+
+CREATE TABLE grant_budgets (
+    tenant text NOT NULL,
+    grant_id text NOT NULL,
+    secret text NOT NULL,
+    epsilon_spent double precision NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, grant_id)
+);
 
 -- Overdue reviews and tickets, and grant expiries due, across tenants; names rows, holds none of their
 -- content.
