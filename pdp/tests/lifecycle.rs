@@ -387,6 +387,49 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         "{allowed}"
     );
 
+    // The transport provider loads its data into the sandbox; beta's grant computes on it.
+    let loads = format!("{H}/resources/{rid}/loads");
+    let (status, load) = post(&loads, Some(&provider), json!({}));
+    assert_eq!(status, 200, "{load}");
+    let lid = load["id"].as_str().unwrap().to_string();
+    // Two stops of 15 records, one of 3: the small group stays inside.
+    let lines: Vec<String> = (0..33)
+        .map(|k| {
+            format!(
+                "S{}",
+                if k < 15 {
+                    1
+                } else if k < 30 {
+                    2
+                } else {
+                    3
+                }
+            )
+        })
+        .collect();
+    let chunk = json!({"header": "stop_id", "lines": lines});
+    let (status, appended) = post(&format!("{loads}/{lid}/rows"), Some(&provider), chunk);
+    assert_eq!(status, 200, "{appended}");
+    let (status, committed) = post(&format!("{loads}/{lid}:commit"), Some(&provider), json!({}));
+    assert_eq!(
+        (status, &committed["version"]),
+        (200, &json!(1)),
+        "{committed}"
+    );
+    let queries = format!("{H}/sandbox/queries");
+    let aggregate = json!({"grant_id": grant_id,
+        "sql": format!("SELECT stop_id, count(*) AS n FROM \"{rid}\" GROUP BY stop_id")});
+    let (status, answer) = post(&queries, Some(beta), aggregate.clone());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"].as_array().unwrap().len(), 2, "{answer}");
+    assert_eq!(answer["suppressedGroups"], "1", "{answer}");
+    // stop_id is masked by the grant: the stops leave as digests, never as themselves.
+    assert!(!answer.to_string().contains("\"S1\""), "{answer}");
+    let rows = json!({"grant_id": grant_id, "sql": format!("SELECT * FROM \"{rid}\"")});
+    let (status, refused) = post(&queries, Some(beta), rows);
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("第二十二条"), "{refused}");
+
     // A data-quality ticket on the bus arrivals, which the transport provider leaves unanswered
     // (第十九条).
     let (status, ticket) = post(
@@ -423,6 +466,9 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         (200, &json!(false)),
         "{denied}"
     );
+    // The grant ended: the same query is refused.
+    let (status, _) = post(&queries, Some(beta), aggregate);
+    assert_eq!(status, 403, "beta is no longer an authorized operator");
     // The ticket's period passed meanwhile: it is listed overdue, and a late answer says so.
     let overdue = eventually(30, "the ticket is overdue", || {
         let (_, listed) = get(
