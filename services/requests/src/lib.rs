@@ -117,17 +117,25 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     for topic in std::iter::once(TOPIC).chain(FOLLOWED) {
         context.log.create_topic(topic).await?;
     }
-    // The sandbox's data: a directory under the data directory (an S3-compatible store in a
-    // cluster is planned; until then every replica must share the directory).
-    let dir = context.config.data_dir.join("sandbox");
-    std::fs::create_dir_all(&dir)?;
-    let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
-    let sandbox = pdp_sandbox::Sandbox::new(Arc::new(store), pdp_sandbox::Limits::default())?;
+    // The sandbox's data: in `pdp dev` a directory under the data directory. A cluster's pods
+    // share no directory, so there the sandbox waits for its S3-compatible store (planned).
+    let sandbox = if context.config.is_dev() {
+        let dir = context.config.data_dir.join("sandbox");
+        std::fs::create_dir_all(&dir)?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
+        let limits = pdp_sandbox::Limits::default();
+        Some(Arc::new(pdp_sandbox::Sandbox::new(
+            Arc::new(store),
+            limits,
+        )?))
+    } else {
+        None
+    };
     let requests = Requests::new(
         context.store.clone(),
         context.clock.clone(),
         context.calendar.clone(),
-        Arc::new(sandbox),
+        sandbox,
     );
     let routes = pdp_kit::guarded_routes!(
         context,

@@ -156,6 +156,7 @@ impl Requests {
     ) -> Result<api::Load> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &[Role::Provider], "loading data")?;
+        let sandbox = self.sandbox()?.clone();
         if lines.is_empty() || lines.len() > MAX_LINES {
             return Err(RequestError::invalid(
                 "load",
@@ -196,8 +197,7 @@ impl Requests {
             location(scope.tenant().as_str(), &resource_id, &id),
             load.chunks
         );
-        let loaded = self
-            .sandbox()
+        let loaded = sandbox
             .load_csv(&part, &fields, csv.as_bytes(), load.rows + 2)
             .await
             .map_err(engine_error)?;
@@ -263,6 +263,7 @@ impl Requests {
     ) -> Result<api::QueryAnswer> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &[Role::Operator], "querying the sandbox")?;
+        let sandbox = self.sandbox()?.clone();
         if sql.trim().is_empty() {
             return Err(RequestError::invalid(
                 "query",
@@ -347,7 +348,7 @@ impl Requests {
             k: K,
             epsilon: QUERY_EPSILON,
         };
-        let outcome = self.sandbox().query(&tables, &sql, rules, &secret).await;
+        let outcome = sandbox.query(&tables, &sql, rules, &secret).await;
         let who = who.clone();
         let refund = match &outcome {
             Ok(answer) => QUERY_EPSILON - answer.epsilon_spent,

@@ -41,7 +41,9 @@ pub struct Requests {
     store: Store,
     clock: Arc<dyn Clock>,
     calendar: Arc<WorkingCalendar>,
-    sandbox: Arc<Sandbox>,
+    /// None where no store for the sandbox's data is configured (a cluster, until its
+    /// S3-compatible store is built): loads and queries are then refused.
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 impl Operations for Requests {
@@ -211,7 +213,7 @@ impl Requests {
         store: Store,
         clock: Arc<dyn Clock>,
         calendar: Arc<WorkingCalendar>,
-        sandbox: Arc<Sandbox>,
+        sandbox: Option<Arc<Sandbox>>,
     ) -> Self {
         Self {
             store,
@@ -221,8 +223,14 @@ impl Requests {
         }
     }
 
-    pub(crate) fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
+    pub(crate) fn sandbox(&self) -> Result<&Sandbox> {
+        self.sandbox.as_deref().ok_or_else(|| {
+            RequestError::precondition(
+                "sandbox",
+                "this deployment keeps no sandbox data: a cluster needs the S3-compatible store \
+                 (planned); `pdp dev` keeps it under its data directory",
+            )
+        })
     }
 
     pub(crate) fn calendar(&self) -> &WorkingCalendar {

@@ -982,3 +982,38 @@ pub async fn providers_load_data_and_operators_query_only_what_their_grant_names
     assert!(err.to_string().contains("privacy budget"), "{err}");
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
+
+/// A deployment with no store for the sandbox's data (a cluster, until its S3-compatible store
+/// is built) refuses loads and queries, saying why, instead of keeping data in one pod.
+pub async fn without_a_sandbox_store_loads_and_queries_are_refused(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    let without = pdp_requests::Requests::new(
+        i.store.clone(),
+        std::sync::Arc::new(i.clock.clone()),
+        std::sync::Arc::new(pdp_kit::calendar::WorkingCalendar::shipped()),
+        None,
+    );
+    let transport = caller("provider", "transport-org");
+    let load = without
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let lines = vec!["S1,08:00,C00001,3".to_string()];
+    let header = "stop_id,arrival,card_no,delay".to_string();
+    let err = without
+        .append_rows(&transport, HARBIN, "bus".into(), load.id, header, lines)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition);
+    assert!(err.to_string().contains("S3-compatible"), "{err}");
+    let err = without
+        .run_query(
+            &caller("operator", "beta"),
+            HARBIN,
+            "g".into(),
+            "SELECT 1".into(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("S3-compatible"), "{err}");
+}

@@ -15,4 +15,5 @@ on_both_stores!(
     a_ticket_answered_late_is_overdue_and_the_record_says_so,
     developers_register_with_an_operator_that_reviews_them_and_their_needs,
     providers_load_data_and_operators_query_only_what_their_grant_names,
+    without_a_sandbox_store_loads_and_queries_are_refused,
 );

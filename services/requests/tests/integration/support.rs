@@ -46,7 +46,7 @@ impl Instance {
             store.clone(),
             Arc::new(clock.clone()),
             Arc::new(WorkingCalendar::shipped()),
-            Arc::new(sandbox),
+            Some(Arc::new(sandbox)),
         );
         let i = Self {
             requests,
