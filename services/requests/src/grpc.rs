@@ -335,4 +335,24 @@ impl api::sandbox_service_server::SandboxService for Requests {
         let r = request.into_inner();
         ok(self.run_query(&who, &r.tenant, r.grant_id, r.sql).await)
     }
+
+    async fn get_sandbox_settings(
+        &self,
+        request: Request<api::GetSandboxSettingsRequest>,
+    ) -> Answer<api::SandboxSettings> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.sandbox_settings(&who, &r.tenant).await)
+    }
+
+    async fn update_sandbox_settings(
+        &self,
+        request: Request<api::UpdateSandboxSettingsRequest>,
+    ) -> Answer<api::SandboxSettings> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .update_sandbox_settings(&who, &r.tenant, r.settings.unwrap_or_default())
+            .await)
+    }
 }

@@ -25,11 +25,30 @@ type Result<T> = std::result::Result<T, RequestError>;
 
 /// Lines one chunk may carry.
 const MAX_LINES: usize = 1000;
-/// The privacy loss a grant may spend over its life, and what one answer spends.
-pub const GRANT_BUDGET: f64 = 10.0;
-pub const QUERY_EPSILON: f64 = 1.0;
-/// The smallest group that leaves (the regulation's tenants may raise it; never below 5).
-pub const K: u64 = 10;
+
+/// What is wrong with disclosure settings a bureau sets.
+fn settings_violations(s: &api::SandboxSettings) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    if !(pdp_sandbox::disclosure::MIN_K as u32..=1000).contains(&s.min_group_size) {
+        v.push(FieldViolation::new(
+            "settings.min_group_size",
+            format!("from {} to 1000 records", pdp_sandbox::disclosure::MIN_K),
+        ));
+    }
+    if !(0.1..=10.0).contains(&s.epsilon_per_query) {
+        v.push(FieldViolation::new(
+            "settings.epsilon_per_query",
+            "from 0.1 to 10",
+        ));
+    }
+    if !(s.grant_budget >= s.epsilon_per_query.max(0.1) && s.grant_budget <= 1000.0) {
+        v.push(FieldViolation::new(
+            "settings.grant_budget",
+            "at least one answer's ε, at most 1000",
+        ));
+    }
+    v
+}
 
 fn location(tenant: &str, resource_id: &str, load_id: &str) -> String {
     format!("tenants/{tenant}/resources/{resource_id}/loads/{load_id}/")
@@ -273,7 +292,7 @@ impl Requests {
         let caller = who.clone();
         let grant = grant_id.clone();
         // Checked and charged before the engine runs, so that parallel queries cannot overspend.
-        let (tables, secret, spent) = self
+        let (tables, secret, spent, settings) = self
             .in_scope(&scope, move |conn, scope, now| {
                 let g = db::find_grant(conn, scope, &grant)?
                     .filter(|g| g.operator == caller.organization)
@@ -300,15 +319,16 @@ impl Requests {
                         ),
                     ));
                 }
+                let settings = db::sandbox_settings(conn, scope)?;
+                let (epsilon, budget) = (settings.epsilon_per_query, settings.grant_budget);
                 let fresh = format!("{:032x}", rand::random::<u128>());
                 let (secret, spent) = db::budget(conn, scope, &grant, &fresh)?;
-                if spent + QUERY_EPSILON > GRANT_BUDGET + 1e-9 {
+                if spent + epsilon > budget + 1e-9 {
                     return Err(RequestError::forbidden(
                         "PRIVACY_BUDGET_SPENT",
                         format!(
-                            "grant {grant} has spent its privacy budget (ε {spent} of \
-                             {GRANT_BUDGET}): every further answer would add to what can be \
-                             learned of one person"
+                            "grant {grant} has spent its privacy budget (ε {spent} of {budget}): \
+                             every further answer would add to what can be learned of one person"
                         ),
                     ));
                 }
@@ -340,19 +360,19 @@ impl Requests {
                         personal,
                     });
                 }
-                db::spend(conn, scope, &grant, QUERY_EPSILON)?;
-                Ok((tables, secret, spent + QUERY_EPSILON))
+                db::spend(conn, scope, &grant, epsilon)?;
+                Ok((tables, secret, spent + epsilon, settings))
             })
             .await?;
         let rules = Rules {
-            k: K,
-            epsilon: QUERY_EPSILON,
+            k: u64::from(settings.min_group_size),
+            epsilon: settings.epsilon_per_query,
         };
         let outcome = sandbox.query(&tables, &sql, rules, &secret).await;
         let who = who.clone();
         let refund = match &outcome {
-            Ok(answer) => QUERY_EPSILON - answer.epsilon_spent,
-            Err(_) => QUERY_EPSILON,
+            Ok(answer) => rules.epsilon - answer.epsilon_spent,
+            Err(_) => rules.epsilon,
         };
         let details = match &outcome {
             Ok(a) => serde_json::json!({
@@ -383,7 +403,7 @@ impl Requests {
             suppressed_groups: answer.suppressed,
             plan_hash: answer.plan_hash.clone(),
             epsilon_spent: answer.epsilon_spent,
-            epsilon_left: GRANT_BUDGET - (spent - refund),
+            epsilon_left: settings.grant_budget - (spent - refund),
             ..Default::default()
         };
         for batch in &answer.batches {
@@ -405,5 +425,42 @@ impl Requests {
             }
         }
         Ok(out)
+    }
+
+    pub async fn sandbox_settings(
+        &self,
+        who: &Identity,
+        tenant: &str,
+    ) -> Result<api::SandboxSettings> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        self.in_scope(&scope, |conn, scope, _| db::sandbox_settings(conn, scope))
+            .await
+    }
+
+    pub async fn update_sandbox_settings(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        settings: api::SandboxSettings,
+    ) -> Result<api::SandboxSettings> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        RequestError::unless_role(who, &Role::BUREAU, "setting disclosure control")?;
+        RequestError::check("settings", settings_violations(&settings))?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            db::put_sandbox_settings(conn, scope, &settings)?;
+            let tenant = scope.tenant().to_string();
+            RECORDER.change(scope, Some(&who), now).emit(
+                conn,
+                api::SANDBOX_SETTINGS_UPDATED,
+                &tenant,
+                &api::SandboxSettingsChanged {
+                    tenant: tenant.clone(),
+                    settings: Some(settings),
+                },
+            )?;
+            Ok(settings)
+        })
+        .await
     }
 }

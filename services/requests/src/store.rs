@@ -129,6 +129,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    sandbox_settings (tenant) {
+        tenant -> Text,
+        min_group_size -> Integer,
+        epsilon_per_query -> Double,
+        grant_budget -> Double,
+    }
+}
+
+diesel::table! {
     grant_budgets (tenant, grant_id) {
         tenant -> Text,
         grant_id -> Text,
@@ -156,6 +165,7 @@ tenant_table!(quality_tickets::table, quality_tickets::tenant);
 tenant_table!(developers::table, developers::tenant);
 tenant_table!(resource_loads::table, resource_loads::tenant);
 tenant_table!(grant_budgets::table, grant_budgets::tenant);
+tenant_table!(sandbox_settings::table, sandbox_settings::tenant);
 tenant_table!(development_needs::table, development_needs::tenant);
 
 type Result<T> = std::result::Result<T, RequestError>;
@@ -819,6 +829,52 @@ pub fn current_load(
         .first::<Vec<u8>>(conn)
         .optional()?;
     body.map(|b| decode_load(&b)).transpose()
+}
+
+/// Groups of 10, ε 1 an answer, 10 a grant, unless the bureau says otherwise.
+pub const DEFAULT_SANDBOX: api::SandboxSettings = api::SandboxSettings {
+    min_group_size: 10,
+    epsilon_per_query: 1.0,
+    grant_budget: 10.0,
+};
+
+pub fn sandbox_settings(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+) -> Result<api::SandboxSettings> {
+    let row = scope
+        .rows(sandbox_settings::table)
+        .select((
+            sandbox_settings::min_group_size,
+            sandbox_settings::epsilon_per_query,
+            sandbox_settings::grant_budget,
+        ))
+        .first::<(i32, f64, f64)>(conn)
+        .optional()?;
+    Ok(row
+        .map(|(k, epsilon, budget)| api::SandboxSettings {
+            min_group_size: k as u32,
+            epsilon_per_query: epsilon,
+            grant_budget: budget,
+        })
+        .unwrap_or(DEFAULT_SANDBOX))
+}
+
+pub fn put_sandbox_settings(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    s: &api::SandboxSettings,
+) -> Result<()> {
+    diesel::delete(scope.rows(sandbox_settings::table)).execute(conn)?;
+    diesel::insert_into(sandbox_settings::table)
+        .values((
+            sandbox_settings::tenant.eq(scope.tenant().as_str()),
+            sandbox_settings::min_group_size.eq(s.min_group_size as i32),
+            sandbox_settings::epsilon_per_query.eq(s.epsilon_per_query),
+            sandbox_settings::grant_budget.eq(s.grant_budget),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A grant's secret and what it has spent, created with `secret` on first use.

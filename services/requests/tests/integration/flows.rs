@@ -912,30 +912,7 @@ pub async fn providers_load_data_and_operators_query_only_what_their_grant_names
         .unwrap();
     assert_eq!(committed.version, 1);
 
-    // Beta's grant on stops and delays.
-    let mut wanted = request();
-    wanted.resources = vec![api::RequestedResource {
-        resource_id: "bus".into(),
-        fields: vec!["stop_id".into(), "delay".into()],
-    }];
-    let d = i.requests.create(&beta, HARBIN, wanted).await.unwrap();
-    i.requests
-        .submit(&beta, HARBIN, d.id.clone())
-        .await
-        .unwrap();
-    for who in [bureau(), transport.clone()] {
-        let approval = decision(api::ReviewOutcome::Approved, "ok", None);
-        i.requests
-            .review(&who, HARBIN, d.id.clone(), approval)
-            .await
-            .unwrap();
-    }
-    let grant = i
-        .requests
-        .get(&beta, HARBIN, d.id.clone())
-        .await
-        .unwrap()
-        .grant_id;
+    let grant = i.bus_grant().await;
     let query = |who: pdp_kit::identity::Identity, sql: &str| {
         let (grant, sql) = (grant.clone(), sql.to_string());
         let requests = i.requests.clone();
@@ -1016,4 +993,94 @@ pub async fn without_a_sandbox_store_loads_and_queries_are_refused(backend: Back
         .await
         .unwrap_err();
     assert!(err.to_string().contains("S3-compatible"), "{err}");
+}
+
+pub async fn the_bureau_sets_the_group_size_and_the_privacy_budget(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    let settings = |k, epsilon, budget| api::SandboxSettings {
+        min_group_size: k,
+        epsilon_per_query: epsilon,
+        grant_budget: budget,
+    };
+    let beta = caller("operator", "beta");
+    let err = i
+        .requests
+        .update_sandbox_settings(&beta, HARBIN, settings(20, 1.0, 10.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let err = i
+        .requests
+        .update_sandbox_settings(&bureau(), HARBIN, settings(3, 0.0, 0.0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        fields(&err),
+        [
+            "settings.min_group_size",
+            "settings.epsilon_per_query",
+            "settings.grant_budget"
+        ]
+    );
+    assert_eq!(
+        i.requests
+            .sandbox_settings(&beta, HARBIN)
+            .await
+            .unwrap()
+            .min_group_size,
+        10,
+        "the default"
+    );
+    i.requests
+        .update_sandbox_settings(&bureau(), HARBIN, settings(25, 2.0, 4.0))
+        .await
+        .unwrap();
+    let transport = caller("provider", "transport-org");
+    let load = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let lines = (0..60)
+        .map(|k| format!("S{},08:00,C{k:05},{}", k % 3, k % 7))
+        .collect();
+    let header = "stop_id,arrival,card_no,delay".to_string();
+    i.requests
+        .append_rows(
+            &transport,
+            HARBIN,
+            "bus".into(),
+            load.id.clone(),
+            header,
+            lines,
+        )
+        .await
+        .unwrap();
+    i.requests
+        .commit_load(&transport, HARBIN, "bus".into(), load.id)
+        .await
+        .unwrap();
+    let grant = i.bus_grant().await;
+    i.set("2026-12-02 09:00");
+    let sql = r#"SELECT stop_id, count(*) AS n FROM "bus" GROUP BY stop_id"#;
+    // Groups of 20 are under the tenant's 25: nothing leaves; two answers of ε 2 spend 4.
+    let answer = i
+        .requests
+        .run_query(&beta, HARBIN, grant.clone(), sql.into())
+        .await
+        .unwrap();
+    assert_eq!((answer.rows.len(), answer.suppressed_groups), (0, 3));
+    assert_eq!(answer.epsilon_left, 2.0);
+    let answer = i
+        .requests
+        .run_query(&beta, HARBIN, grant.clone(), sql.into())
+        .await
+        .unwrap();
+    assert_eq!(answer.epsilon_left, 0.0);
+    let err = i
+        .requests
+        .run_query(&beta, HARBIN, grant, sql.into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("privacy budget"), "{err}");
 }

@@ -162,6 +162,34 @@ impl Instance {
         }
     }
 
+    /// Beta's grant on the stops and delays of `bus`, approved by the bureau and the transport
+    /// provider: its id.
+    pub async fn bus_grant(&self) -> String {
+        let beta = caller("operator", "beta");
+        let mut wanted = request();
+        wanted.resources = vec![api::RequestedResource {
+            resource_id: "bus".into(),
+            fields: vec!["stop_id".into(), "delay".into()],
+        }];
+        let d = self.requests.create(&beta, HARBIN, wanted).await.unwrap();
+        self.requests
+            .submit(&beta, HARBIN, d.id.clone())
+            .await
+            .unwrap();
+        for who in [bureau(), caller("provider", "transport-org")] {
+            let approval = decision(api::ReviewOutcome::Approved, "ok", None);
+            self.requests
+                .review(&who, HARBIN, d.id.clone(), approval)
+                .await
+                .unwrap();
+        }
+        self.requests
+            .get(&beta, HARBIN, d.id)
+            .await
+            .unwrap()
+            .grant_id
+    }
+
     fn clock_now(&self) -> DateTime<Utc> {
         use pdp_kit::clock::Clock;
         self.clock.now()

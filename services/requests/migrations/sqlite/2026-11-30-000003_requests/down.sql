@@ -1,5 +1,6 @@
 DROP TABLE IF EXISTS request_schedule;
 DROP TABLE IF EXISTS grant_budgets;
+DROP TABLE IF EXISTS sandbox_settings;
 DROP TABLE IF EXISTS resource_loads;
 DROP TABLE IF EXISTS development_needs;
 DROP TABLE IF EXISTS developers;

@@ -108,6 +108,13 @@ CREATE TABLE resource_loads (
 );
 CREATE INDEX resource_loads_tenant_resource ON resource_loads (tenant, resource_id, version);
 
+CREATE TABLE sandbox_settings (
+    tenant text PRIMARY KEY,
+    min_group_size integer NOT NULL,
+    epsilon_per_query double precision NOT NULL,
+    grant_budget double precision NOT NULL
+);
+
 CREATE TABLE grant_budgets (
     tenant text NOT NULL,
     grant_id text NOT NULL,
