@@ -122,7 +122,10 @@ fn day(field: &str, value: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDat
     if value.is_empty() {
         return None;
     }
-    let parsed = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
+    // Only the canonical form: grants and their checks compare these dates as text.
+    let parsed = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .filter(|d| d.to_string() == value);
     if parsed.is_none() {
         v.push(FieldViolation::new(
             field,
@@ -461,26 +464,18 @@ pub fn decision_violations(
             }
         }
     }
-    if !conditions.last_day.is_empty() {
+    let field = "review.conditions.last_day";
+    if let Some(last) = day(field, &conditions.last_day, &mut v) {
         let period = r.period.clone().unwrap_or_default();
-        match NaiveDate::parse_from_str(&conditions.last_day, "%Y-%m-%d") {
-            Ok(last)
-                if conditions.last_day.as_str() > period.last_day.as_str()
-                    || conditions.last_day.as_str() < period.first_day.as_str() =>
-            {
+        let within = [&period.first_day, &period.last_day]
+            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        if let [Some(first), Some(end)] = within {
+            if last < first || last > end {
                 v.push(FieldViolation::new(
-                    "review.conditions.last_day",
-                    format!(
-                        "{last} must lie within the requested period {}..{}",
-                        period.first_day, period.last_day
-                    ),
+                    field,
+                    format!("{last} must lie within the requested period {first}..{end}"),
                 ));
             }
-            Ok(_) => {}
-            Err(_) => v.push(FieldViolation::new(
-                "review.conditions.last_day",
-                "a YYYY-MM-DD date",
-            )),
         }
     }
     v
@@ -675,6 +670,15 @@ mod tests {
             "{v:?}"
         );
         assert!(v[0].description.contains("colour") && v[2].description.contains("2026-12-31"));
+    }
+
+    #[test]
+    fn dates_are_in_their_one_canonical_form() {
+        let (agreement, resources) = facts();
+        let mut r = request();
+        r.period.as_mut().unwrap().first_day = "2026-4-1".into();
+        let v = content_violations(&r, &agreement, &resources);
+        assert_eq!(fields_of(&v), ["request.period.first_day"]);
     }
 
     #[test]

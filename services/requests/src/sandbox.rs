@@ -25,6 +25,8 @@ type Result<T> = std::result::Result<T, RequestError>;
 
 /// Lines one chunk may carry.
 const MAX_LINES: usize = 1000;
+/// Loads of one resource that may be open at once: a provider cannot pile up staged data.
+const MAX_OPEN_LOADS: i64 = 5;
 
 /// What is wrong with disclosure settings a bureau sets.
 fn settings_violations(s: &api::SandboxSettings) -> Vec<FieldViolation> {
@@ -144,6 +146,15 @@ impl Requests {
                 .remove(&resource_id)
                 .filter(|r| r.provider == who.organization)
                 .ok_or_else(|| RequestError::not_found("resource", &resource_id))?;
+            if db::open_loads(conn, scope, &resource_id)? >= MAX_OPEN_LOADS {
+                return Err(RequestError::precondition(
+                    format!("resources/{resource_id}"),
+                    format!(
+                        "{MAX_OPEN_LOADS} loads of this resource are open: commit them before \
+                         opening another"
+                    ),
+                ));
+            }
             let load = api::Load {
                 id: Uuid::now_v7().to_string(),
                 tenant: scope.tenant().to_string(),
@@ -176,15 +187,28 @@ impl Requests {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &[Role::Provider], "loading data")?;
         let sandbox = self.sandbox()?.clone();
+        let mut v = Vec::new();
         if lines.is_empty() || lines.len() > MAX_LINES {
-            return Err(RequestError::invalid(
-                "load",
-                vec![FieldViolation::new(
-                    "lines",
-                    format!("from 1 to {MAX_LINES} lines"),
-                )],
+            v.push(FieldViolation::new(
+                "lines",
+                format!("from 1 to {MAX_LINES} lines"),
             ));
         }
+        // One line per item: a line break inside one would carry more lines than the bound.
+        let broken = |text: &str| text.contains(['\n', '\r']);
+        if broken(&header) {
+            v.push(FieldViolation::new(
+                "header",
+                "one line, without line breaks",
+            ));
+        }
+        if let Some(at) = lines.iter().position(|l| broken(l)) {
+            v.push(FieldViolation::new(
+                format!("lines[{at}]"),
+                "one line, without line breaks",
+            ));
+        }
+        RequestError::check("load", v)?;
         let reader = who.clone();
         let (resource, id2) = (resource_id.clone(), id.clone());
         let (load, fields) = self
@@ -211,34 +235,42 @@ impl Requests {
             csv.push_str(line);
         }
         csv.push('\n');
+        // Named apart, so that two chunks appended at once never overwrite each other.
         let part = format!(
-            "{}part-{:05}.parquet",
+            "{}part-{}.parquet",
             location(scope.tenant().as_str(), &resource_id, &id),
-            load.chunks
+            Uuid::now_v7()
         );
         let loaded = sandbox
             .load_csv(&part, &fields, csv.as_bytes(), load.rows + 2)
             .await
             .map_err(engine_error)?;
         let who = who.clone();
-        self.in_scope(&scope, move |conn, scope, now| {
-            let mut load = own_load(conn, scope, &who, &resource_id, &id)?;
-            load.rows += loaded.rows;
-            load.chunks += 1;
-            db::put_load(conn, scope, &load, now)?;
-            let details = serde_json::json!({"rows": loaded.rows, "object": loaded.object});
-            audit(
-                conn,
-                scope,
-                &who,
-                now,
-                "load.appended",
-                format!("loads/{id}"),
-                details,
-            )?;
-            Ok(load)
-        })
-        .await
+        let object = loaded.object.clone();
+        let recorded = self
+            .in_scope(&scope, move |conn, scope, now| {
+                let mut load = own_load(conn, scope, &who, &resource_id, &id)?;
+                load.rows += loaded.rows;
+                load.chunks += 1;
+                db::put_load(conn, scope, &load, now)?;
+                let details = serde_json::json!({"rows": loaded.rows, "object": loaded.object});
+                audit(
+                    conn,
+                    scope,
+                    &who,
+                    now,
+                    "load.appended",
+                    format!("loads/{id}"),
+                    details,
+                )?;
+                Ok(load)
+            })
+            .await;
+        if recorded.is_err() {
+            // Committed (or gone) while the chunk was written: it must not join the version.
+            let _ = sandbox.delete(&object).await;
+        }
+        recorded
     }
 
     /// Makes the load the resource's current version.
@@ -323,7 +355,8 @@ impl Requests {
                 let (epsilon, budget) = (settings.epsilon_per_query, settings.grant_budget);
                 let fresh = format!("{:032x}", rand::random::<u128>());
                 let (secret, spent) = db::budget(conn, scope, &grant, &fresh)?;
-                if spent + epsilon > budget + 1e-9 {
+                // Charged only while it fits, in one statement: parallel queries cannot overspend.
+                if !db::charge(conn, scope, &grant, epsilon, budget)? {
                     return Err(RequestError::forbidden(
                         "PRIVACY_BUDGET_SPENT",
                         format!(
@@ -360,7 +393,6 @@ impl Requests {
                         personal,
                     });
                 }
-                db::spend(conn, scope, &grant, epsilon)?;
                 Ok((tables, secret, spent + epsilon, settings))
             })
             .await?;
@@ -385,7 +417,7 @@ impl Requests {
         let grant = grant_id.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             if refund > 0.0 {
-                db::spend(conn, scope, &grant, -refund)?;
+                db::refund(conn, scope, &grant, refund)?;
             }
             audit(
                 conn,

@@ -333,18 +333,15 @@ impl Requests {
             let agreement = agreement_for(conn, scope, &who.organization, &content)?;
             check_content(conn, scope, &content, &agreement, false)?;
             let r = api::DataRequest {
-                agreement_id: agreement.id.clone(),
-                update_time: Some(timestamp(now)),
-                ..content
-            };
-            let r = api::DataRequest {
                 id: current.id,
                 tenant: current.tenant,
                 operator: current.operator,
+                agreement_id: agreement.id,
                 state: current.state,
                 created_by: current.created_by,
                 create_time: current.create_time,
-                ..r
+                update_time: Some(timestamp(now)),
+                ..content
             };
             db::save_request(conn, scope, &r, now)?;
             emit(

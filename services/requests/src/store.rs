@@ -306,12 +306,13 @@ pub fn list_requests(
         Visible::All => {}
         Visible::Operator(org) => query = query.filter(data_requests::operator.eq(org.clone())),
         Visible::Reviewer(org) => {
+            // Every request the provider reviews after the cursor: the page's limit applies
+            // below, after the state and overdue filters, so that a filtered page is never cut
+            // short (and the listing never ends early).
             let mut reviewed = scope
                 .rows(request_reviewers::table)
                 .filter(request_reviewers::reviewer.eq(org.clone()))
                 .select(request_reviewers::request_id)
-                .order(request_reviewers::request_id)
-                .limit(i64::from(page.size))
                 .into_boxed();
             if let Some(after) = &page.after {
                 reviewed = reviewed.filter(request_reviewers::request_id.gt(after.clone()));
@@ -814,6 +815,16 @@ pub fn find_load(
     body.map(|b| decode_load(&b)).transpose()
 }
 
+/// How many loads of `resource_id` are still open.
+pub fn open_loads(conn: &mut AnyConnection, scope: &TenantScope, resource_id: &str) -> Result<i64> {
+    Ok(scope
+        .rows(resource_loads::table)
+        .filter(resource_loads::resource_id.eq(resource_id))
+        .filter(resource_loads::state.eq("OPEN"))
+        .count()
+        .get_result(conn)?)
+}
+
 /// The committed load of `resource_id` with the highest version: its current data.
 pub fn current_load(
     conn: &mut AnyConnection,
@@ -904,8 +915,28 @@ pub fn budget(
     Ok((secret.to_string(), 0.0))
 }
 
-/// Adds `epsilon` (negative: a refund) to what `grant_id` has spent.
-pub fn spend(
+/// Charges `epsilon` to `grant_id` if it stays within `budget`, in one statement (parallel
+/// queries cannot both take the last of it); whether it did.
+pub fn charge(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    epsilon: f64,
+    budget: f64,
+) -> Result<bool> {
+    let charged = diesel::update(
+        scope
+            .rows(grant_budgets::table)
+            .filter(grant_budgets::grant_id.eq(grant_id))
+            .filter((grant_budgets::epsilon_spent + epsilon).le(budget + 1e-9)),
+    )
+    .set(grant_budgets::epsilon_spent.eq(grant_budgets::epsilon_spent + epsilon))
+    .execute(conn)?;
+    Ok(charged == 1)
+}
+
+/// Gives back `epsilon` an answer did not spend.
+pub fn refund(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     grant_id: &str,
@@ -916,7 +947,7 @@ pub fn spend(
             .rows(grant_budgets::table)
             .filter(grant_budgets::grant_id.eq(grant_id)),
     )
-    .set(grant_budgets::epsilon_spent.eq(grant_budgets::epsilon_spent + epsilon))
+    .set(grant_budgets::epsilon_spent.eq(grant_budgets::epsilon_spent - epsilon))
     .execute(conn)?;
     Ok(())
 }

@@ -7,8 +7,9 @@
 //!   filters, sorts and limits: every output column is a group key or an aggregate;
 //! - every aggregate is one of COUNT, SUM, AVG and the variances and standard deviations; MIN, MAX,
 //!   medians and percentiles only on fields that hold no personal information;
-//! - every filter below the aggregate tests only columns the aggregate groups by, so that each
-//!   answer is a set of whole groups: two filters cannot carve out sets that differ by one record;
+//! - every filter below the aggregate (WHERE, a join's condition, a subquery's) tests only
+//!   columns the aggregate groups by, so that each answer is a set of whole groups: two filters
+//!   cannot carve out sets that differ by one record;
 //! - no HAVING tests an aggregate's value (a threshold asked again and again finds it exactly);
 //!
 //! and then every group of fewer than `k` records is suppressed (the answer says how many were),
@@ -23,7 +24,7 @@
 use std::collections::BTreeSet;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::functions::expr_fn::abs;
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit};
@@ -399,18 +400,23 @@ fn check_aggregate(
 
 /// Below the aggregate: no second aggregate, and every filter tests group keys only.
 fn check_below(input: &LogicalPlan, grouped: &BTreeSet<String>) -> Result<(), Refusal> {
+    let ungrouped = |predicate: &Expr| {
+        predicate
+            .column_refs()
+            .into_iter()
+            .find(|c| !grouped.contains(&c.name))
+            .map(|c| Refusal::FilterNotGrouped(c.name.clone()))
+    };
     let mut refusal = None;
-    let _ = input.apply(|node| {
+    // Subqueries too: a filter inside `IN (SELECT …)` or a join's condition singles out as
+    // well as a WHERE does.
+    let _ = input.apply_with_subqueries(|node| {
         let found = match node {
             LogicalPlan::Aggregate(_) | LogicalPlan::Window(_) => {
                 Some(Refusal::NestedAggregate(first_line(node)))
             }
-            LogicalPlan::Filter(f) => f
-                .predicate
-                .column_refs()
-                .into_iter()
-                .find(|c| !grouped.contains(&c.name))
-                .map(|c| Refusal::FilterNotGrouped(c.name.clone())),
+            LogicalPlan::Filter(f) => ungrouped(&f.predicate),
+            LogicalPlan::Join(j) => j.filter.as_ref().and_then(ungrouped),
             _ => None,
         };
         match found {

@@ -159,6 +159,16 @@ impl Sandbox {
         crate::load::load_csv(self.store.clone(), location, fields, reader, first_line).await
     }
 
+    /// Removes an object a load wrote (a chunk its load no longer takes).
+    pub async fn delete(&self, object: &str) -> Result<(), SandboxError> {
+        use object_store::ObjectStoreExt;
+        let path = object_store::path::Path::from(object);
+        self.store
+            .delete(&path)
+            .await
+            .map_err(|e| SandboxError::Engine(e.to_string()))
+    }
+
     /// Registers `tables` as the query sees them: granted fields only, masked ones as digests
     /// keyed with `salt` (the same value groups alike; nobody reads it back).
     async fn register(
@@ -204,9 +214,8 @@ impl Sandbox {
                 rules.epsilon
             )));
         }
-        let salt = secret;
         let ctx = self.session()?;
-        self.register(&ctx, tables, salt).await?;
+        self.register(&ctx, tables, secret).await?;
         let plan = ctx.state().create_logical_plan(sql).await?;
         let personal: BTreeSet<String> = tables
             .iter()

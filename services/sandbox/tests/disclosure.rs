@@ -230,6 +230,16 @@ async fn a_filter_that_singles_someone_out_is_refused() {
         .await,
     );
     assert_eq!(r, Refusal::FilterNotGrouped("id_card".into()));
+    // Nor through a join's condition, nor inside a subquery.
+    for sql in [
+        "SELECT a.district, sum(a.income) FROM residents a JOIN residents b \
+         ON a.district = b.district AND a.id_card <> 'x' GROUP BY a.district",
+        "SELECT district, sum(income) FROM residents WHERE district IN \
+         (SELECT district FROM residents WHERE id_card <> 'x') GROUP BY district",
+    ] {
+        let r = refusal(f.ask(sql).await);
+        assert_eq!(r, Refusal::FilterNotGrouped("id_card".into()), "{sql}");
+    }
     // Grouping by the identifying field instead makes every group one record: all suppressed.
     let answer = f
         .ask(

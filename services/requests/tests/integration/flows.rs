@@ -413,6 +413,22 @@ pub async fn one_rejection_rejects_with_every_reason_shown(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::FailedPrecondition);
+    // A provider's filtered listing is never cut short by the rows the filter drops.
+    let second = i.requests.create(&beta, HARBIN, request()).await.unwrap();
+    i.requests
+        .submit(&beta, HARBIN, second.id.clone())
+        .await
+        .unwrap();
+    let health = caller("provider", "health-org");
+    let one = Cursor::parse(1, "").unwrap();
+    let in_review = Some(pdp_requests::request::RequestState::InReview);
+    let (page, _) = i
+        .requests
+        .list(&health, HARBIN, in_review, false, one)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [second.id.as_str()]);
 }
 
 pub async fn an_unanswered_review_is_overdue_and_grants_end_on_time_or_on_revocation(
@@ -911,6 +927,39 @@ pub async fn providers_load_data_and_operators_query_only_what_their_grant_names
         .await
         .unwrap();
     assert_eq!(committed.version, 1);
+    // One line per item: a line break cannot carry more lines than the bound.
+    let second = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let smuggled = vec!["S1,08:00,C1,1\nS1,08:00,C2,1".to_string()];
+    let err = i
+        .requests
+        .append_rows(
+            &transport,
+            HARBIN,
+            "bus".into(),
+            second.id,
+            header.clone(),
+            smuggled,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["lines[0]"]);
+    // At most five open loads of one resource.
+    for _ in 0..4 {
+        i.requests
+            .create_load(&transport, HARBIN, "bus".into())
+            .await
+            .unwrap();
+    }
+    let err = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("5 loads"), "{err}");
 
     let grant = i.bus_grant().await;
     let query = |who: pdp_kit::identity::Identity, sql: &str| {
