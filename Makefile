@@ -3,6 +3,7 @@ CARGO ?= cargo
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379
+export TEST_S3_ENDPOINT ?= http://127.0.0.1:9000
 
 .PHONY: run fmt lint test check bench bench-tools chart-check image asyncapi
 
@@ -45,13 +46,18 @@ check: lint test chart-check
 ## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker);
 ## the gateway's own overhead against direct gRPC calls to an empty service (in process); and a
 ## real read through the gateway of `pdp dev` against the same call straight to the service
-## (wrk and h2load, from `bench-tools`)
+## (wrk and h2load, from `bench-tools`); and the sandbox: a 10-million-row load (peak RSS) and
+## aggregate queries through disclosure control, on plain DataFusion and on DuckDB
 bench: bench-tools
 	$(CARGO) bench -p pdp-kit --bench throughput
 	$(CARGO) bench -p pdp-gateway --bench overhead
 	$(CARGO) bench -p pdp --bench gateway
+	$(CARGO) bench -p pdp-sandbox --bench engine
 
 ## bench-tools: the load tools of the gateway bench (Debian's wrk and nghttp2-client for h2load)
+## and DuckDB (PyPI), which the sandbox bench compares with
 bench-tools:
 	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
+	@python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet "duckdb==1.4.2" \
+		|| python3 -m pip install --quiet --break-system-packages "duckdb==1.4.2"

@@ -21,7 +21,14 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "pdp"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 K8S_VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]
-SECRET_ENV = {"PDP_STORE__URL", "PDP_IDENTITY__HMAC_KEY", "PDP_REDIS__URL", "PDP_EVENTS__PASSWORD"}
+SECRET_ENV = {
+    "PDP_STORE__URL",
+    "PDP_IDENTITY__HMAC_KEY",
+    "PDP_REDIS__URL",
+    "PDP_EVENTS__PASSWORD",
+    "PDP_SANDBOX__S3_ACCESS_KEY_ID",
+    "PDP_SANDBOX__S3_SECRET_ACCESS_KEY",
+}
 
 failures = []
 

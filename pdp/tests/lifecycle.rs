@@ -429,6 +429,37 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
     let (status, refused) = post(&queries, Some(beta), rows);
     assert_eq!(status, 400, "{refused}");
     assert!(refused.to_string().contains("第二十二条"), "{refused}");
+    // Row-level work stays inside: a table derived into the grant's workspace is named back,
+    // never shown, and is read only as aggregates under the same control.
+    let derive = json!({"grant_id": grant_id, "sql": format!(
+        "CREATE TABLE workspace.stops AS SELECT stop_id FROM \"{rid}\" \
+         WHERE stop_id IS NOT NULL")});
+    let (status, derived) = post(&queries, Some(beta), derive);
+    assert_eq!(status, 200, "{derived}");
+    assert_eq!(derived["derived"]["name"], "stops", "{derived}");
+    assert!(
+        derived["rows"].as_array().is_none_or(Vec::is_empty),
+        "{derived}"
+    );
+    let workspace = format!("{H}/grants/{grant_id}/workspace/tables");
+    let (status, listed) = get(&workspace, Some(beta));
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["tables"][0]["name"], "stops", "{listed}");
+    let (status, answer) = post(
+        &queries,
+        Some(beta),
+        json!({"grant_id": grant_id,
+        "sql": "SELECT stop_id, count(*) AS n FROM workspace.stops GROUP BY stop_id"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"].as_array().unwrap().len(), 2, "{answer}");
+    let (status, refused) = post(
+        &queries,
+        Some(beta),
+        json!({"grant_id": grant_id,
+        "sql": "SELECT * FROM workspace.stops"}),
+    );
+    assert_eq!(status, 400, "{refused}");
 
     // A data-quality ticket on the bus arrivals, which the transport provider leaves unanswered
     // (第十九条).

@@ -74,6 +74,20 @@ service_name = "pdp"
 otlp_endpoint = {{ . | quote }}
 {{- end }}
 
+{{- with .Values.sandbox }}
+
+[sandbox]
+{{- with .bucket }}
+store_url = {{ . | quote }}
+{{- end }}
+{{- with .endpoint }}
+s3_endpoint = {{ . | quote }}
+{{- end }}
+s3_region = {{ .region | quote }}
+query_memory_mib = {{ .queryMemoryMiB }}
+query_timeout_secs = {{ .queryTimeoutSecs }}
+{{- end }}
+
 [gateway]
 audience = {{ .Values.gateway.audience | quote }}
 issuer = {{ .Values.gateway.issuer | quote }}
@@ -117,6 +131,20 @@ routes_namespace = {{ .Release.Namespace | quote }}
     secretKeyRef:
       name: {{ .Values.secrets.redis.name }}
       key: {{ .Values.secrets.redis.key }}
+{{- end }}
+{{- with .Values.secrets.sandboxStore }}
+{{- if .name }}
+- name: PDP_SANDBOX__S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .accessKeyIdKey }}
+- name: PDP_SANDBOX__S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .secretAccessKeyKey }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

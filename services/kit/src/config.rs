@@ -36,6 +36,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub calendar: CalendarConfig,
     pub gateway: GatewayConfig,
+    pub sandbox: SandboxConfig,
     pub dev: DevConfig,
 }
 
@@ -54,6 +55,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             calendar: CalendarConfig::default(),
             gateway: GatewayConfig::default(),
+            sandbox: SandboxConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -287,6 +289,54 @@ impl Default for IdentityConfig {
             hmac_key: None,
             max_age_secs: 300,
         }
+    }
+}
+
+/// Where the sandbox keeps the data loaded into the platform, and what one query may use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// `s3://<bucket>[/<prefix>]` of an S3-compatible store; unset for `<data_dir>/sandbox` in
+    /// dev. A cluster without it refuses loads and queries: its pods share no directory.
+    pub store_url: Option<String>,
+    /// The S3 API's address (`https://…`, `http://` only inside the cluster); unset for AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    /// Unset to take credentials from the pod's environment (`AWS_*`, web identity).
+    pub s3_access_key_id: Option<Secret>,
+    pub s3_secret_access_key: Option<Secret>,
+    /// Memory one query may use, in MiB; past it the query is cancelled.
+    pub query_memory_mib: usize,
+    /// Seconds one query may run; past them it is cancelled.
+    pub query_timeout_secs: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            store_url: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            query_memory_mib: 256,
+            query_timeout_secs: 30,
+        }
+    }
+}
+
+impl SandboxConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.s3_access_key_id.is_some() != self.s3_secret_access_key.is_some() {
+            return Err(
+                "s3_access_key_id and s3_secret_access_key are set together or not at all"
+                    .to_string(),
+            );
+        }
+        if self.query_memory_mib < 16 || self.query_timeout_secs == 0 {
+            return Err("a query needs at least 16 MiB and 1 second".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -544,6 +594,11 @@ impl Config {
                 origin: String::new(),
                 message,
             })?;
+        config.sandbox.check().map_err(|message| ConfigError::Key {
+            key: "sandbox".to_string(),
+            origin: String::new(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -630,6 +685,34 @@ mod tests {
         assert_eq!(config.store.pool_size, 16, "environment wins over the file");
         assert_eq!(config.http.listen.port(), 9000);
         assert_eq!(config.events.partitions, 3, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn the_sandbox_store_takes_its_credentials_in_pairs_and_never_shows_them() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("PDP_SANDBOX__STORE_URL", "s3://pdp-data/harbin"),
+                ("PDP_SANDBOX__S3_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("PDP_SANDBOX__S3_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.sandbox.store_url.as_deref(),
+            Some("s3://pdp-data/harbin")
+        );
+        let shown = config.to_toml();
+        assert!(
+            !shown.contains("AKIDEXAMPLE") && !shown.contains("wJalrXUtnFEMI"),
+            "{shown}"
+        );
+        let err = Config::load(
+            None,
+            env(&[("PDP_SANDBOX__S3_ACCESS_KEY_ID", "AKIDEXAMPLE")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("s3_secret_access_key"), "{err}");
     }
 
     #[test]

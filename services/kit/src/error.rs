@@ -196,6 +196,12 @@ pub enum DomainError {
         reason: &'static str,
         message: String,
     },
+    /// A limit of use the caller reached (a rate, a quota): it may try again later.
+    #[error("{message}")]
+    Exhausted {
+        reason: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Scope(#[from] crate::store::ScopeError),
     #[error(transparent)]
@@ -285,6 +291,14 @@ impl DomainError {
             message: message.into(),
         }
     }
+
+    /// RESOURCE_EXHAUSTED (HTTP 429) with `reason`.
+    pub fn exhausted(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Exhausted {
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 impl ServiceError for DomainError {
@@ -294,6 +308,7 @@ impl ServiceError for DomainError {
             Self::NotFound { .. } => ErrorCode::NotFound,
             Self::OutOfOrder(_) | Self::Precondition { .. } => ErrorCode::FailedPrecondition,
             Self::Forbidden { .. } => ErrorCode::PermissionDenied,
+            Self::Exhausted { .. } => ErrorCode::ResourceExhausted,
             Self::Scope(e) => e.code(),
             Self::Store(_) | Self::Corrupt(_) => ErrorCode::Internal,
         }
@@ -305,7 +320,7 @@ impl ServiceError for DomainError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::OutOfOrder(refused) => refused.reason,
             Self::Precondition { .. } => "PRECONDITION_FAILED",
-            Self::Forbidden { reason, .. } => reason,
+            Self::Forbidden { reason, .. } | Self::Exhausted { reason, .. } => reason,
             Self::Scope(e) => e.reason(),
             Self::Store(_) | Self::Corrupt(_) => "INTERNAL",
         }

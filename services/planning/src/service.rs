@@ -92,6 +92,8 @@ fn resource_changed(resource: &api::DataResource) -> api::ResourceChanged {
         provider_unit: resource.provider_unit.clone(),
         provider_organization: resource.owner_organization.clone(),
         schema: resource.schema.clone(),
+        classification: resource.classification,
+        sensitivity: resource.sensitivity,
     }
 }
 

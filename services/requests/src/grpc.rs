@@ -336,6 +336,39 @@ impl api::sandbox_service_server::SandboxService for Requests {
         ok(self.run_query(&who, &r.tenant, r.grant_id, r.sql).await)
     }
 
+    async fn list_workspace_tables(
+        &self,
+        request: Request<api::ListWorkspaceTablesRequest>,
+    ) -> Answer<api::ListWorkspaceTablesResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let tables = self
+            .list_workspace_tables(&who, &r.tenant, r.grant_id)
+            .await;
+        ok(tables.map(|tables| api::ListWorkspaceTablesResponse { tables }))
+    }
+
+    async fn append_workspace_rows(
+        &self,
+        request: Request<api::AppendWorkspaceRowsRequest>,
+    ) -> Answer<api::WorkspaceTable> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let tenant = r.tenant.clone();
+        ok(self.append_workspace_rows(&who, &tenant, r).await)
+    }
+
+    async fn delete_workspace_table(
+        &self,
+        request: Request<api::DeleteWorkspaceTableRequest>,
+    ) -> Answer<api::WorkspaceTable> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .delete_workspace_table(&who, &r.tenant, r.grant_id, r.name)
+            .await)
+    }
+
     async fn get_sandbox_settings(
         &self,
         request: Request<api::GetSandboxSettingsRequest>,

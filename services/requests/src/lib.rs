@@ -15,6 +15,7 @@ pub mod service;
 pub mod store;
 pub mod ticket;
 mod tickets;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ fn resource_facts(r: planning::ResourceChanged) -> ResourceFacts {
         provider_unit: r.provider_unit,
         fields,
         kinds,
+        classification: r.classification,
+        sensitivity: r.sensitivity,
     }
 }
 
@@ -111,26 +114,41 @@ impl EventHandler for Follow {
     }
 }
 
+/// The sandbox's store: the configured S3-compatible bucket, else in `pdp dev` a directory under
+/// the data directory. A cluster without a bucket has none (loads and queries are refused saying
+/// so), rather than each pod keeping data of its own.
+fn open_sandbox(
+    config: &pdp_kit::config::Config,
+) -> anyhow::Result<Option<Arc<pdp_sandbox::Sandbox>>> {
+    let s = &config.sandbox;
+    let objects = match &s.store_url {
+        Some(url) => pdp_sandbox::store::s3(&pdp_sandbox::store::S3 {
+            url: url.clone(),
+            endpoint: s.s3_endpoint.clone(),
+            region: s.s3_region.clone(),
+            access_key_id: s.s3_access_key_id.as_ref().map(|k| k.expose().to_string()),
+            secret_access_key: s
+                .s3_secret_access_key
+                .as_ref()
+                .map(|k| k.expose().to_string()),
+        })?,
+        None if config.is_dev() => pdp_sandbox::store::directory(&config.data_dir.join("sandbox"))?,
+        None => return Ok(None),
+    };
+    let limits = pdp_sandbox::Limits {
+        memory_bytes: s.query_memory_mib << 20,
+        time: std::time::Duration::from_secs(s.query_timeout_secs),
+    };
+    Ok(Some(Arc::new(pdp_sandbox::Sandbox::new(objects, limits)?)))
+}
+
 /// Starts requests: its gRPC services behind the identity check, the follower of planning and
 /// agreements, and the scheduler of overdue reviews and grant expiries.
 pub async fn start(context: &Context) -> anyhow::Result<Running> {
     for topic in std::iter::once(TOPIC).chain(FOLLOWED) {
         context.log.create_topic(topic).await?;
     }
-    // The sandbox's data: in `pdp dev` a directory under the data directory. A cluster's pods
-    // share no directory, so there the sandbox waits for its S3-compatible store (planned).
-    let sandbox = if context.config.is_dev() {
-        let dir = context.config.data_dir.join("sandbox");
-        std::fs::create_dir_all(&dir)?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
-        let limits = pdp_sandbox::Limits::default();
-        Some(Arc::new(pdp_sandbox::Sandbox::new(
-            Arc::new(store),
-            limits,
-        )?))
-    } else {
-        None
-    };
+    let sandbox = open_sandbox(&context.config)?;
     let requests = Requests::new(
         context.store.clone(),
         context.clock.clone(),

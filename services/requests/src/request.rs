@@ -104,7 +104,7 @@ pub struct AgreementFacts {
 }
 
 /// What requests know of a resource, from planning's events.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ResourceFacts {
     pub id: String,
     /// The organization that answers for it: it reviews requests for it.
@@ -114,6 +114,10 @@ pub struct ResourceFacts {
     pub fields: BTreeMap<String, bool>,
     /// Field name → its registered type (string, integer, decimal, date, boolean).
     pub kinds: BTreeMap<String, String>,
+    /// 分类 and 分级 (planning's DataClass and Sensitivity numbers): tables derived from it carry
+    /// the strictest of their inputs'.
+    pub classification: i32,
+    pub sensitivity: i32,
 }
 
 const ART17: &str = "第十七条";
@@ -574,6 +578,7 @@ mod tests {
                 .iter()
                 .map(|(f, _)| (f.to_string(), "string".to_string()))
                 .collect(),
+            ..ResourceFacts::default()
         };
         let resources = [
             resource(

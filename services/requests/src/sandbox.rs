@@ -12,6 +12,7 @@ use pdp_kit::identity::{Identity, Role};
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, TenantScope};
 use pdp_proto::pdp::requests::v1 as api;
+use pdp_sandbox::engine::{Derived, Outcome};
 use pdp_sandbox::load::Field;
 use pdp_sandbox::{Rules, SandboxError, Table};
 use uuid::Uuid;
@@ -49,7 +50,50 @@ fn settings_violations(s: &api::SandboxSettings) -> Vec<FieldViolation> {
             "at least one answer's ε, at most 1000",
         ));
     }
+    if !(1..=600).contains(&s.queries_per_minute) {
+        v.push(FieldViolation::new(
+            "settings.queries_per_minute",
+            "from 1 to 600",
+        ));
+    }
     v
+}
+
+/// What is wrong with a chunk of CSV lines under its header.
+pub(crate) fn chunk_violations(header: &str, lines: &[String]) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        v.push(FieldViolation::new(
+            "lines",
+            format!("from 1 to {MAX_LINES} lines"),
+        ));
+    }
+    // One line per item: a line break inside one would carry more lines than the bound.
+    let broken = |text: &str| text.contains(['\n', '\r']);
+    if broken(header) {
+        v.push(FieldViolation::new(
+            "header",
+            "one line, without line breaks",
+        ));
+    }
+    if let Some(at) = lines.iter().position(|l| broken(l)) {
+        v.push(FieldViolation::new(
+            format!("lines[{at}]"),
+            "one line, without line breaks",
+        ));
+    }
+    v
+}
+
+/// The chunk as one CSV text.
+pub(crate) fn chunk(header: String, lines: &[String]) -> String {
+    let mut csv = header;
+    for line in lines {
+        csv.push('\n');
+        csv.push_str(line);
+    }
+    csv.push('\n');
+    csv
 }
 
 fn location(tenant: &str, resource_id: &str, load_id: &str) -> String {
@@ -68,7 +112,7 @@ fn load_changed(l: &api::Load) -> api::LoadChanged {
 }
 
 /// Audits what the sandbox did that is no change of an aggregate (a chunk, a query).
-fn audit(
+pub(crate) fn audit(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     who: &Identity,
@@ -112,7 +156,7 @@ fn own_load(
     Ok(load)
 }
 
-fn engine_error(e: SandboxError) -> RequestError {
+pub(crate) fn engine_error(e: SandboxError) -> RequestError {
     match e {
         SandboxError::Refused(r) => {
             RequestError::invalid("query", vec![FieldViolation::new("sql", r.to_string())])
@@ -127,7 +171,177 @@ fn engine_error(e: SandboxError) -> RequestError {
             "sandbox/queries",
             format!("{e}: narrow the query (fewer groups, fewer joins)"),
         ),
+        SandboxError::Failed => RequestError::precondition("sandbox/queries", e.to_string()),
         SandboxError::Engine(m) => RequestError::Corrupt(format!("the sandbox failed: {m}")),
+    }
+}
+
+/// The caller's grant `grant_id`, if it allows work now: VALID, today within its days, its
+/// agreement ACTIVE. Another's grant is NOT_FOUND.
+pub(crate) fn usable_grant(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    who: &Identity,
+    grant_id: &str,
+    now: DateTime<Utc>,
+) -> Result<api::Grant> {
+    let g = db::find_grant(conn, scope, grant_id)?
+        .filter(|g| g.operator == who.organization)
+        .ok_or_else(|| RequestError::not_found("grant", grant_id))?;
+    let today = civil_date(now).to_string();
+    let active = db::agreement(conn, scope, &g.agreement_id)?.is_some_and(|a| a.active);
+    let valid =
+        g.state == api::GrantState::Valid as i32 && g.valid_from <= today && today <= g.valid_to;
+    if !valid || !active {
+        return Err(RequestError::precondition(
+            format!("grants/{grant_id}"),
+            format!(
+                "grant {grant_id} allows nothing on {today}: it runs {}..{}, is {}, and its \
+                 agreement is {}",
+                g.valid_from,
+                g.valid_to,
+                if g.state == api::GrantState::Valid as i32 {
+                    "valid"
+                } else {
+                    "ended"
+                },
+                if active { "ACTIVE" } else { "no longer ACTIVE" }
+            ),
+        ));
+    }
+    Ok(g)
+}
+
+/// 分类 and 分级 of each table a statement may read, by the name it reads it under.
+type Labels = std::collections::HashMap<String, (i32, i32)>;
+
+/// The tables a statement on grant `g` reads: its resources as last loaded (granted fields only,
+/// masked ones as digests) and its workspace's tables; and their labels.
+fn readable(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    g: &api::Grant,
+) -> Result<(Vec<Table>, Labels)> {
+    let ids: Vec<String> = g.resources.iter().map(|r| r.resource_id.clone()).collect();
+    let facts = db::resources(conn, scope, &ids)?;
+    let mut tables = Vec::new();
+    let mut labels = Labels::new();
+    for granted in &g.resources {
+        // A resource not loaded yet is no table yet: a query naming it is told so.
+        let Some(load) = db::current_load(conn, scope, &granted.resource_id)? else {
+            continue;
+        };
+        let fact = facts.get(&granted.resource_id);
+        let personal = fact
+            .map(|f| {
+                f.fields
+                    .iter()
+                    .filter(|(name, personal)| **personal && granted.fields.contains(name))
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        labels.insert(
+            granted.resource_id.clone(),
+            fact.map_or((0, 0), |f| (f.classification, f.sensitivity)),
+        );
+        tables.push(Table {
+            name: granted.resource_id.clone(),
+            location: location(scope.tenant().as_str(), &granted.resource_id, &load.id),
+            fields: granted.fields.clone(),
+            masked: granted.masked_fields.clone(),
+            personal,
+        });
+    }
+    for stored in db::workspace::list(conn, scope, &g.id)? {
+        let t = &stored.table;
+        let name = format!("{}.{}", pdp_sandbox::engine::WORKSPACE, t.name);
+        labels.insert(name.clone(), (t.classification, t.sensitivity));
+        tables.push(Table {
+            name,
+            location: stored.location.clone(),
+            fields: t.columns.iter().map(|c| c.name.clone()).collect(),
+            masked: Vec::new(),
+            personal: t
+                .columns
+                .iter()
+                .filter(|c| c.personal_information || t.personal_information)
+                .map(|c| c.name.clone())
+                .collect(),
+        });
+    }
+    Ok((tables, labels))
+}
+
+/// Where grant `grant_id`'s workspace tables lie.
+pub(crate) fn workspace_root(tenant: &str, grant_id: &str) -> String {
+    format!("tenants/{tenant}/grants/{grant_id}/workspace")
+}
+
+/// The workspace table a derivation made, labelled with the strictest of its inputs, and where
+/// its data lies.
+fn derived_table(
+    d: &Derived,
+    grant_id: &str,
+    who: &Identity,
+    labels: &Labels,
+) -> (api::WorkspaceTable, String) {
+    let strictest = d
+        .inputs
+        .iter()
+        .filter_map(|i| labels.get(i))
+        .fold((0, 0), |(c, s), (ic, is)| (c.max(*ic), s.max(*is)));
+    let table = api::WorkspaceTable {
+        grant_id: grant_id.to_string(),
+        name: d.name.clone(),
+        source: api::WorkspaceTableSource::Derived as i32,
+        columns: d
+            .columns
+            .iter()
+            .map(|(name, ty)| api::WorkspaceColumn {
+                name: name.clone(),
+                r#type: ty.clone(),
+                personal_information: d.personal,
+            })
+            .collect(),
+        classification: strictest.0,
+        sensitivity: strictest.1,
+        personal_information: d.personal,
+        inputs: d.inputs.clone(),
+        created_by: who.subject.clone(),
+        ..Default::default()
+    };
+    (table, d.location.clone())
+}
+
+/// Whether the workspace takes the derived `table`: a new name while there is room, or the name
+/// of an earlier derived table it replaces (where that one's data lies, to remove once this is
+/// committed); never the name of uploaded data.
+fn room_for_derived(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    table: &api::WorkspaceTable,
+) -> Result<Option<String>> {
+    RequestError::check(
+        "derived table",
+        crate::workspace::name_violations("sql", &table.name),
+    )?;
+    match db::workspace::find(conn, scope, &table.grant_id, &table.name)? {
+        Some(old) if old.table.source == api::WorkspaceTableSource::Uploaded as i32 => {
+            Err(RequestError::precondition(
+                format!("workspace/{}", table.name),
+                format!(
+                    "workspace.{} holds uploaded data: delete it first, or derive under another \
+                     name",
+                    table.name
+                ),
+            ))
+        }
+        Some(old) => Ok(Some(old.location)),
+        None => {
+            crate::workspace::check_room(conn, scope, &table.grant_id)?;
+            Ok(None)
+        }
     }
 }
 
@@ -187,27 +401,7 @@ impl Requests {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &[Role::Provider], "loading data")?;
         let sandbox = self.sandbox()?.clone();
-        let mut v = Vec::new();
-        if lines.is_empty() || lines.len() > MAX_LINES {
-            v.push(FieldViolation::new(
-                "lines",
-                format!("from 1 to {MAX_LINES} lines"),
-            ));
-        }
-        // One line per item: a line break inside one would carry more lines than the bound.
-        let broken = |text: &str| text.contains(['\n', '\r']);
-        if broken(&header) {
-            v.push(FieldViolation::new(
-                "header",
-                "one line, without line breaks",
-            ));
-        }
-        if let Some(at) = lines.iter().position(|l| broken(l)) {
-            v.push(FieldViolation::new(
-                format!("lines[{at}]"),
-                "one line, without line breaks",
-            ));
-        }
+        let v = chunk_violations(&header, &lines);
         RequestError::check("load", v)?;
         let reader = who.clone();
         let (resource, id2) = (resource_id.clone(), id.clone());
@@ -229,12 +423,7 @@ impl Requests {
                 Ok((load, fields))
             })
             .await?;
-        let mut csv = header;
-        for line in &lines {
-            csv.push('\n');
-            csv.push_str(line);
-        }
-        csv.push('\n');
+        let csv = chunk(header, &lines);
         // Named apart, so that two chunks appended at once never overwrite each other.
         let part = format!(
             "{}part-{}.parquet",
@@ -304,7 +493,8 @@ impl Requests {
         .await
     }
 
-    /// Runs `sql` on the resources `grant_id` names, as they were last loaded.
+    /// Runs the statement `sql` on the resources `grant_id` names, as they were last loaded, and
+    /// the grant's workspace tables: a query answers, a `CREATE TABLE workspace.…` keeps a table.
     pub async fn run_query(
         &self,
         who: &Identity,
@@ -323,38 +513,26 @@ impl Requests {
         }
         let caller = who.clone();
         let grant = grant_id.clone();
-        // Checked and charged before the engine runs, so that parallel queries cannot overspend.
-        let (tables, secret, spent, settings) = self
+        // Checked, counted and charged before the engine runs, so that parallel queries can
+        // neither overspend nor outrun the rate.
+        let (tables, labels, secret, spent, settings) = self
             .in_scope(&scope, move |conn, scope, now| {
-                let g = db::find_grant(conn, scope, &grant)?
-                    .filter(|g| g.operator == caller.organization)
-                    .ok_or_else(|| RequestError::not_found("grant", &grant))?;
-                let today = civil_date(now).to_string();
-                let active = db::agreement(conn, scope, &g.agreement_id)?.is_some_and(|a| a.active);
-                let valid = g.state == api::GrantState::Valid as i32
-                    && g.valid_from <= today
-                    && today <= g.valid_to;
-                if !valid || !active {
-                    return Err(RequestError::precondition(
-                        format!("grants/{grant}"),
-                        format!(
-                            "grant {grant} allows nothing on {today}: it runs {}..{}, is {}, and \
-                             its agreement is {}",
-                            g.valid_from,
-                            g.valid_to,
-                            if g.state == api::GrantState::Valid as i32 {
-                                "valid"
-                            } else {
-                                "ended"
-                            },
-                            if active { "ACTIVE" } else { "no longer ACTIVE" }
-                        ),
-                    ));
-                }
+                let g = usable_grant(conn, scope, &caller, &grant, now)?;
                 let settings = db::sandbox_settings(conn, scope)?;
                 let (epsilon, budget) = (settings.epsilon_per_query, settings.grant_budget);
                 let fresh = format!("{:032x}", rand::random::<u128>());
                 let (secret, spent) = db::budget(conn, scope, &grant, &fresh)?;
+                let minute = now.format("%Y-%m-%dT%H:%M").to_string();
+                let rate = settings.queries_per_minute;
+                if !db::count_statement(conn, scope, &grant, &minute, rate)? {
+                    return Err(RequestError::exhausted(
+                        "QUERY_RATE",
+                        format!(
+                            "grant {grant} ran {rate} statements this minute, the tenant's limit: \
+                             try again next minute"
+                        ),
+                    ));
+                }
                 // Charged only while it fits, in one statement: parallel queries cannot overspend.
                 if !db::charge(conn, scope, &grant, epsilon, budget)? {
                     return Err(RequestError::forbidden(
@@ -365,79 +543,108 @@ impl Requests {
                         ),
                     ));
                 }
-                let ids: Vec<String> = g.resources.iter().map(|r| r.resource_id.clone()).collect();
-                let facts = db::resources(conn, scope, &ids)?;
-                let mut tables = Vec::new();
-                for granted in &g.resources {
-                    // A resource not loaded yet is no table yet: a query naming it is told so.
-                    let Some(load) = db::current_load(conn, scope, &granted.resource_id)? else {
-                        continue;
-                    };
-                    let personal = facts
-                        .get(&granted.resource_id)
-                        .map(|f| {
-                            f.fields
-                                .iter()
-                                .filter(|(name, personal)| {
-                                    **personal && granted.fields.contains(name)
-                                })
-                                .map(|(name, _)| name.clone())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    tables.push(Table {
-                        name: granted.resource_id.clone(),
-                        location: location(scope.tenant().as_str(), &granted.resource_id, &load.id),
-                        fields: granted.fields.clone(),
-                        masked: granted.masked_fields.clone(),
-                        personal,
-                    });
-                }
-                Ok((tables, secret, spent + epsilon, settings))
+                let (tables, labels) = readable(conn, scope, &g)?;
+                Ok((tables, labels, secret, spent + epsilon, settings))
             })
             .await?;
         let rules = Rules {
             k: u64::from(settings.min_group_size),
             epsilon: settings.epsilon_per_query,
         };
-        let outcome = sandbox.query(&tables, &sql, rules, &secret).await;
-        let who = who.clone();
+        let root = workspace_root(scope.tenant().as_str(), &grant_id);
+        let outcome = sandbox
+            .run(&tables, &sql, rules, &secret, Some(&root))
+            .await;
         let refund = match &outcome {
-            Ok(answer) => rules.epsilon - answer.epsilon_spent,
-            Err(_) => rules.epsilon,
+            Ok(Outcome::Answer(answer)) => rules.epsilon - answer.epsilon_spent,
+            // Nothing of a derived table leaves.
+            Ok(Outcome::Derived(_)) => rules.epsilon,
+            // Refused before it read a record.
+            Err(SandboxError::Refused(_) | SandboxError::Invalid(_)) => rules.epsilon,
+            // It ran over the data, and whether it failed depends on the data: it costs as an
+            // answer does, or failures would probe for free.
+            Err(_) => 0.0,
         };
         let details = match &outcome {
-            Ok(a) => serde_json::json!({
+            Ok(Outcome::Answer(a)) => serde_json::json!({
                 "grant": grant_id, "sql": sql, "plan_hash": a.plan_hash,
                 "fields": a.fields_touched, "groups": a.groups, "suppressed": a.suppressed,
                 "epsilon": a.epsilon_spent,
             }),
+            Ok(Outcome::Derived(d)) => serde_json::json!({
+                "grant": grant_id, "sql": sql, "plan_hash": d.plan_hash,
+                "fields": d.fields_touched, "derived": d.name, "rows": d.rows,
+                "inputs": d.inputs,
+            }),
             Err(e) => serde_json::json!({"grant": grant_id, "sql": sql, "refused": e.to_string()}),
         };
-        let grant = grant_id.clone();
-        self.in_scope(&scope, move |conn, scope, now| {
-            if refund > 0.0 {
-                db::refund(conn, scope, &grant, refund)?;
+        let derived = match &outcome {
+            Ok(Outcome::Derived(d)) => Some(derived_table(d, &grant_id, who, &labels)),
+            _ => None,
+        };
+        let (caller, grant) = (who.clone(), grant_id.clone());
+        let stored = derived.clone();
+        let recorded = self
+            .in_scope(&scope, move |conn, scope, now| {
+                if refund > 0.0 {
+                    db::refund(conn, scope, &grant, refund)?;
+                }
+                // A derived table the workspace cannot take is refused, and its refusal
+                // recorded with the rest: the outer result is the store's, the inner the rule's.
+                let kept = match stored {
+                    Some((table, location)) => {
+                        let table = api::WorkspaceTable {
+                            create_time: Some(timestamp(now)),
+                            update_time: Some(timestamp(now)),
+                            ..table
+                        };
+                        match room_for_derived(conn, scope, &table) {
+                            Ok(replaced) => {
+                                let new = replaced.is_none();
+                                let record = crate::workspace::record;
+                                record(conn, scope, &caller, now, table, &location, new)?;
+                                Ok(replaced)
+                            }
+                            Err(refusal) => Err(refusal),
+                        }
+                    }
+                    None => Ok(None),
+                };
+                let mut details = details;
+                if let Err(refusal) = &kept {
+                    details["refused"] = serde_json::Value::String(refusal.to_string());
+                }
+                let target = format!("grants/{grant}");
+                audit(conn, scope, &caller, now, "query.ran", target, details)?;
+                Ok(kept)
+            })
+            .await;
+        match (&recorded, &derived) {
+            // What the table replaced is removed once the replacement is recorded.
+            (Ok(Ok(Some(old))), _) => {
+                let _ = sandbox.delete_all(old).await;
             }
-            audit(
-                conn,
-                scope,
-                &who,
-                now,
-                "query.ran",
-                format!("grants/{grant}"),
-                details,
-            )
-        })
-        .await?;
-        let answer = outcome.map_err(engine_error)?;
+            // A table that was not recorded must not stay behind unnamed.
+            (Ok(Err(_)) | Err(_), Some((_, location))) => {
+                let _ = sandbox.delete_all(location).await;
+            }
+            _ => {}
+        }
+        recorded??;
         let mut out = api::QueryAnswer {
-            suppressed_groups: answer.suppressed,
-            plan_hash: answer.plan_hash.clone(),
-            epsilon_spent: answer.epsilon_spent,
             epsilon_left: settings.grant_budget - (spent - refund),
             ..Default::default()
         };
+        let answer = match outcome.map_err(engine_error)? {
+            Outcome::Answer(answer) => answer,
+            Outcome::Derived(_) => {
+                out.derived = derived.map(|(table, _)| table);
+                return Ok(out);
+            }
+        };
+        out.suppressed_groups = answer.suppressed;
+        out.plan_hash = answer.plan_hash.clone();
+        out.epsilon_spent = answer.epsilon_spent;
         for batch in &answer.batches {
             if out.columns.is_empty() {
                 out.columns = batch
@@ -477,6 +684,10 @@ impl Requests {
     ) -> Result<api::SandboxSettings> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &Role::BUREAU, "setting disclosure control")?;
+        let mut settings = settings;
+        if settings.queries_per_minute == 0 {
+            settings.queries_per_minute = db::DEFAULT_SANDBOX.queries_per_minute;
+        }
         RequestError::check("settings", settings_violations(&settings))?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {

@@ -41,8 +41,8 @@ pub struct Requests {
     store: Store,
     clock: Arc<dyn Clock>,
     calendar: Arc<WorkingCalendar>,
-    /// None where no store for the sandbox's data is configured (a cluster, until its
-    /// S3-compatible store is built): loads and queries are then refused.
+    /// None where no store for the sandbox's data is configured (a cluster without
+    /// `sandbox.store_url`): loads and queries are then refused.
     sandbox: Option<Arc<Sandbox>>,
 }
 
@@ -227,8 +227,8 @@ impl Requests {
         self.sandbox.as_deref().ok_or_else(|| {
             RequestError::precondition(
                 "sandbox",
-                "this deployment keeps no sandbox data: a cluster needs the S3-compatible store \
-                 (planned); `pdp dev` keeps it under its data directory",
+                "this deployment keeps no sandbox data: a cluster needs an S3-compatible bucket \
+                 (`sandbox.store_url`, the chart's `sandbox.store`)",
             )
         })
     }

@@ -16,6 +16,9 @@ use crate::developer::ApprovalState;
 use crate::request::{AgreementFacts, RequestState, ResourceFacts};
 use crate::ticket::TicketState;
 
+/// A grant's workspace tables.
+pub mod workspace;
+
 diesel::table! {
     data_requests (id) {
         id -> Text,
@@ -56,6 +59,8 @@ diesel::table! {
         provider_unit -> Text,
         fields -> Text,
         kinds -> Text,
+        classification -> Integer,
+        sensitivity -> Integer,
     }
 }
 
@@ -134,6 +139,7 @@ diesel::table! {
         min_group_size -> Integer,
         epsilon_per_query -> Double,
         grant_budget -> Double,
+        queries_per_minute -> Integer,
     }
 }
 
@@ -143,6 +149,8 @@ diesel::table! {
         grant_id -> Text,
         secret -> Text,
         epsilon_spent -> Double,
+        window_start -> Text,
+        window_queries -> Integer,
     }
 }
 
@@ -847,6 +855,7 @@ pub const DEFAULT_SANDBOX: api::SandboxSettings = api::SandboxSettings {
     min_group_size: 10,
     epsilon_per_query: 1.0,
     grant_budget: 10.0,
+    queries_per_minute: 30,
 };
 
 pub fn sandbox_settings(
@@ -859,14 +868,16 @@ pub fn sandbox_settings(
             sandbox_settings::min_group_size,
             sandbox_settings::epsilon_per_query,
             sandbox_settings::grant_budget,
+            sandbox_settings::queries_per_minute,
         ))
-        .first::<(i32, f64, f64)>(conn)
+        .first::<(i32, f64, f64, i32)>(conn)
         .optional()?;
     Ok(row
-        .map(|(k, epsilon, budget)| api::SandboxSettings {
+        .map(|(k, epsilon, budget, rate)| api::SandboxSettings {
             min_group_size: k as u32,
             epsilon_per_query: epsilon,
             grant_budget: budget,
+            queries_per_minute: rate as u32,
         })
         .unwrap_or(DEFAULT_SANDBOX))
 }
@@ -883,6 +894,7 @@ pub fn put_sandbox_settings(
             sandbox_settings::min_group_size.eq(s.min_group_size as i32),
             sandbox_settings::epsilon_per_query.eq(s.epsilon_per_query),
             sandbox_settings::grant_budget.eq(s.grant_budget),
+            sandbox_settings::queries_per_minute.eq(s.queries_per_minute as i32),
         ))
         .execute(conn)?;
     Ok(())
@@ -935,6 +947,41 @@ pub fn charge(
     Ok(charged == 1)
 }
 
+/// Counts one statement of `grant_id` in the window `minute` (`2026-11-30T10:15`) if fewer than
+/// `limit` ran in it, in one statement (parallel queries cannot both take the last); whether it
+/// did. The grant's row exists: [`budget`] made it.
+pub fn count_statement(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    minute: &str,
+    limit: u32,
+) -> Result<bool> {
+    let row = || {
+        scope
+            .rows(grant_budgets::table)
+            .filter(grant_budgets::grant_id.eq(grant_id))
+    };
+    // A new window starts at one; the current one counts on while below the limit.
+    let opened = diesel::update(row().filter(grant_budgets::window_start.ne(minute)))
+        .set((
+            grant_budgets::window_start.eq(minute),
+            grant_budgets::window_queries.eq(1),
+        ))
+        .execute(conn)?;
+    if opened == 1 {
+        return Ok(true);
+    }
+    let counted = diesel::update(
+        row()
+            .filter(grant_budgets::window_start.eq(minute))
+            .filter(grant_budgets::window_queries.lt(limit as i32)),
+    )
+    .set(grant_budgets::window_queries.eq(grant_budgets::window_queries + 1))
+    .execute(conn)?;
+    Ok(counted == 1)
+}
+
 /// Gives back `epsilon` an answer did not spend.
 pub fn refund(
     conn: &mut AnyConnection,
@@ -973,6 +1020,8 @@ pub fn put_resource(
             request_resources::provider_unit.eq(&r.provider_unit),
             request_resources::fields.eq(serde_json::to_string(&r.fields).unwrap_or_default()),
             request_resources::kinds.eq(serde_json::to_string(&r.kinds).unwrap_or_default()),
+            request_resources::classification.eq(r.classification),
+            request_resources::sensitivity.eq(r.sensitivity),
         ))
         .execute(conn)?;
     Ok(())
@@ -992,20 +1041,26 @@ pub fn resources(
             request_resources::provider_unit,
             request_resources::fields,
             request_resources::kinds,
+            request_resources::classification,
+            request_resources::sensitivity,
         ))
-        .load::<(String, String, String, String, String)>(conn)?;
+        .load::<(String, String, String, String, String, i32, i32)>(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, provider, provider_unit, fields, kinds)| {
-            let facts = ResourceFacts {
-                id: id.clone(),
-                provider,
-                provider_unit,
-                fields: serde_json::from_str(&fields).unwrap_or_default(),
-                kinds: serde_json::from_str(&kinds).unwrap_or_default(),
-            };
-            (id, facts)
-        })
+        .map(
+            |(id, provider, provider_unit, fields, kinds, classification, sensitivity)| {
+                let facts = ResourceFacts {
+                    id: id.clone(),
+                    provider,
+                    provider_unit,
+                    fields: serde_json::from_str(&fields).unwrap_or_default(),
+                    kinds: serde_json::from_str(&kinds).unwrap_or_default(),
+                    classification,
+                    sensitivity,
+                };
+                (id, facts)
+            },
+        )
         .collect())
 }
 

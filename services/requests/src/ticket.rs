@@ -204,7 +204,7 @@ mod tests {
             provider: "transport".into(),
             provider_unit: "unit".into(),
             fields: BTreeMap::from([("stop_id".to_string(), false)]),
-            kinds: BTreeMap::new(),
+            ..ResourceFacts::default()
         };
         let t = api::QualityTicket {
             resource_id: "bus".into(),

@@ -20,6 +20,12 @@
 //! noise is seeded by the grant's secret, the plan and the group, so asking the same again gives
 //! the same answer and cannot be averaged away; the host charges each query's ε to the grant's
 //! budget. The controlled plan adds a hidden COUNT(*) (the group's size) to the aggregate.
+//!
+//! A workspace table (`CREATE TABLE workspace.<name> AS SELECT …`) is row-level work the operator
+//! kept inside: it may already be filtered to a few people, or hold one person's row many times,
+//! where the rules above cannot see. Over such tables `k` counts the table's rows, and what
+//! protects a person is the noise and the grant's budget; a derived table that read personal
+//! information counts all its columns as personal, so no MIN or MAX of it leaves.
 
 use std::collections::BTreeSet;
 

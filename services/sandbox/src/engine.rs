@@ -2,17 +2,19 @@
 //! the granted fields and the masked ones as keyed digests, controlled before anything leaves,
 //! under a memory and a time limit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions::expr_fn::{concat, sha256};
-use datafusion::logical_expr::{Expr, cast, ident, lit};
+use datafusion::logical_expr::{DdlStatement, Expr, LogicalPlan, cast, ident, lit};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
@@ -21,10 +23,13 @@ use url::Url;
 use crate::disclosure::{self, Policy, Refusal};
 use crate::noise::{self, Noise};
 
+/// The schema of a grant's workspace tables: `workspace.<name>`.
+pub const WORKSPACE: &str = "workspace";
+
 /// A table of a grant as the query sees it.
 #[derive(Debug, Clone)]
 pub struct Table {
-    /// The name the SQL uses.
+    /// The name the SQL uses: a resource's id, or `workspace.<name>`.
     pub name: String,
     /// Where its Parquet files lie in the store: `tenants/230100/resources/<id>/v3/`.
     pub location: String,
@@ -66,6 +71,33 @@ pub struct Answer {
     pub epsilon_spent: f64,
 }
 
+/// A table a statement kept in the workspace (`CREATE TABLE workspace.<name> AS SELECT …`):
+/// row level, never read from outside. What the caller learns is its name and columns, never a
+/// count: how many rows a filter kept would tell of the records it singled out.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub name: String,
+    /// Where its Parquet lies.
+    pub location: String,
+    /// Its columns and their types.
+    pub columns: Vec<(String, String)>,
+    /// The tables it read, as the statement names them (`workspace.<name>` for the workspace's).
+    pub inputs: Vec<String>,
+    /// Whether it read a field that holds personal information.
+    pub personal: bool,
+    /// Rows written: for the audit record only.
+    pub rows: u64,
+    pub plan_hash: String,
+    pub fields_touched: Vec<String>,
+}
+
+/// What a statement did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Answer(Answer),
+    Derived(Derived),
+}
+
 /// What one query is held to.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
@@ -87,6 +119,13 @@ pub enum SandboxError {
     TooLarge(String),
     #[error("the engine failed: {0}")]
     Engine(String),
+    /// The query failed while it ran over the data. What failed is not said: an engine's
+    /// message can quote a value (a cast that failed), and the value would leave with it.
+    #[error(
+        "the query failed while it ran over the data (a value that does not convert, a division \
+         by zero…); the engine's message is not shown, as it may quote a record's value"
+    )]
+    Failed,
     #[error("the load is refused: {0}")]
     Rejected(String),
 }
@@ -127,11 +166,60 @@ impl Sandbox {
         let config = SessionConfig::new().with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&self.url, self.store.clone());
+        let catalog = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_catalog
+            .clone();
+        ctx.catalog(&catalog)
+            .ok_or_else(|| SandboxError::Engine("no default catalog".into()))?
+            .register_schema(WORKSPACE, Arc::new(MemorySchemaProvider::new()))?;
         Ok(ctx)
     }
 
     fn path(&self, location: &str) -> String {
         format!("{}{}", self.url, location.trim_start_matches('/'))
+    }
+
+    /// Which fields of `tables` `plan` reads, subqueries included. The planner inlines each
+    /// table's view, so a scan is known by its files, not its name; the plan is optimized first,
+    /// so that a scan lists only the columns the statement needs.
+    fn reads(&self, ctx: &SessionContext, plan: &LogicalPlan, tables: &[Table]) -> Reads {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        use datafusion::datasource::listing::ListingTable;
+        use datafusion::datasource::source_as_provider;
+        let optimized = ctx.state().optimize(plan).unwrap_or_else(|_| plan.clone());
+        let located: Vec<(String, &Table)> = tables
+            .iter()
+            .map(|t| (self.path(&t.location).trim_end_matches('/').to_string(), t))
+            .collect();
+        let mut out = Reads::new();
+        let _ = optimized.apply_with_subqueries(|node| {
+            let LogicalPlan::TableScan(scan) = node else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let Ok(provider) = source_as_provider(&scan.source) else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let Some(listing) = provider.downcast_ref::<ListingTable>() else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            for url in listing.table_paths() {
+                let url = url.as_str().trim_end_matches('/');
+                if let Some((_, t)) = located.iter().find(|(at, _)| at == url) {
+                    out.entry(t.name.clone()).or_default().extend(
+                        scan.projected_schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().clone()),
+                    );
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        out
     }
 
     /// Writes `batches` as the Parquet files of `location` (a new version of a resource).
@@ -193,14 +281,17 @@ impl Sandbox {
                     }
                 })
                 .collect();
-            ctx.register_table(t.name.as_str(), df.select(columns)?.into_view())?;
+            let name = match t.name.split_once('.') {
+                Some((WORKSPACE, name)) => TableReference::partial(WORKSPACE, name),
+                _ => TableReference::bare(t.name.as_str()),
+            };
+            ctx.register_table(name, df.select(columns)?.into_view())?;
         }
         Ok(())
     }
 
-    /// Runs `sql` over `tables`; only what passes disclosure control leaves: groups of at least
-    /// `rules.k` records, their aggregates noised for `rules.epsilon`. `secret` is the grant's:
-    /// it keys the masks and seeds the noise, and never leaves.
+    /// Runs `sql` over `tables` and answers; a statement that derives a table is refused here
+    /// (see [`Sandbox::run`]).
     pub async fn query(
         &self,
         tables: &[Table],
@@ -208,6 +299,25 @@ impl Sandbox {
         rules: Rules,
         secret: &str,
     ) -> Result<Answer, SandboxError> {
+        match self.run(tables, sql, rules, secret, None).await? {
+            Outcome::Answer(answer) => Ok(answer),
+            Outcome::Derived(_) => Err(SandboxError::Engine("a derivation ran as a query".into())),
+        }
+    }
+
+    /// Runs the statement `sql` over `tables`. A query answers with only what passes disclosure
+    /// control: groups of at least `rules.k` records, their aggregates noised for
+    /// `rules.epsilon`. `CREATE TABLE workspace.<name> AS SELECT …` writes the table under
+    /// `workspace` (the grant's workspace location; without one it is refused) instead. `secret`
+    /// is the grant's: it keys the masks and seeds the noise, and never leaves.
+    pub async fn run(
+        &self,
+        tables: &[Table],
+        sql: &str,
+        rules: Rules,
+        secret: &str,
+        workspace: Option<&str>,
+    ) -> Result<Outcome, SandboxError> {
         if !(rules.epsilon.is_finite() && rules.epsilon > 0.0) {
             return Err(SandboxError::Invalid(format!(
                 "ε must be a positive number, not {}",
@@ -217,6 +327,15 @@ impl Sandbox {
         let ctx = self.session()?;
         self.register(&ctx, tables, secret).await?;
         let plan = ctx.state().create_logical_plan(sql).await?;
+        if let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = &plan {
+            let Some(root) = workspace else {
+                return Err(Refusal::NotAQuery(plan.display().to_string()).into());
+            };
+            return self
+                .derive(&ctx, tables, &plan, &create.name, &create.input, root)
+                .await
+                .map(Outcome::Derived);
+        }
         let personal: BTreeSet<String> = tables
             .iter()
             .flat_map(|t| t.personal.iter().cloned())
@@ -228,7 +347,7 @@ impl Sandbox {
         };
         let controlled = disclosure::control(&plan, &policy)?;
         let plan_hash = format!("{:x}", Sha256::digest(plan.display_indent().to_string()));
-        let fields_touched = touched(&plan);
+        let fields_touched = touched(&self.reads(&ctx, &plan, tables));
         let run = async {
             let released = ctx.execute_logical_plan(controlled.released).await?;
             let released = released.collect().await?;
@@ -242,7 +361,8 @@ impl Sandbox {
         };
         let (exact, counted, bounds) = tokio::time::timeout(self.limits.time, run)
             .await
-            .map_err(|_| SandboxError::TimedOut(self.limits.time))??;
+            .map_err(|_| SandboxError::TimedOut(self.limits.time))?
+            .map_err(ran)?;
         let noise = Noise {
             noised: &controlled.noised,
             bounds: noise::bounds(&bounds)?,
@@ -263,7 +383,7 @@ impl Sandbox {
                     .map(|a| a.value(0) as u64)
             })
             .unwrap_or(0);
-        Ok(Answer {
+        Ok(Outcome::Answer(Answer {
             groups: batches.iter().map(RecordBatch::num_rows).sum(),
             batches,
             suppressed,
@@ -274,23 +394,125 @@ impl Sandbox {
             } else {
                 rules.epsilon
             },
+        }))
+    }
+
+    /// Writes what `input` selects as the workspace table `name`, under `root`.
+    async fn derive(
+        &self,
+        ctx: &SessionContext,
+        tables: &[Table],
+        plan: &LogicalPlan,
+        name: &TableReference,
+        input: &LogicalPlan,
+        root: &str,
+    ) -> Result<Derived, SandboxError> {
+        let table = match (name.schema(), name.table()) {
+            (Some(WORKSPACE), table) if name.catalog().is_none() => table.to_string(),
+            _ => {
+                return Err(SandboxError::Invalid(format!(
+                    "`{name}`: a derived table lives in the workspace: CREATE TABLE \
+                     workspace.<name> AS SELECT …"
+                )));
+            }
+        };
+        let plan_hash = format!("{:x}", Sha256::digest(plan.display_indent().to_string()));
+        let reads = self.reads(ctx, input, tables);
+        let fields_touched = touched(&reads);
+        let inputs: Vec<String> = reads.keys().cloned().collect();
+        let personal = tables.iter().any(|t| {
+            reads
+                .get(&t.name)
+                .is_some_and(|read| t.personal.iter().any(|p| read.contains(p)))
+        });
+        let columns = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        let location = format!(
+            "{}/{table}/{:032x}/",
+            root.trim_end_matches('/'),
+            rand::random::<u128>()
+        );
+        let path = self.path(&location);
+        let write = async {
+            let df = ctx.execute_logical_plan(input.clone()).await?;
+            let written = df
+                .write_parquet(&path, DataFrameWriteOptions::new(), None)
+                .await?;
+            Ok::<_, DataFusionError>(written)
+        };
+        let written = tokio::time::timeout(self.limits.time, write)
+            .await
+            .map_err(|_| SandboxError::TimedOut(self.limits.time))
+            .and_then(|r| r.map_err(ran));
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // Nothing of a failed derivation stays behind.
+                let _ = self.delete_all(&location).await;
+                return Err(e);
+            }
+        };
+        let rows = written
+            .first()
+            .filter(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0);
+        Ok(Derived {
+            name: table,
+            location,
+            columns,
+            inputs,
+            personal,
+            rows,
+            plan_hash,
+            fields_touched,
         })
+    }
+
+    /// Removes every object under `location` (a table's directory).
+    pub async fn delete_all(&self, location: &str) -> Result<(), SandboxError> {
+        use futures::TryStreamExt;
+        let prefix = object_store::path::Path::from(location.trim_end_matches('/'));
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| SandboxError::Engine(e.to_string()))?;
+        for object in objects {
+            self.delete(object.location.as_ref()).await?;
+        }
+        Ok(())
     }
 }
 
-/// `table.field` of every column `plan` reads from a table.
-fn touched(plan: &datafusion::logical_expr::LogicalPlan) -> Vec<String> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    let mut out = BTreeSet::new();
-    let _ = plan.apply(|node| {
-        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node {
-            for field in scan.projected_schema.fields() {
-                out.insert(format!("{}.{}", scan.table_name, field.name()));
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    out.into_iter().collect()
+/// An error met while the plan ran over the data: resources said as such, anything else without
+/// the engine's message (it can quote a value).
+fn ran(e: DataFusionError) -> SandboxError {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(m) => SandboxError::TooLarge(m.clone()),
+        _ => SandboxError::Failed,
+    }
+}
+
+/// The fields of `tables` a plan reads: table name → column names.
+type Reads = BTreeMap<String, BTreeSet<String>>;
+
+/// `table.field` of every column read.
+fn touched(reads: &Reads) -> Vec<String> {
+    reads
+        .iter()
+        .flat_map(|(table, fields)| fields.iter().map(move |f| format!("{table}.{f}")))
+        .collect()
 }
 
 /// One value of an answer as text, as the API returns it.

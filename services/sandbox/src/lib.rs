@@ -3,7 +3,10 @@
 //! names, in an object store (a directory in dev, S3-compatible in a cluster); each table shows
 //! only the granted fields, masked ones as keyed digests; and nothing leaves unless its logical
 //! plan passes [`disclosure::control`]: aggregates only, of groups of at least `k` records,
-//! with calibrated noise.
+//! with calibrated noise. `CREATE TABLE workspace.<name> AS SELECT …` keeps row-level work inside
+//! instead ([`engine::Derived`]): the host names where a grant's workspace lies, and later
+//! statements read its tables as `workspace.<name>` under the same control. Where the data lies
+//! is [`store`]'s: a directory, or a bucket of any S3-compatible store.
 //!
 //! A library the requests service hosts behind its grants; its own crate so that DataFusion, a
 //! large build, is compiled once and its rules are tested without a store.
@@ -12,6 +15,7 @@ pub mod disclosure;
 pub mod engine;
 pub mod load;
 mod noise;
+pub mod store;
 
 pub use disclosure::{Policy, Refusal};
 pub use engine::{Answer, Limits, Rules, Sandbox, SandboxError, Table};

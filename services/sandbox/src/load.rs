@@ -174,7 +174,8 @@ pub async fn load_csv<R: Read>(
         }
     }
     if let Some(failure) = failure {
-        drop(writer);
+        // A multipart upload an S3 store began is aborted, not left behind half-written.
+        let _ = writer.into_inner().abort().await;
         let _ = store.delete(&staging).await;
         return Err(failure);
     }

@@ -3,35 +3,11 @@
 
 use std::sync::Arc;
 
+mod common;
+
+use common::{csv, fields};
 use object_store::local::LocalFileSystem;
-use pdp_sandbox::load::Field;
 use pdp_sandbox::{Limits, Rules, Sandbox, SandboxError, Table};
-
-fn fields() -> Vec<Field> {
-    let field = |name: &str, kind: &str, personal| Field {
-        name: name.into(),
-        kind: kind.into(),
-        personal,
-    };
-    vec![
-        field("stop_id", "string", false),
-        field("delay", "integer", false),
-        field("card_no", "string", true),
-    ]
-}
-
-fn csv(rows: usize, bad_line: Option<usize>) -> String {
-    let mut out = String::from("delay,stop_id,card_no\n");
-    for i in 0..rows {
-        let delay = if Some(i) == bad_line {
-            "soon".to_string()
-        } else {
-            (i % 7).to_string()
-        };
-        out.push_str(&format!("{delay},S{},C{i:05}\n", i % 3));
-    }
-    out
-}
 
 #[tokio::test]
 async fn a_load_that_fits_is_queried_and_one_that_does_not_leaves_nothing() {

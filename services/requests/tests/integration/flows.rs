@@ -1009,8 +1009,8 @@ pub async fn providers_load_data_and_operators_query_only_what_their_grant_names
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
 
-/// A deployment with no store for the sandbox's data (a cluster, until its S3-compatible store
-/// is built) refuses loads and queries, saying why, instead of keeping data in one pod.
+/// A deployment with no store for the sandbox's data (a cluster without `sandbox.store_url`)
+/// refuses loads and queries, saying why, instead of keeping data in one pod.
 pub async fn without_a_sandbox_store_loads_and_queries_are_refused(backend: Backend) {
     let i = Instance::new(&backend).await;
     let without = pdp_requests::Requests::new(
@@ -1050,6 +1050,7 @@ pub async fn the_bureau_sets_the_group_size_and_the_privacy_budget(backend: Back
         min_group_size: k,
         epsilon_per_query: epsilon,
         grant_budget: budget,
+        queries_per_minute: 0,
     };
     let beta = caller("operator", "beta");
     let err = i
@@ -1084,31 +1085,7 @@ pub async fn the_bureau_sets_the_group_size_and_the_privacy_budget(backend: Back
         .update_sandbox_settings(&bureau(), HARBIN, settings(25, 2.0, 4.0))
         .await
         .unwrap();
-    let transport = caller("provider", "transport-org");
-    let load = i
-        .requests
-        .create_load(&transport, HARBIN, "bus".into())
-        .await
-        .unwrap();
-    let lines = (0..60)
-        .map(|k| format!("S{},08:00,C{k:05},{}", k % 3, k % 7))
-        .collect();
-    let header = "stop_id,arrival,card_no,delay".to_string();
-    i.requests
-        .append_rows(
-            &transport,
-            HARBIN,
-            "bus".into(),
-            load.id.clone(),
-            header,
-            lines,
-        )
-        .await
-        .unwrap();
-    i.requests
-        .commit_load(&transport, HARBIN, "bus".into(), load.id)
-        .await
-        .unwrap();
+    i.load_bus(60).await;
     let grant = i.bus_grant().await;
     i.set("2026-12-02 09:00");
     let sql = r#"SELECT stop_id, count(*) AS n FROM "bus" GROUP BY stop_id"#;
@@ -1132,4 +1109,206 @@ pub async fn the_bureau_sets_the_group_size_and_the_privacy_budget(backend: Back
         .await
         .unwrap_err();
     assert!(err.to_string().contains("privacy budget"), "{err}");
+}
+
+/// An operator keeps derived tables and its own data in the grant's workspace: row level inside,
+/// labelled with the strictest label of their inputs, read only by queries on that grant under
+/// the same disclosure control; and a grant runs at most the tenant's statements per minute.
+pub async fn operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    i.load_bus(60).await;
+    let grant = i.bus_grant().await;
+    i.set("2026-12-02 09:00");
+    let beta = caller("operator", "beta");
+    let run = |sql: &str| {
+        let (grant, sql, beta) = (grant.clone(), sql.to_string(), beta.clone());
+        let requests = i.requests.clone();
+        async move { requests.run_query(&beta, HARBIN, grant, sql).await }
+    };
+    let answer =
+        run(r#"CREATE TABLE workspace.late AS SELECT stop_id, delay FROM "bus" WHERE delay > 0"#)
+            .await
+            .unwrap();
+    assert!(
+        answer.rows.is_empty() && answer.columns.is_empty(),
+        "nothing of it leaves"
+    );
+    assert_eq!(answer.epsilon_left, 10.0, "a derivation spends no ε");
+    let late = answer.derived.unwrap();
+    assert_eq!(late.name, "late");
+    assert_eq!(late.source, api::WorkspaceTableSource::Derived as i32);
+    assert_eq!(late.inputs, ["bus"]);
+    assert_eq!(
+        (late.classification, late.sensitivity),
+        (2, 2),
+        "labelled as the resource it came from"
+    );
+    assert!(
+        !late.personal_information,
+        "the grant names no personal field"
+    );
+    // Read only as aggregates: 51 late arrivals over three stops.
+    let answer =
+        run("SELECT stop_id, count(*) AS n FROM workspace.late GROUP BY stop_id ORDER BY stop_id")
+            .await
+            .unwrap();
+    assert_eq!(answer.rows.len(), 3);
+    let err = run("SELECT * FROM workspace.late").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+
+    // The operator's own data: declared by its first chunk, refused whole when a line misfits.
+    let column = |name: &str, ty: &str| api::WorkspaceColumn {
+        name: name.into(),
+        r#type: ty.into(),
+        personal_information: false,
+    };
+    let upload = |name: &str, columns: Vec<api::WorkspaceColumn>, lines: &[&str]| {
+        let request = api::AppendWorkspaceRowsRequest {
+            tenant: HARBIN.into(),
+            grant_id: grant.clone(),
+            name: name.into(),
+            columns,
+            header: "stop_id,district,platforms".into(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        };
+        let (requests, beta) = (i.requests.clone(), beta.clone());
+        async move { requests.append_workspace_rows(&beta, HARBIN, request).await }
+    };
+    let declared = vec![
+        column("stop_id", "string"),
+        column("district", "string"),
+        column("platforms", "integer"),
+    ];
+    let err = upload("stops", declared.clone(), &["S0,Daoli,2", "S1,Daoli,many"])
+        .await
+        .unwrap_err();
+    let violations = format!("{:?}", err.field_violations());
+    assert!(
+        violations.contains("line 3") && violations.contains("`platforms`"),
+        "{violations}"
+    );
+    let err = upload("Stops!", vec![column("stop_id", "text")], &["S0"])
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["name"]);
+    let err = upload("stops", vec![column("stop_id", "text")], &["S0"])
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["columns[0].type"]);
+    let stops = upload("stops", declared, &["S0,Daoli,2", "S1,Daoli,1"])
+        .await
+        .unwrap();
+    assert_eq!(stops.source, api::WorkspaceTableSource::Uploaded as i32);
+    assert_eq!(
+        stops.classification, 0,
+        "the operator's own data carries no public label"
+    );
+    upload("stops", Vec::new(), &["S2,Nangang,3"])
+        .await
+        .unwrap();
+    // Joined under the same rules: the derived label is the strictest of both.
+    let joined = run(
+        "CREATE TABLE workspace.by_district AS SELECT s.district, l.delay \
+         FROM workspace.late l JOIN workspace.stops s ON l.stop_id = s.stop_id",
+    )
+    .await
+    .unwrap()
+    .derived
+    .unwrap();
+    assert_eq!(joined.inputs, ["workspace.late", "workspace.stops"]);
+    assert_eq!(joined.classification, 2);
+    let answer = run(
+        "SELECT district, count(*) AS n FROM workspace.by_district GROUP BY district \
+         ORDER BY district",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.rows.len(), 2, "Daoli (S0, S1) and Nangang (S2)");
+    // A name holds one kind of table.
+    let err = upload("late", Vec::new(), &["S0,Daoli,2"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
+    let err = run(r#"CREATE TABLE workspace.stops AS SELECT stop_id FROM "bus""#)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
+
+    // Who sees the workspace: its operator and those who watch, nobody else.
+    let names = |tables: Vec<api::WorkspaceTable>| -> Vec<String> {
+        tables.into_iter().map(|t| t.name).collect()
+    };
+    let listed = i
+        .requests
+        .list_workspace_tables(&beta, HARBIN, grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(names(listed), ["by_district", "late", "stops"]);
+    assert!(
+        i.requests
+            .list_workspace_tables(&bureau(), HARBIN, grant.clone())
+            .await
+            .is_ok()
+    );
+    let err = i
+        .requests
+        .list_workspace_tables(&caller("operator", "acme"), HARBIN, grant.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let err = i
+        .requests
+        .delete_workspace_table(
+            &caller("operator", "acme"),
+            HARBIN,
+            grant.clone(),
+            "stops".into(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    i.requests
+        .delete_workspace_table(&beta, HARBIN, grant.clone(), "stops".into())
+        .await
+        .unwrap();
+    let listed = i
+        .requests
+        .list_workspace_tables(&beta, HARBIN, grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(names(listed), ["by_district", "late"]);
+    let err = run("SELECT district, count(*) FROM workspace.stops GROUP BY district")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::InvalidArgument,
+        "a deleted table is no table: {err}"
+    );
+
+    // The rate: three statements a minute, the fourth refused until the next minute.
+    i.requests
+        .update_sandbox_settings(
+            &bureau(),
+            HARBIN,
+            api::SandboxSettings {
+                min_group_size: 10,
+                epsilon_per_query: 0.1,
+                grant_budget: 10.0,
+                queries_per_minute: 3,
+            },
+        )
+        .await
+        .unwrap();
+    i.set("2026-12-02 10:00");
+    let sql = r#"SELECT stop_id, count(*) AS n FROM "bus" GROUP BY stop_id"#;
+    for _ in 0..3 {
+        run(sql).await.unwrap();
+    }
+    let err = run(sql).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ResourceExhausted, "{err}");
+    assert_eq!(err.reason(), "QUERY_RATE");
+    i.set("2026-12-02 10:01");
+    run(sql).await.unwrap();
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }

@@ -112,6 +112,9 @@ impl Instance {
                 provider_unit: format!("{provider} unit"),
                 provider_organization: provider.into(),
                 schema,
+                // 重要数据, sensitivity medium: what tables derived from it are labelled.
+                classification: planning::DataClass::Important as i32,
+                sensitivity: planning::Sensitivity::Medium as i32,
             },
         ))
         .await;
@@ -188,6 +191,36 @@ impl Instance {
             .await
             .unwrap()
             .grant_id
+    }
+
+    /// The transport provider loads `n` rows of `bus` (stops S0–S2 in turn, delays 0–6) and
+    /// commits them.
+    pub async fn load_bus(&self, n: usize) {
+        let transport = caller("provider", "transport-org");
+        let load = self
+            .requests
+            .create_load(&transport, HARBIN, "bus".into())
+            .await
+            .unwrap();
+        let lines = (0..n)
+            .map(|k| format!("S{},08:00,C{k:05},{}", k % 3, k % 7))
+            .collect();
+        let header = "stop_id,arrival,card_no,delay".to_string();
+        self.requests
+            .append_rows(
+                &transport,
+                HARBIN,
+                "bus".into(),
+                load.id.clone(),
+                header,
+                lines,
+            )
+            .await
+            .unwrap();
+        self.requests
+            .commit_load(&transport, HARBIN, "bus".into(), load.id)
+            .await
+            .unwrap();
     }
 
     fn clock_now(&self) -> DateTime<Utc> {
