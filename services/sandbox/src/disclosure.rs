@@ -30,6 +30,7 @@
 use std::collections::BTreeSet;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Column;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::functions::expr_fn::abs;
 use datafusion::functions_aggregate::expr_fn::{count, max};
@@ -37,6 +38,9 @@ use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, LogicalPlanBuilder,
 
 /// The hidden column of every controlled aggregate: how many records a group stands for.
 pub const GROUP_SIZE: &str = "__pdp_group_size";
+
+/// Hidden columns of the groups: the largest magnitude of each noised argument in the group.
+const BOUND: &str = "__pdp_bound_";
 
 /// The smallest `k` a tenant may set (the default is 10).
 pub const MIN_K: u64 = 5;
@@ -138,11 +142,14 @@ pub enum Refusal {
     HavingOnAggregate(String),
 }
 
-/// A plan that passed: what is released (with the group size as a last, hidden column), what
-/// counts the suppressed groups, which columns leave noised, and what finds the largest
-/// magnitude of each noised aggregate's argument.
+/// A plan that passed: the groups (the query's aggregate with each group's size and, per noised
+/// argument, its largest magnitude); what is released of them (with the group size as a last,
+/// hidden column), what counts the suppressed ones, which columns leave noised, and what finds
+/// the largest magnitude of each noised argument over all groups. The last three read the data
+/// only through `groups`: a host may run it once and put its rows in its place.
 #[derive(Debug, Clone)]
 pub struct Controlled {
+    pub groups: LogicalPlan,
     pub released: LogicalPlan,
     pub suppressed: LogicalPlan,
     pub noised: Vec<Noised>,
@@ -312,7 +319,7 @@ fn controlled_aggregate(a: &Aggregate, policy: &Policy, k: u64) -> Result<Contro
         let column = a.schema.field(a.group_expr.len() + i).name().clone();
         let bound = arg.map(|arg| {
             let magnitude = abs(cast(arg, DataType::Float64));
-            bound_exprs.push(max(magnitude).alias(format!("bound_{}", bound_exprs.len())));
+            bound_exprs.push(max(magnitude).alias(format!("{BOUND}{}", bound_exprs.len())));
             bound_exprs.len() - 1
         });
         noised.push(Noised {
@@ -328,31 +335,49 @@ fn controlled_aggregate(a: &Aggregate, policy: &Policy, k: u64) -> Result<Contro
         .collect();
     check_below(&a.input, &grouped)?;
 
+    // One pass over the data: the query's aggregates, the group's size and its bounds.
+    let bounds_count = bound_exprs.len();
     let mut aggr_expr = a.aggr_expr.clone();
     aggr_expr.push(count(lit(1)).alias(GROUP_SIZE));
-    let counted = Aggregate::try_new(a.input.clone(), a.group_expr.clone(), aggr_expr)
+    aggr_expr.extend(bound_exprs);
+    let groups = Aggregate::try_new(a.input.clone(), a.group_expr.clone(), aggr_expr)
         .map(LogicalPlan::Aggregate)
         .map_err(|e| Refusal::RowLevel(e.to_string()))?;
     let plan = |p: Result<LogicalPlanBuilder, datafusion::error::DataFusionError>| {
         p.and_then(|b| b.build())
             .map_err(|e| Refusal::RowLevel(e.to_string()))
     };
+    // What leaves carries no bound: those are one record's values.
+    let shown: Vec<Expr> = groups
+        .schema()
+        .iter()
+        .filter(|(_, f)| !f.name().starts_with(BOUND))
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect();
     let large = col(GROUP_SIZE).gt_eq(lit(k as i64));
-    let released = plan(LogicalPlanBuilder::from(counted.clone()).filter(large))?;
+    let released = plan(
+        LogicalPlanBuilder::from(groups.clone())
+            .filter(large)
+            .and_then(|b| b.project(shown)),
+    )?;
     let suppressed = plan(
-        LogicalPlanBuilder::from(counted)
+        LogicalPlanBuilder::from(groups.clone())
             .filter(col(GROUP_SIZE).lt(lit(k as i64)))
             .and_then(|b| b.aggregate(Vec::<Expr>::new(), vec![count(lit(1)).alias("suppressed")])),
     )?;
-    let bounds = if bound_exprs.is_empty() {
+    // The largest over all groups, suppressed ones too, is the largest over the records.
+    let bounds = if bounds_count == 0 {
         None
     } else {
+        let overall = (0..bounds_count)
+            .map(|i| max(col(format!("{BOUND}{i}"))).alias(format!("bound_{i}")))
+            .collect::<Vec<_>>();
         Some(plan(
-            LogicalPlanBuilder::from(a.input.as_ref().clone())
-                .aggregate(Vec::<Expr>::new(), bound_exprs),
+            LogicalPlanBuilder::from(groups.clone()).aggregate(Vec::<Expr>::new(), overall),
         )?)
     };
     Ok(Controlled {
+        groups,
         released,
         suppressed,
         noised,

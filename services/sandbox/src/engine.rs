@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::MemorySchemaProvider;
-use datafusion::common::TableReference;
+use datafusion::catalog::default_table_source::provider_as_source;
+use datafusion::catalog::{MemTable, MemorySchemaProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, TableReference};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions::expr_fn::{concat, sha256};
-use datafusion::logical_expr::{DdlStatement, Expr, LogicalPlan, cast, ident, lit};
+use datafusion::logical_expr::{
+    DdlStatement, Expr, LogicalPlan, LogicalPlanBuilder, cast, ident, lit,
+};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
@@ -348,13 +352,47 @@ impl Sandbox {
         let controlled = disclosure::control(&plan, &policy)?;
         let plan_hash = format!("{:x}", Sha256::digest(plan.display_indent().to_string()));
         let fields_touched = touched(&self.reads(&ctx, &plan, tables));
+        // The data is read once, into the groups; what is released, suppressed and bounded is
+        // computed over those rows.
         let run = async {
-            let released = ctx.execute_logical_plan(controlled.released).await?;
+            let groups = ctx
+                .execute_logical_plan(controlled.groups.clone())
+                .await?
+                .collect()
+                .await?;
+            let held = in_place_of(&controlled.groups, groups)?;
+            let swap = |plan: LogicalPlan| {
+                plan.transform_up(|node| {
+                    Ok(if node == controlled.groups {
+                        Transformed::yes(held.clone())
+                    } else {
+                        Transformed::no(node)
+                    })
+                })
+                .and_then(|t| {
+                    // Never a second pass over the data by mistake.
+                    if t.transformed {
+                        Ok(t.data)
+                    } else {
+                        Err(DataFusionError::Internal(
+                            "the groups are not in the plan".into(),
+                        ))
+                    }
+                })
+            };
+            let released = ctx.execute_logical_plan(swap(controlled.released)?).await?;
             let released = released.collect().await?;
-            let counted = ctx.execute_logical_plan(controlled.suppressed).await?;
+            let counted = ctx
+                .execute_logical_plan(swap(controlled.suppressed)?)
+                .await?;
             let counted = counted.collect().await?;
             let bounds = match controlled.bounds {
-                Some(plan) => ctx.execute_logical_plan(plan).await?.collect().await?,
+                Some(plan) => {
+                    ctx.execute_logical_plan(swap(plan)?)
+                        .await?
+                        .collect()
+                        .await?
+                }
                 None => Vec::new(),
             };
             Ok::<_, DataFusionError>((released, counted, bounds))
@@ -493,6 +531,27 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// A plan that reads `rows`, the result of `plan`, with `plan`'s schema (its qualifiers too),
+/// so that it can stand in its place.
+fn in_place_of(plan: &LogicalPlan, rows: Vec<RecordBatch>) -> Result<LogicalPlan, DataFusionError> {
+    const HELD: &str = "__pdp_groups";
+    let schema = rows
+        .first()
+        .map_or_else(|| plan.schema().inner().clone(), RecordBatch::schema);
+    let table = MemTable::try_new(schema, vec![rows])?;
+    let columns: Vec<Expr> = plan
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            Expr::Column(Column::new(Some(HELD), field.name()))
+                .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    LogicalPlanBuilder::scan(HELD, provider_as_source(Arc::new(table)), None)?
+        .project(columns)?
+        .build()
 }
 
 /// An error met while the plan ran over the data: resources said as such, anything else without
