@@ -176,8 +176,8 @@ pub(crate) fn engine_error(e: SandboxError) -> RequestError {
     }
 }
 
-/// The caller's grant `grant_id`, if it allows work now: VALID, today within its days, its
-/// agreement ACTIVE. Another's grant is NOT_FOUND.
+/// The caller's grant `grant_id`, if it allows work now (see [`check_usable`]). Another's grant
+/// is NOT_FOUND.
 pub(crate) fn usable_grant(
     conn: &mut AnyConnection,
     scope: &TenantScope,
@@ -188,16 +188,28 @@ pub(crate) fn usable_grant(
     let g = db::find_grant(conn, scope, grant_id)?
         .filter(|g| g.operator == who.organization)
         .ok_or_else(|| RequestError::not_found("grant", grant_id))?;
+    check_usable(conn, scope, &g, now)?;
+    Ok(g)
+}
+
+/// Whether grant `g` allows work now: VALID, today within its days, its agreement ACTIVE.
+pub(crate) fn check_usable(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    g: &api::Grant,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let today = civil_date(now).to_string();
     let active = db::agreement(conn, scope, &g.agreement_id)?.is_some_and(|a| a.active);
     let valid =
         g.state == api::GrantState::Valid as i32 && g.valid_from <= today && today <= g.valid_to;
     if !valid || !active {
         return Err(RequestError::precondition(
-            format!("grants/{grant_id}"),
+            format!("grants/{}", g.id),
             format!(
-                "grant {grant_id} allows nothing on {today}: it runs {}..{}, is {}, and its \
-                 agreement is {}",
+                "grant {} allows nothing on {today}: it runs {}..{}, is {}, and its agreement is \
+                 {}",
+                g.id,
                 g.valid_from,
                 g.valid_to,
                 if g.state == api::GrantState::Valid as i32 {
@@ -209,7 +221,7 @@ pub(crate) fn usable_grant(
             ),
         ));
     }
-    Ok(g)
+    Ok(())
 }
 
 /// 分类 and 分级 of each table a statement may read, by the name it reads it under.
@@ -601,8 +613,12 @@ impl Requests {
                         match room_for_derived(conn, scope, &table) {
                             Ok(replaced) => {
                                 let new = replaced.is_none();
+                                let place = crate::workspace::Place {
+                                    operator: &caller.organization,
+                                    location: &location,
+                                };
                                 let record = crate::workspace::record;
-                                record(conn, scope, &caller, now, table, &location, new)?;
+                                record(conn, scope, &caller, now, table, place, new)?;
                                 Ok(replaced)
                             }
                             Err(refusal) => Err(refusal),

@@ -646,6 +646,23 @@ pub fn find_developer(
     body.map(|b| decode_developer(&b)).transpose()
 }
 
+/// Whether `organization` is a developer the operator `operator` approved (第二十条(三)).
+pub fn is_approved_developer(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    organization: &str,
+    operator: &str,
+) -> Result<bool> {
+    let n: i64 = scope
+        .rows(developers::table)
+        .filter(developers::organization.eq(organization))
+        .filter(developers::operator.eq(operator))
+        .filter(developers::state.eq(ApprovalState::Approved.name()))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
 /// Whose developers a caller may list.
 #[derive(Debug, Clone)]
 pub enum DeveloperView {

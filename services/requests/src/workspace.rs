@@ -14,7 +14,7 @@ use pdp_sandbox::load::Field;
 use uuid::Uuid;
 
 use crate::RequestError;
-use crate::sandbox::{audit, chunk, chunk_violations, engine_error, usable_grant, workspace_root};
+use crate::sandbox::{audit, check_usable, chunk, chunk_violations, engine_error, workspace_root};
 use crate::service::{RECORDER, Requests};
 use crate::store as db;
 
@@ -88,19 +88,25 @@ pub(crate) fn check_room(
     Ok(())
 }
 
-/// Records `table` at `location`; a new one is announced (its label, never its data).
+/// Where a workspace table goes: the grant's operator's workspace, at `location`.
+pub(crate) struct Place<'a> {
+    pub operator: &'a str,
+    pub location: &'a str,
+}
+
+/// Records `table` at `place`; a new one is announced (its label, never its data).
 pub(crate) fn record(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     who: &Identity,
     now: DateTime<Utc>,
     table: api::WorkspaceTable,
-    location: &str,
+    place: Place<'_>,
     new: bool,
 ) -> Result<()> {
     let stored = db::workspace::Stored {
-        operator: who.organization.clone(),
-        location: location.to_string(),
+        operator: place.operator.to_string(),
+        location: place.location.to_string(),
         table,
     };
     db::workspace::put(conn, scope, &stored, now)?;
@@ -129,6 +135,34 @@ fn changed(t: &api::WorkspaceTable, operator: &str) -> api::WorkspaceTableChange
     }
 }
 
+/// Grant `grant_id` as `who` may see its workspace: its operator's, or one of the operator's
+/// approved developers' (第二十条(三)); bureaus and supervisors too when `watchers` are let in.
+/// Anyone else gets NOT_FOUND.
+fn workspace_grant(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    who: &Identity,
+    grant_id: &str,
+    watchers: bool,
+) -> Result<api::Grant> {
+    let found = db::find_grant(conn, scope, grant_id)?;
+    let allowed = match &found {
+        Some(g) if g.operator == who.organization && who.has_any(&[Role::Operator]) => true,
+        Some(g) if who.has_any(&[Role::Developer]) => {
+            db::is_approved_developer(conn, scope, &who.organization, &g.operator)?
+        }
+        Some(_) => {
+            watchers
+                && (who.has_any(&Role::BUREAU)
+                    || who.has_any(&[Role::Supervisor, Role::Auditor, Role::Supervision]))
+        }
+        None => false,
+    };
+    found
+        .filter(|_| allowed)
+        .ok_or_else(|| RequestError::not_found("grant", grant_id))
+}
+
 impl Requests {
     /// The grant's workspace tables: for its operator, and for the bureaus and supervisors who
     /// watch what is kept in the platform.
@@ -141,11 +175,7 @@ impl Requests {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, _| {
-            let watcher = who.has_any(&Role::BUREAU)
-                || who.has_any(&[Role::Supervisor, Role::Auditor, Role::Supervision]);
-            db::find_grant(conn, scope, &grant_id)?
-                .filter(|g| watcher || g.operator == who.organization)
-                .ok_or_else(|| RequestError::not_found("grant", &grant_id))?;
+            workspace_grant(conn, scope, &who, &grant_id, true)?;
             Ok(db::workspace::list(conn, scope, &grant_id)?
                 .into_iter()
                 .map(|s| s.table)
@@ -154,9 +184,9 @@ impl Requests {
         .await
     }
 
-    /// Appends a chunk of the operator's own data to a workspace table, creating it (with the
-    /// columns the chunk declares) on the first; a chunk with a line that does not fit is
-    /// refused whole.
+    /// Appends a chunk of the operator's own data — or its approved developers' — to a
+    /// workspace table, creating it (with the columns the chunk declares) on the first; a chunk
+    /// with a line that does not fit is refused whole.
     pub async fn append_workspace_rows(
         &self,
         who: &Identity,
@@ -164,7 +194,11 @@ impl Requests {
         request: api::AppendWorkspaceRowsRequest,
     ) -> Result<api::WorkspaceTable> {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
-        RequestError::unless_role(who, &[Role::Operator], "uploading into the workspace")?;
+        RequestError::unless_role(
+            who,
+            &[Role::Operator, Role::Developer],
+            "uploading into the workspace",
+        )?;
         let sandbox = self.sandbox()?.clone();
         let mut v = name_violations("name", &request.name);
         v.extend(chunk_violations(&request.header, &request.lines));
@@ -174,7 +208,8 @@ impl Requests {
         // written.
         let (table, location) = self
             .in_scope(&scope, move |conn, scope, now| {
-                usable_grant(conn, scope, &caller, &req.grant_id, now)?;
+                let g = workspace_grant(conn, scope, &caller, &req.grant_id, false)?;
+                check_usable(conn, scope, &g, now)?;
                 upload_target(conn, scope, &req)
             })
             .await?;
@@ -201,7 +236,8 @@ impl Requests {
         let object = loaded.object.clone();
         let recorded = self
             .in_scope(&scope, move |conn, scope, now| {
-                usable_grant(conn, scope, &caller, &table.grant_id, now)?;
+                let g = workspace_grant(conn, scope, &caller, &table.grant_id, false)?;
+                check_usable(conn, scope, &g, now)?;
                 let current = db::workspace::find(conn, scope, &table.grant_id, &table.name)?;
                 let new = current.is_none();
                 // Created or removed meanwhile by another call: this chunk joins nothing.
@@ -229,7 +265,11 @@ impl Requests {
                     "object": loaded.object,
                 });
                 let target = format!("grants/{}/workspace/{}", table.grant_id, table.name);
-                record(conn, scope, &caller, now, table.clone(), &location, new)?;
+                let place = Place {
+                    operator: &g.operator,
+                    location: &location,
+                };
+                record(conn, scope, &caller, now, table.clone(), place, new)?;
                 audit(
                     conn,
                     scope,

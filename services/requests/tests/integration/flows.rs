@@ -1286,6 +1286,56 @@ pub async fn operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate(b
         "a deleted table is no table: {err}"
     );
 
+    // The operator's approved developers upload their data too; until approved they find no
+    // such grant.
+    let labs = caller("developer", "labs");
+    let registration = api::Developer {
+        operator: "beta".into(),
+        name: "Harbin Labs".into(),
+        qualifications: vec!["ISO 27001".into()],
+        contact: "dev@labs".into(),
+        ..Default::default()
+    };
+    let d = i
+        .requests
+        .register_developer(&labs, HARBIN, registration)
+        .await
+        .unwrap();
+    let footfall = api::AppendWorkspaceRowsRequest {
+        tenant: HARBIN.into(),
+        grant_id: grant.clone(),
+        name: "footfall".into(),
+        columns: vec![column("stop_id", "string"), column("riders", "integer")],
+        header: "stop_id,riders".into(),
+        lines: vec!["S0,120".into(), "S1,80".into()],
+    };
+    let err = i
+        .requests
+        .append_workspace_rows(&labs, HARBIN, footfall.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+    let approve = api::Approval {
+        approved: true,
+        reasons: vec!["qualified".into()],
+    };
+    i.requests
+        .review_developer(&beta, HARBIN, d.id, approve)
+        .await
+        .unwrap();
+    let uploaded = i
+        .requests
+        .append_workspace_rows(&labs, HARBIN, footfall)
+        .await
+        .unwrap();
+    assert_eq!(uploaded.created_by, labs.subject);
+    let listed = i
+        .requests
+        .list_workspace_tables(&labs, HARBIN, grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(names(listed), ["by_district", "footfall", "late"]);
+
     // The rate: three statements a minute, the fourth refused until the next minute.
     i.requests
         .update_sandbox_settings(
