@@ -224,6 +224,32 @@ pub(crate) fn check_usable(
     Ok(())
 }
 
+/// Counts one call on grant `grant_id` (a statement, an uploaded chunk) against the tenant's
+/// rate per grant, refusing it (RESOURCE_EXHAUSTED, `QUERY_RATE`) past the limit; the grant's
+/// secret and what it has spent of its budget.
+pub(crate) fn within_rate(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    settings: &api::SandboxSettings,
+    now: DateTime<Utc>,
+) -> Result<(String, f64)> {
+    let fresh = format!("{:032x}", rand::random::<u128>());
+    let (secret, spent) = db::budget(conn, scope, grant_id, &fresh)?;
+    let minute = now.format("%Y-%m-%dT%H:%M").to_string();
+    let rate = settings.queries_per_minute;
+    if !db::count_statement(conn, scope, grant_id, &minute, rate)? {
+        return Err(RequestError::exhausted(
+            "QUERY_RATE",
+            format!(
+                "grant {grant_id} ran {rate} statements and uploads this minute, the tenant's \
+                 limit: try again next minute"
+            ),
+        ));
+    }
+    Ok((secret, spent))
+}
+
 /// 分类 and 分级 of each table a statement may read, by the name it reads it under.
 type Labels = std::collections::HashMap<String, (i32, i32)>;
 
@@ -334,10 +360,6 @@ fn room_for_derived(
     scope: &TenantScope,
     table: &api::WorkspaceTable,
 ) -> Result<Option<String>> {
-    RequestError::check(
-        "derived table",
-        crate::workspace::name_violations("sql", &table.name),
-    )?;
     match db::workspace::find(conn, scope, &table.grant_id, &table.name)? {
         Some(old) if old.table.source == api::WorkspaceTableSource::Uploaded as i32 => {
             Err(RequestError::precondition(
@@ -532,19 +554,7 @@ impl Requests {
                 let g = usable_grant(conn, scope, &caller, &grant, now)?;
                 let settings = db::sandbox_settings(conn, scope)?;
                 let (epsilon, budget) = (settings.epsilon_per_query, settings.grant_budget);
-                let fresh = format!("{:032x}", rand::random::<u128>());
-                let (secret, spent) = db::budget(conn, scope, &grant, &fresh)?;
-                let minute = now.format("%Y-%m-%dT%H:%M").to_string();
-                let rate = settings.queries_per_minute;
-                if !db::count_statement(conn, scope, &grant, &minute, rate)? {
-                    return Err(RequestError::exhausted(
-                        "QUERY_RATE",
-                        format!(
-                            "grant {grant} ran {rate} statements this minute, the tenant's limit: \
-                             try again next minute"
-                        ),
-                    ));
-                }
+                let (secret, spent) = within_rate(conn, scope, &grant, &settings, now)?;
                 // Charged only while it fits, in one statement: parallel queries cannot overspend.
                 if !db::charge(conn, scope, &grant, epsilon, budget)? {
                     return Err(RequestError::forbidden(

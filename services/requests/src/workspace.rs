@@ -14,7 +14,9 @@ use pdp_sandbox::load::Field;
 use uuid::Uuid;
 
 use crate::RequestError;
-use crate::sandbox::{audit, check_usable, chunk, chunk_violations, engine_error, workspace_root};
+use crate::sandbox::{
+    audit, check_usable, chunk, chunk_violations, engine_error, within_rate, workspace_root,
+};
 use crate::service::{RECORDER, Requests};
 use crate::store as db;
 
@@ -27,20 +29,14 @@ const MAX_COLUMNS: usize = 200;
 /// The types an upload may declare, as resources register theirs.
 const TYPES: &[&str] = &["string", "integer", "decimal", "date", "boolean"];
 
-/// What is wrong with a workspace table's name: it is a path in the store and an identifier in
-/// SQL, so only lower-case letters, digits and `_`, starting with a letter.
+/// What is wrong with a workspace table's name (the engine's rule: it becomes a path).
 pub fn name_violations(field: &str, name: &str) -> Vec<FieldViolation> {
-    let fits = name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if fits {
+    if pdp_sandbox::engine::is_table_name(name) {
         Vec::new()
     } else {
         vec![FieldViolation::new(
             field,
-            "1 to 63 lower-case letters, digits and `_`, starting with a letter",
+            pdp_sandbox::engine::TABLE_NAME_RULE,
         )]
     }
 }
@@ -210,6 +206,9 @@ impl Requests {
             .in_scope(&scope, move |conn, scope, now| {
                 let g = workspace_grant(conn, scope, &caller, &req.grant_id, false)?;
                 check_usable(conn, scope, &g, now)?;
+                // Uploads count against the grant's rate too: no flood of chunks.
+                let settings = db::sandbox_settings(conn, scope)?;
+                within_rate(conn, scope, &g.id, &settings, now)?;
                 upload_target(conn, scope, &req)
             })
             .await?;

@@ -30,6 +30,20 @@ use crate::noise::{self, Noise};
 /// The schema of a grant's workspace tables: `workspace.<name>`.
 pub const WORKSPACE: &str = "workspace";
 
+/// What a workspace table's name may be: it is a path in the store and an identifier in SQL, so
+/// 1 to 63 lower-case letters, digits and `_`, starting with a letter — never `/` or `..`.
+pub const TABLE_NAME_RULE: &str =
+    "1 to 63 lower-case letters, digits and `_`, starting with a letter";
+
+/// Whether `name` keeps [`TABLE_NAME_RULE`].
+pub fn is_table_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// A table of a grant as the query sees it.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -454,6 +468,12 @@ impl Sandbox {
                 )));
             }
         };
+        // Checked before anything is written: the name becomes a path in the store.
+        if !is_table_name(&table) {
+            return Err(SandboxError::Invalid(format!(
+                "workspace.`{table}`: a table's name is {TABLE_NAME_RULE}"
+            )));
+        }
         let plan_hash = format!("{:x}", Sha256::digest(plan.display_indent().to_string()));
         let reads = self.reads(ctx, input, tables);
         let fields_touched = touched(&reads);

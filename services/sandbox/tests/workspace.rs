@@ -210,6 +210,19 @@ async fn a_derived_table_stays_inside_and_answers_only_as_aggregates() {
         matches!(&result, Err(SandboxError::Invalid(m)) if m.contains("workspace.<name>")),
         "{result:?}"
     );
+    // A name is no path: nothing is written outside the workspace.
+    let result = f
+        .run(r#"CREATE TABLE workspace."../../resources/people/v1" AS SELECT district FROM people"#)
+        .await;
+    assert!(
+        matches!(&result, Err(SandboxError::Invalid(m)) if m.contains("lower-case")),
+        "{result:?}"
+    );
+    assert_eq!(
+        f.files_under("tenants/230100/resources/people/v1"),
+        1,
+        "the resource's one file, nothing added"
+    );
     let result = f
         .sandbox
         .query(

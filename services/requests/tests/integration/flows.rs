@@ -1360,5 +1360,17 @@ pub async fn operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate(b
     assert_eq!(err.reason(), "QUERY_RATE");
     i.set("2026-12-02 10:01");
     run(sql).await.unwrap();
+    // Uploaded chunks count against the same rate.
+    let declared = vec![
+        column("stop_id", "string"),
+        column("district", "string"),
+        column("platforms", "integer"),
+    ];
+    upload("extra", declared, &["S0,Daoli,2"]).await.unwrap();
+    upload("extra", Vec::new(), &["S1,Daoli,1"]).await.unwrap();
+    let err = upload("extra", Vec::new(), &["S2,Nangang,3"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "QUERY_RATE", "{err}");
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
