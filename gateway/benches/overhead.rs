@@ -83,6 +83,12 @@ impl WidgetService for Widgets {
     ) -> Result<Response<Widget>, Status> {
         Err(Status::unimplemented("bench"))
     }
+    async fn upload_attachment(
+        &self,
+        _: Request<tonic::Streaming<UploadAttachmentRequest>>,
+    ) -> Result<Response<Widget>, Status> {
+        Err(Status::unimplemented("bench"))
+    }
 }
 
 #[path = "common/rounds.rs"]
@@ -201,6 +207,7 @@ fn main() {
                 burst: 1_000_000_000,
             },
             max_body_bytes: 1 << 20,
+            max_upload_bytes: 1 << 30,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             idempotency: Arc::new(pdp_gateway::idempotency::LocalIdempotency::default()),

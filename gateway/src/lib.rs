@@ -35,7 +35,7 @@ use tonic::metadata::MetadataMap;
 use audit::{AuditRecord, AuditSink, Decision};
 pub use start::{Handle, identity_secret, start};
 use transcode::message::{TranscodeError, request_message, response_json};
-use transcode::routes::{Resolution, RouteTable};
+use transcode::routes::{BodyBinding, Resolution, Route, RouteTable};
 
 /// Answers who is calling.
 pub trait Authenticator: Send + Sync {
@@ -107,6 +107,8 @@ pub struct Gateway {
     pub tenant_limit: limits::Limit,
     pub subject_limit: limits::Limit,
     pub max_body_bytes: usize,
+    /// Largest streamed body (an upload) accepted, in bytes.
+    pub max_upload_bytes: u64,
     /// Origins front ends call from; empty allows none.
     pub cors_origins: Vec<String>,
     /// The proxies whose `X-Forwarded-For` is believed (see [`client`]).
@@ -587,6 +589,16 @@ async fn route_and_forward(
         });
     }
 
+    let metadata = outgoing_metadata(
+        gateway,
+        outcome.caller.as_ref(),
+        outcome.client,
+        &tenant,
+        request_id,
+    );
+    if matches!(route.body, BodyBinding::Stream(_)) {
+        return forward_stream(request, payload, gateway, route, &vars, &tenant, metadata).await;
+    }
     // Only now, with the caller known and allowed, is the body read: a stranger cannot hold a
     // connection open by trickling one in, nor make the gateway buffer it.
     let body = match read_body(payload, gateway.max_body_bytes).await {
@@ -624,13 +636,6 @@ async fn route_and_forward(
         Ok(claimed) => claimed,
         Err(answered) => return answered,
     };
-    let metadata = outgoing_metadata(
-        gateway,
-        outcome.caller.as_ref(),
-        outcome.client,
-        &tenant,
-        request_id,
-    );
     let (status, json) = match transcode::call(
         &upstream,
         route,
@@ -658,6 +663,157 @@ async fn route_and_forward(
         gateway.idempotency.complete(&key, &fingerprint, kept).await;
     }
     json_answer(status, json)
+}
+
+/// Content types a cross-site form sends without a preflight: never a streamed body.
+const FORM_TYPES: [&str; 3] = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "text/plain",
+];
+
+/// Forwards a streamed body to its client-streaming RPC: the first message carries the path's
+/// variables, each next one the body's next piece as it arrives, so the gateway holds a few
+/// pieces at a time however large the upload. A piece must arrive within [`BODY_READ_TIMEOUT`] of
+/// the last and the whole stay within `max_upload_bytes`; past either, or when the client goes
+/// away, the call is dropped: the service sees its stream break and keeps nothing.
+async fn forward_stream(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    gateway: &Gateway,
+    route: &Route,
+    vars: &[(String, String)],
+    tenant: &TenantCode,
+    metadata: MetadataMap,
+) -> HttpResponse {
+    use futures::StreamExt as _;
+    use prost_reflect::{DynamicMessage, Kind, Value};
+    let kind = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let essence = kind
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || FORM_TYPES.contains(&essence.as_str()) {
+        return refuse(&GatewayError::BadRequest(TranscodeError::NotStreamable(
+            kind,
+        )));
+    }
+    let first = match request_message(route, vars, request.query_string(), b"") {
+        Ok(m) => m,
+        Err(e) => return refuse(&GatewayError::BadRequest(e)),
+    };
+    let service = route.service();
+    let Some(upstream) = gateway.upstreams.upstream(tenant, service) else {
+        return refuse(&GatewayError::NoUpstream {
+            service: service.to_string(),
+            tenant: tenant.to_string(),
+        });
+    };
+    let BodyBinding::Stream(field) = &route.body else {
+        unreachable!("only a streamed route comes here")
+    };
+    let input = route.rpc.input();
+    let field = input
+        .get_field_by_name(field)
+        .expect("checked when the route was built");
+    let Kind::Message(body_kind) = field.kind() else {
+        unreachable!("checked when the route was built")
+    };
+    let piece = |mut message: DynamicMessage, data: web::Bytes| {
+        let mut body = DynamicMessage::new(body_kind.clone());
+        body.set_field_by_name("content_type", Value::String(kind.clone()));
+        body.set_field_by_name("data", Value::Bytes(data));
+        message.set_field(&field, Value::Message(body));
+        message
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<DynamicMessage>(4);
+    let messages =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut call = tokio::spawn(transcode::call_streaming(
+        upstream,
+        route.clone(),
+        messages,
+        metadata,
+    ));
+    // The first message names the call before any byte arrives.
+    let _ = tx.send(piece(first, web::Bytes::new())).await;
+    let mut sent = 0u64;
+    let refused = loop {
+        tokio::select! {
+            // The service may answer before the body ends: a line that does not fit.
+            answered = &mut call => return streamed_answer(answered),
+            next = tokio::time::timeout(BODY_READ_TIMEOUT, payload.next()) => match next {
+                Err(_) => break tonic::Status::deadline_exceeded(format!(
+                    "no part of the body arrived for {} s; nothing was kept",
+                    BODY_READ_TIMEOUT.as_secs()
+                )),
+                Ok(None) => break tonic::Status::ok(""),
+                Ok(Some(Err(e))) => break tonic::Status::invalid_argument(format!(
+                    "the body broke off ({e}); nothing was kept"
+                )),
+                Ok(Some(Ok(bytes))) => {
+                    sent += bytes.len() as u64;
+                    if sent > gateway.max_upload_bytes {
+                        break tonic::Status::invalid_argument(format!(
+                            "the body is larger than {} bytes; nothing was kept",
+                            gateway.max_upload_bytes
+                        ));
+                    }
+                    // Fails only when the call ended: its answer comes from `call` next.
+                    let _ = tx.send(piece(DynamicMessage::new(input.clone()), bytes)).await;
+                }
+            },
+        }
+    };
+    if refused.code() != tonic::Code::Ok {
+        // Dropping the call resets its stream: the service discards what it received.
+        call.abort();
+        let http = match refused.code() {
+            tonic::Code::DeadlineExceeded => Some(StatusCode::REQUEST_TIMEOUT),
+            _ if sent > gateway.max_upload_bytes => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            _ => None,
+        };
+        return answer(&refused, http);
+    }
+    // The whole body is sent; the service writes its last part and answers.
+    drop(tx);
+    match tokio::time::timeout(gateway.upstream_timeout, call).await {
+        Ok(answered) => streamed_answer(answered),
+        Err(_) => answer(
+            &tonic::Status::deadline_exceeded(format!(
+                "the service did not answer within {} ms of the body's end",
+                gateway.upstream_timeout.as_millis()
+            )),
+            None,
+        ),
+    }
+}
+
+/// The answer of a streamed call's task.
+fn streamed_answer(
+    answered: Result<Result<prost_reflect::DynamicMessage, tonic::Status>, tokio::task::JoinError>,
+) -> HttpResponse {
+    match answered {
+        Ok(Ok(reply)) => json_answer(200, response_json(&reply)),
+        Ok(Err(status)) => {
+            let (code, body) = status_to_http(&status);
+            json_answer(
+                code,
+                serde_json::to_vec(&body).expect("error bodies serialize"),
+            )
+        }
+        Err(e) => answer(
+            &tonic::Status::internal(format!("the call stopped: {e}")),
+            None,
+        ),
+    }
 }
 
 fn json_answer(status: u16, body: Vec<u8>) -> HttpResponse {

@@ -99,6 +99,7 @@ fn operation(route: &Route) -> (Value, Vec<MessageDescriptor>) {
         }));
     }
     let mut body = None;
+    let mut streamed = false;
     match &route.body {
         BodyBinding::Whole => {
             used.push(input.clone());
@@ -114,6 +115,10 @@ fn operation(route: &Route) -> (Value, Vec<MessageDescriptor>) {
             parameters.extend(query_parameters(&input, &bound, Some(name)));
         }
         BodyBinding::None => parameters.extend(query_parameters(&input, &bound, None)),
+        BodyBinding::Stream(name) => {
+            streamed = true;
+            parameters.extend(query_parameters(&input, &bound, Some(name)));
+        }
     }
     let mut op = json!({
         "operationId": format!("{}_{}", route.rpc.parent_service().name(), route.rpc.name()),
@@ -137,6 +142,14 @@ fn operation(route: &Route) -> (Value, Vec<MessageDescriptor>) {
         op["requestBody"] = json!({
             "required": true,
             "content": {"application/json": {"schema": schema}},
+        });
+    }
+    if streamed {
+        op["requestBody"] = json!({
+            "required": true,
+            "description": "The raw body, streamed to the service as it arrives; the \
+                            operation's description says which content types it takes.",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
         });
     }
     if route.is_public() {

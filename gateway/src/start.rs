@@ -122,6 +122,7 @@ pub async fn start(
                 burst: g.subject_burst,
             },
             max_body_bytes: g.max_body_bytes,
+            max_upload_bytes: g.max_upload_bytes,
             cors_origins: g.cors_origins.clone(),
             trusted_proxies: crate::client::parse_proxies(&g.trusted_proxies)
                 .context("gateway.trusted_proxies")?,

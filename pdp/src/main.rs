@@ -117,6 +117,40 @@ enum Command {
     /// Events consumers could not apply.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// A member of the sandbox's Apache Ballista cluster (`sandbox.ballista_scheduler`), reading
+    /// the store `sandbox.store_url` names.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SandboxCommand {
+    /// The scheduler: one per cluster (its jobs' state is in memory).
+    Scheduler {
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        listen: SocketAddr,
+        /// The host executors and the requests service reach it at.
+        #[arg(long, env = "PDP_SANDBOX_EXTERNAL_HOST", default_value = "localhost")]
+        external_host: String,
+    },
+    /// An executor: serves its tasks' results on `listen` (Arrow Flight) and the scheduler's
+    /// calls on the next port.
+    Executor {
+        #[arg(long, default_value = "0.0.0.0:50051")]
+        listen: SocketAddr,
+        /// The address the scheduler and the requests service reach it at (the pod's IP).
+        #[arg(long, env = "PDP_SANDBOX_EXTERNAL_HOST", default_value = "localhost")]
+        external_host: String,
+        /// The scheduler's `<host>:<port>`.
+        #[arg(long, default_value = "localhost:50050")]
+        scheduler: String,
+        /// Tasks at once; 0 for one per core.
+        #[arg(long, default_value_t = 0)]
+        vcores: usize,
+        /// Memory its tasks share, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +224,7 @@ fn main() -> ExitCode {
             ..
         } => token(&config, &tenant, &roles, &org, &subject, ttl),
         Command::Serve { service } => with_runtime(&config, serve(config.clone(), service)),
+        Command::Sandbox(command) => with_runtime(&config, sandbox(config.clone(), command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -211,6 +246,42 @@ fn with_runtime(
         let _telemetry = pdp_kit::telemetry::init(&config.telemetry, config.mode)?;
         work.await
     })
+}
+
+/// Serves a member of the sandbox's Ballista cluster until the process ends.
+async fn sandbox(config: Config, command: SandboxCommand) -> anyhow::Result<()> {
+    let store = pdp_requests::sandbox_store(&config)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "sandbox.store_url is not set: a cluster's members read the bucket it names"
+        )
+    })?;
+    match command {
+        SandboxCommand::Scheduler {
+            listen,
+            external_host,
+        } => pdp_sandbox::ballista::serve_scheduler(store, listen, &external_host).await?,
+        SandboxCommand::Executor {
+            listen,
+            external_host,
+            scheduler,
+            vcores,
+            memory_mib,
+        } => {
+            let (host, port) = scheduler
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--scheduler `{scheduler}` is no <host>:<port>"))?;
+            let executor = pdp_sandbox::ballista::Executor {
+                listen,
+                external_host,
+                scheduler: (host, port),
+                vcores,
+                memory_bytes: memory_mib << 20,
+            };
+            pdp_sandbox::ballista::serve_executor(store, executor).await?
+        }
+    }
+    Ok(())
 }
 
 /// The migrations of each store's owner beyond kit's own.

@@ -33,6 +33,17 @@ fn evidence(incident_on: Option<NaiveDate>) -> Value {
 
 #[test]
 fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
+    lifecycle(false);
+}
+
+/// The same lifecycle with the sandbox's queries reading the data on a Ballista cluster of
+/// `pdp sandbox scheduler|executor` processes: the same answers, refusals and suppressions.
+#[test]
+fn the_same_lifecycle_with_the_sandbox_on_a_ballista_cluster() {
+    lifecycle(true);
+}
+
+fn lifecycle(on_ballista: bool) {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
     let shift = data.path().join("clock-shift");
@@ -47,14 +58,15 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
     let start: DateTime<Utc> = "2026-03-02T01:00:00Z".parse().unwrap();
     ShiftedClock::shift_to(&shift, start).unwrap();
     let port = free_port();
-    let mut child = start_dev_with(
-        data.path(),
-        port,
-        &[
-            ("PDP_DEV__CLOCK_SHIFT_FILE", shift.to_str().unwrap()),
-            ("PDP_INSTANCE__SCHEDULER_INTERVAL_SECS", "1"),
-        ],
-    );
+    let mut cluster = on_ballista.then(|| SandboxCluster::start(data.path()));
+    let mut env = vec![
+        ("PDP_DEV__CLOCK_SHIFT_FILE", shift.to_str().unwrap()),
+        ("PDP_INSTANCE__SCHEDULER_INTERVAL_SECS", "1"),
+    ];
+    if let Some(cluster) = &cluster {
+        env.push(("PDP_SANDBOX__BALLISTA_SCHEDULER", cluster.url.as_str()));
+    }
+    let mut child = start_dev_with(data.path(), port, &env);
     wait_ready(&mut child, port);
     let post =
         |path: &str, token: Option<&str>, body: Value| call(port, "POST", path, token, Some(&body));
@@ -460,6 +472,81 @@ fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
         "sql": "SELECT * FROM workspace.stops"}),
     );
     assert_eq!(status, 400, "{refused}");
+
+    // A whole file streamed through the gateway (`PUT …/data`, text/csv, chunked): 250 000
+    // records, written in parts of 100 000 as they arrive. A file with one line that does not
+    // fit (in its last part, after two parts were written) is refused whole, naming the line,
+    // and leaves nothing: the same load then takes the good file, and its version shows only its
+    // own stops.
+    let (status, load) = post(&loads, Some(&provider), json!({}));
+    assert_eq!(status, 200, "{load}");
+    let lid = load["id"].as_str().unwrap().to_string();
+    let file = |stops: &[&str], bad: Option<usize>| -> Vec<u8> {
+        let mut csv = String::from("stop_id\n");
+        for k in 0..250_000 {
+            if Some(k) == bad {
+                csv.push_str("S9,extra\n");
+            } else {
+                csv.push_str(stops[k % stops.len()]);
+                csv.push('\n');
+            }
+        }
+        csv.into_bytes()
+    };
+    let file_path = format!("{loads}/{lid}/data");
+    let (status, refused) = upload(
+        port,
+        &file_path,
+        &provider,
+        "text/csv",
+        &file(&["S9"], Some(240_000)),
+        64 * 1024,
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("line 240002"), "{refused}");
+    let (status, refused) = upload(port, &file_path, &provider, "text/plain", b"", 8);
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("content-type"), "{refused}");
+    let (status, uploaded) = upload(
+        port,
+        &file_path,
+        &provider,
+        "text/csv; charset=utf-8",
+        &file(&["S1", "S2", "S3", "S4"], None),
+        64 * 1024,
+    );
+    assert_eq!(status, 200, "{uploaded}");
+    assert_eq!(
+        (&uploaded["rows"], &uploaded["chunks"]),
+        (&json!("250000"), &json!(3)),
+        "{uploaded}"
+    );
+    // Uploaded again (a client's retry): refused, the rows are not loaded twice.
+    let (status, again) = upload(port, &file_path, &provider, "text/csv", b"stop_id\nS1\n", 8);
+    assert_eq!(status, 400, "{again}");
+    assert!(
+        again.to_string().contains("already holds 250000 rows"),
+        "{again}"
+    );
+    let (status, committed) = post(&format!("{loads}/{lid}:commit"), Some(&provider), json!({}));
+    assert_eq!(
+        (status, &committed["version"]),
+        (200, &json!(2)),
+        "{committed}"
+    );
+    let (status, answer) = post(&queries, Some(beta), aggregate.clone());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"].as_array().unwrap().len(), 4, "{answer}");
+    assert_eq!(answer["suppressedGroups"], "0", "{answer}");
+
+    // The answers above came from the cluster: without it, a query is unavailable (and costs
+    // nothing), never answered in the service's own process.
+    if let Some(cluster) = cluster.take() {
+        drop(cluster);
+        let (status, down) = post(&queries, Some(beta), aggregate.clone());
+        assert_eq!(status, 503, "{down}");
+        assert!(down.to_string().contains("SANDBOX_UNREACHABLE"), "{down}");
+    }
 
     // A data-quality ticket on the bus arrivals, which the transport provider leaves unanswered
     // (第十九条).

@@ -86,6 +86,9 @@ s3_endpoint = {{ . | quote }}
 s3_region = {{ .region | quote }}
 query_memory_mib = {{ .queryMemoryMiB }}
 query_timeout_secs = {{ .queryTimeoutSecs }}
+{{- if .ballista.enabled }}
+ballista_scheduler = "df://{{ include "pdp.fullname" $ }}-sandbox-scheduler:{{ .ballista.schedulerPort }}"
+{{- end }}
 {{- end }}
 
 [gateway]
@@ -132,6 +135,11 @@ routes_namespace = {{ .Release.Namespace | quote }}
       name: {{ .Values.secrets.redis.name }}
       key: {{ .Values.secrets.redis.key }}
 {{- end }}
+{{- include "pdp.sandboxStoreEnv" . }}
+{{- end -}}
+
+{{/* The sandbox bucket's key pair, by reference: all the Ballista cluster's pods hold. */}}
+{{- define "pdp.sandboxStoreEnv" -}}
 {{- with .Values.secrets.sandboxStore }}
 {{- if .name }}
 - name: PDP_SANDBOX__S3_ACCESS_KEY_ID

@@ -29,6 +29,9 @@ pub enum TranscodeError {
     MissingBody(String),
     #[error("a request body is application/json, not `{0}`")]
     NotJson(String),
+    /// A streamed body's type must be named, and never one a cross-site form can send.
+    #[error("a streamed body names its content type (text/csv…), not `{0}`")]
+    NotStreamable(String),
 }
 
 impl TranscodeError {
@@ -36,7 +39,7 @@ impl TranscodeError {
     pub fn field(&self) -> String {
         match self {
             Self::Json { .. } | Self::UnexpectedBody | Self::MissingBody(_) => "body".into(),
-            Self::NotJson(_) => "content-type".into(),
+            Self::NotJson(_) | Self::NotStreamable(_) => "content-type".into(),
             Self::Field { field, .. } => field.clone(),
             Self::UnknownParameter(p) => p.clone(),
         }
@@ -63,6 +66,13 @@ pub fn request_message(
             }
             // With `body: "*"` every field comes from the body; the query binds nothing.
             bound.insert("*".into());
+        }
+        // The body streams on in messages of its own; the first carries the path's variables.
+        BodyBinding::Stream(name) => {
+            if !body_is_empty {
+                return Err(TranscodeError::UnexpectedBody);
+            }
+            bound.insert(name.clone());
         }
         BodyBinding::Field(name) => {
             let field = input

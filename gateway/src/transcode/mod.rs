@@ -47,3 +47,29 @@ pub async fn call(
         ))),
     }
 }
+
+/// Calls `route`'s client-streaming RPC on `upstream` with the messages of `messages`, as they
+/// come. No deadline of its own: the caller bounds how long the body may take and drops this
+/// call (resetting the stream, so the service discards what it received) to abort it.
+pub async fn call_streaming<S>(
+    upstream: Upstream,
+    route: Route,
+    messages: S,
+    metadata: MetadataMap,
+) -> Result<DynamicMessage, Status>
+where
+    S: futures::Stream<Item = DynamicMessage> + Send + 'static,
+{
+    let mut request = tonic::Request::new(messages);
+    *request.metadata_mut() = metadata;
+    let unavailable =
+        |e: &dyn std::fmt::Display| Status::unavailable(format!("upstream unavailable: {e}"));
+    let connection = upstream.connection().await.map_err(|e| unavailable(&e))?;
+    let mut grpc = tonic::client::Grpc::with_origin(connection, upstream.origin().clone());
+    grpc.ready().await.map_err(|e| unavailable(&e))?;
+    let path = route.grpc_path().clone();
+    let response = grpc
+        .client_streaming(request, path, DynamicCodec::new(route.rpc.output()))
+        .await?;
+    Ok(response.into_inner())
+}

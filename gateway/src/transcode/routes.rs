@@ -18,7 +18,14 @@ pub enum BodyBinding {
     Whole,
     /// `body: "field"`: one field of the request message.
     Field(String),
+    /// A client-streaming RPC whose `body: "field"` is a `google.api.HttpBody`: the raw body,
+    /// streamed as it arrives, each piece in the field of one message (the first message also
+    /// carries the path's variables).
+    Stream(String),
 }
+
+/// The message a streamed body travels in.
+pub const HTTP_BODY: &str = "google.api.HttpBody";
 
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -224,9 +231,20 @@ fn add_rule(
                     "body field `{field}` must be a singular message"
                 )));
             }
-            BodyBinding::Field(field.to_string())
+            let raw = matches!(f.kind(), Kind::Message(m) if m.full_name() == HTTP_BODY);
+            if rpc.is_client_streaming() && raw {
+                BodyBinding::Stream(field.to_string())
+            } else {
+                BodyBinding::Field(field.to_string())
+            }
         }
     };
+    // Only a raw body streams; anything else would need a JSON framing no client knows.
+    if rpc.is_client_streaming() != matches!(body, BodyBinding::Stream(_)) {
+        return Err(fail(format!(
+            "a client-streaming RPC takes its body, and only it, as a {HTTP_BODY} field"
+        )));
+    }
     routes.push(Route::new(method, template, body, rpc.clone()));
     Ok(())
 }

@@ -149,6 +149,43 @@ impl WidgetService for Arc<Widgets> {
     ) -> Result<Response<Widget>, Status> {
         self.get_widget(request).await
     }
+
+    /// Answers with what arrived: the content type, the bytes, the messages; a body that begins
+    /// with `refuse` is refused at its first piece, before the rest arrives.
+    async fn upload_attachment(
+        &self,
+        request: Request<tonic::Streaming<UploadAttachmentRequest>>,
+    ) -> Result<Response<Widget>, Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let caller = who(&request);
+        let mut pieces = request.into_inner();
+        let first = pieces.message().await?.unwrap_or_default();
+        let mut content_type = String::new();
+        let (mut bytes, mut messages) = (Vec::new(), 1);
+        if let Some(body) = &first.data {
+            content_type.clone_from(&body.content_type);
+            bytes.extend_from_slice(&body.data);
+        }
+        while let Some(piece) = pieces.message().await? {
+            messages += 1;
+            bytes.extend_from_slice(&piece.data.unwrap_or_default().data);
+            if bytes.starts_with(b"refuse") {
+                return Err(Status::failed_precondition("refused at its first piece"));
+            }
+        }
+        Ok(Response::new(Widget {
+            id: first.id,
+            tenant: first.tenant,
+            caller,
+            display_name: content_type,
+            count: bytes.len() as i64,
+            tags: vec![
+                messages.to_string(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(8)]).into(),
+            ],
+            ..Default::default()
+        }))
+    }
 }
 
 /// Stands in for token verification, which this suite does not test: the subject comes from a
@@ -277,6 +314,7 @@ async fn start_audited(
         tenant_limit,
         subject_limit,
         max_body_bytes: 64 * 1024,
+        max_upload_bytes: 1 << 20,
         cors_origins: vec!["https://portal.hlj.example".into()],
         trusted_proxies,
         idempotency: Arc::new(pdp_gateway::idempotency::LocalIdempotency::default()),
@@ -1109,4 +1147,55 @@ async fn a_retried_create_with_its_idempotency_key_gets_the_first_answer() {
     let bad = test::call_service(&app, create("no spaces", r#"{"displayName": "x"}"#)).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(f.service.calls.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn a_streamed_body_reaches_the_service_piece_by_piece_within_its_bounds() {
+    let f = start().await;
+    let app = app!(f);
+    let put = |content_type: &str, body: Vec<u8>| {
+        test::TestRequest::put()
+            .uri("/api/v1/tenants/230100/widgets/w-1/attachment")
+            .insert_header(("x-test-subject", "alice"))
+            .insert_header(("content-type", content_type.to_string()))
+            .set_payload(body)
+            .to_request()
+    };
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (status, widget) =
+        json_of(test::call_service(&app, put("text/csv; charset=utf-8", body)).await).await;
+    assert_eq!(status, 200, "{widget}");
+    assert_eq!(widget["id"], "w-1");
+    assert_eq!(widget["caller"], "alice@230100:operator");
+    assert_eq!(widget["displayName"], "text/csv; charset=utf-8");
+    assert_eq!(widget["count"], "300000", "every byte, in order");
+    assert_eq!(widget["tags"][1], "abcdefgh");
+    assert!(
+        widget["tags"][0].as_str().unwrap().parse::<u32>().unwrap() >= 2,
+        "{widget}"
+    );
+
+    // What a cross-site form can send, or no type at all, never streams; the service is not called.
+    let calls = f.service.calls.load(Ordering::SeqCst);
+    for kind in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; b=1",
+    ] {
+        let (status, err) = json_of(test::call_service(&app, put(kind, b"x".to_vec())).await).await;
+        assert_eq!(status, 400, "{kind}: {err}");
+        assert!(err.to_string().contains("content-type"), "{err}");
+    }
+    assert_eq!(f.service.calls.load(Ordering::SeqCst), calls);
+
+    // Past the upload bound (1 MiB here): 413, and the call is dropped, not completed.
+    let (status, err) =
+        json_of(test::call_service(&app, put("text/csv", vec![b'x'; (1 << 20) + 1])).await).await;
+    assert_eq!(status, 413, "{err}");
+
+    // The service may refuse before the body ends.
+    let (status, err) =
+        json_of(test::call_service(&app, put("text/csv", b"refuse this".to_vec())).await).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("first piece"), "{err}");
 }

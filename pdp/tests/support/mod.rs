@@ -67,6 +67,73 @@ pub fn start_dev_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -
         .expect("pdp dev starts")
 }
 
+/// The sandbox's Ballista cluster as processes: `pdp sandbox scheduler` and one
+/// `pdp sandbox executor`, reading the sandbox directory of the data directory `data` (as
+/// `pdp dev` does); both killed when dropped.
+pub struct SandboxCluster {
+    children: Vec<Child>,
+    /// `df://127.0.0.1:<port>`: what `sandbox.ballista_scheduler` names.
+    pub url: String,
+}
+
+impl SandboxCluster {
+    pub fn start(data: &std::path::Path) -> Self {
+        let scheduler = free_port();
+        // An executor takes two ports: its own and the next.
+        let executor = loop {
+            let port = free_port();
+            if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break port;
+            }
+        };
+        let member = |name: &str, args: Vec<String>| {
+            Command::new(env!("CARGO_BIN_EXE_pdp"))
+                .arg("sandbox")
+                .args(args)
+                .env_clear()
+                .env("PDP_DATA_DIR", data)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(data.join(format!("{name}.log"))).unwrap())
+                .spawn()
+                .expect("pdp sandbox starts")
+        };
+        let children = vec![
+            member(
+                "scheduler",
+                vec![
+                    "scheduler".into(),
+                    format!("--listen=127.0.0.1:{scheduler}"),
+                    "--external-host=127.0.0.1".into(),
+                ],
+            ),
+            member(
+                "executor",
+                vec![
+                    "executor".into(),
+                    format!("--listen=127.0.0.1:{executor}"),
+                    "--external-host=127.0.0.1".into(),
+                    format!("--scheduler=127.0.0.1:{scheduler}"),
+                    "--vcores=2".into(),
+                    "--memory-mib=256".into(),
+                ],
+            ),
+        ];
+        Self {
+            children,
+            url: format!("df://127.0.0.1:{scheduler}"),
+        }
+    }
+}
+
+impl Drop for SandboxCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `pdp serve <service>` with `PDP_*` variables; its log goes to `dir/pdp.log`.
 pub fn start_serve(dir: &std::path::Path, service: &str, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pdp"))
@@ -196,6 +263,54 @@ pub fn call(
     } else {
         serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))
     };
+    (status, json)
+}
+
+/// A streamed upload: `PUT path` with `content_type`, its body sent in HTTP/1.1 chunks of
+/// `piece` bytes as a client streaming a large file would, never announcing its length.
+pub fn upload(
+    port: u16,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+    piece: usize,
+) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("gateway listens");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: {content_type}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    for part in body.chunks(piece.max(1)) {
+        // The gateway may answer (and close) before the whole body is sent: a refusal.
+        if write!(stream, "{:x}\r\n", part.len()).is_err()
+            || stream.write_all(part).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     (status, json)
 }
 

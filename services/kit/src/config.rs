@@ -309,6 +309,9 @@ pub struct SandboxConfig {
     pub query_memory_mib: usize,
     /// Seconds one query may run; past them it is cancelled.
     pub query_timeout_secs: u64,
+    /// `df://<host>:<port>` of a Ballista scheduler (`pdp sandbox scheduler`): queries read the
+    /// data on its executors, which read the same store. Unset: in the service's own process.
+    pub ballista_scheduler: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -321,6 +324,7 @@ impl Default for SandboxConfig {
             s3_secret_access_key: None,
             query_memory_mib: 256,
             query_timeout_secs: 30,
+            ballista_scheduler: None,
         }
     }
 }
@@ -335,6 +339,13 @@ impl SandboxConfig {
         }
         if self.query_memory_mib < 16 || self.query_timeout_secs == 0 {
             return Err("a query needs at least 16 MiB and 1 second".to_string());
+        }
+        if let Some(url) = &self.ballista_scheduler
+            && !url.starts_with("df://")
+        {
+            return Err(format!(
+                "ballista_scheduler `{url}` is no df://<host>:<port> URL"
+            ));
         }
         Ok(())
     }
@@ -391,6 +402,9 @@ pub struct GatewayConfig {
     pub subject_burst: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest streamed upload (a load's CSV file) accepted, in bytes: it is never held whole,
+    /// so this bounds only what one call may write.
+    pub max_upload_bytes: u64,
     /// Front-end origins allowed by CORS (`https://portal.hlj.example`); none by default.
     pub cors_origins: Vec<String>,
     /// The proxies (the ingress) in front of the gateway, as addresses or CIDR ranges: only from
@@ -421,6 +435,7 @@ impl Default for GatewayConfig {
             subject_rate: 20.0,
             subject_burst: 40,
             max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 8 << 30,
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             max_token_lifetime_secs: 24 * 3600,

@@ -202,6 +202,13 @@ pub enum DomainError {
         reason: &'static str,
         message: String,
     },
+    /// A part the operation needs is out of reach for now (a compute cluster): nothing was
+    /// done, and the same call may succeed later.
+    #[error("{message}")]
+    Unavailable {
+        reason: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Scope(#[from] crate::store::ScopeError),
     #[error(transparent)]
@@ -292,6 +299,14 @@ impl DomainError {
         }
     }
 
+    /// UNAVAILABLE (HTTP 503) with `reason`: nothing was done; try again later.
+    pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Unavailable {
+            reason,
+            message: message.into(),
+        }
+    }
+
     /// RESOURCE_EXHAUSTED (HTTP 429) with `reason`.
     pub fn exhausted(reason: &'static str, message: impl Into<String>) -> Self {
         Self::Exhausted {
@@ -309,6 +324,7 @@ impl ServiceError for DomainError {
             Self::OutOfOrder(_) | Self::Precondition { .. } => ErrorCode::FailedPrecondition,
             Self::Forbidden { .. } => ErrorCode::PermissionDenied,
             Self::Exhausted { .. } => ErrorCode::ResourceExhausted,
+            Self::Unavailable { .. } => ErrorCode::Unavailable,
             Self::Scope(e) => e.code(),
             Self::Store(_) | Self::Corrupt(_) => ErrorCode::Internal,
         }
@@ -320,7 +336,9 @@ impl ServiceError for DomainError {
             Self::NotFound { .. } => "NOT_FOUND",
             Self::OutOfOrder(refused) => refused.reason,
             Self::Precondition { .. } => "PRECONDITION_FAILED",
-            Self::Forbidden { reason, .. } | Self::Exhausted { reason, .. } => reason,
+            Self::Forbidden { reason, .. }
+            | Self::Exhausted { reason, .. }
+            | Self::Unavailable { reason, .. } => reason,
             Self::Scope(e) => e.reason(),
             Self::Store(_) | Self::Corrupt(_) => "INTERNAL",
         }

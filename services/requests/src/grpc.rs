@@ -319,9 +319,59 @@ impl api::sandbox_service_server::SandboxService for Requests {
     ) -> Answer<api::Load> {
         let who = who(&request)?;
         let r = request.into_inner();
-        ok(self
-            .append_rows(&who, &r.tenant, r.resource_id, r.id, r.header, r.lines)
-            .await)
+        // Run apart from this call: dropped half-way (the gateway's deadline), a written chunk
+        // would stay unrecorded in the load and join its version.
+        let this = self.clone();
+        let append = tokio::spawn(async move {
+            this.append_rows(&who, &r.tenant, r.resource_id, r.id, r.header, r.lines)
+                .await
+        });
+        ok(append.await.unwrap_or_else(|e| Err(stopped(&e))))
+    }
+
+    async fn upload_load_data(
+        &self,
+        request: Request<tonic::Streaming<api::UploadLoadDataRequest>>,
+    ) -> Answer<api::Load> {
+        use futures::StreamExt as _;
+        let who = who(&request)?;
+        let mut pieces = request.into_inner();
+        // The first message names the load; every message carries the next bytes.
+        let first = pieces.message().await?.ok_or_else(|| {
+            tonic::Status::invalid_argument("an upload's first message names its load")
+        })?;
+        let body = first.data.unwrap_or_default();
+        let data = futures::stream::iter([Ok(body.data.to_vec())]).chain(pieces.map(|piece| {
+            piece
+                .map(|p| p.data.map(|d| d.data.to_vec()).unwrap_or_default())
+                .map_err(|status| {
+                    crate::RequestError::invalid(
+                        "upload",
+                        vec![pdp_kit::error::FieldViolation::new(
+                            "data",
+                            format!(
+                                "the upload broke off ({}); nothing was loaded",
+                                status.message()
+                            ),
+                        )],
+                    )
+                })
+        }));
+        // Run apart from this call: a client that goes away drops the call, and the upload must
+        // still see its stream break and remove the parts it wrote.
+        let this = self.clone();
+        let upload = tokio::spawn(async move {
+            this.upload_data(
+                &who,
+                &first.tenant,
+                first.resource_id,
+                first.id,
+                &body.content_type,
+                Box::pin(data),
+            )
+            .await
+        });
+        ok(upload.await.unwrap_or_else(|e| Err(stopped(&e))))
     }
 
     async fn commit_load(&self, request: Request<api::CommitLoadRequest>) -> Answer<api::Load> {
@@ -388,4 +438,9 @@ impl api::sandbox_service_server::SandboxService for Requests {
             .update_sandbox_settings(&who, &r.tenant, r.settings.unwrap_or_default())
             .await)
     }
+}
+
+/// A load's work that stopped without an answer (its task panicked).
+fn stopped(e: &tokio::task::JoinError) -> crate::RequestError {
+    crate::RequestError::Corrupt(format!("the load's work stopped: {e}"))
 }

@@ -15,6 +15,7 @@ pub mod service;
 pub mod store;
 pub mod ticket;
 mod tickets;
+pub mod upload;
 pub mod workspace;
 
 use std::collections::BTreeMap;
@@ -116,12 +117,13 @@ impl EventHandler for Follow {
 
 /// The sandbox's store: the configured S3-compatible bucket, else in `pdp dev` a directory under
 /// the data directory. A cluster without a bucket has none (loads and queries are refused saying
-/// so), rather than each pod keeping data of its own.
-fn open_sandbox(
+/// so), rather than each pod keeping data of its own. The Ballista cluster's members
+/// (`pdp sandbox …`) open the same.
+pub fn sandbox_store(
     config: &pdp_kit::config::Config,
-) -> anyhow::Result<Option<Arc<pdp_sandbox::Sandbox>>> {
+) -> anyhow::Result<Option<Arc<dyn pdp_sandbox::object_store::ObjectStore>>> {
     let s = &config.sandbox;
-    let objects = match &s.store_url {
+    Ok(Some(match &s.store_url {
         Some(url) => pdp_sandbox::store::s3(&pdp_sandbox::store::S3 {
             url: url.clone(),
             endpoint: s.s3_endpoint.clone(),
@@ -134,12 +136,27 @@ fn open_sandbox(
         })?,
         None if config.is_dev() => pdp_sandbox::store::directory(&config.data_dir.join("sandbox"))?,
         None => return Ok(None),
+    }))
+}
+
+/// The sandbox over [`sandbox_store`], reading the data in process or on the configured Ballista
+/// cluster.
+fn open_sandbox(
+    config: &pdp_kit::config::Config,
+) -> anyhow::Result<Option<Arc<pdp_sandbox::Sandbox>>> {
+    let Some(objects) = sandbox_store(config)? else {
+        return Ok(None);
     };
+    let s = &config.sandbox;
     let limits = pdp_sandbox::Limits {
         memory_bytes: s.query_memory_mib << 20,
         time: std::time::Duration::from_secs(s.query_timeout_secs),
     };
-    Ok(Some(Arc::new(pdp_sandbox::Sandbox::new(objects, limits)?)))
+    let sandbox = pdp_sandbox::Sandbox::new(objects, limits)?;
+    Ok(Some(Arc::new(match &s.ballista_scheduler {
+        Some(url) => sandbox.with_engine(Arc::new(pdp_sandbox::ballista::Ballista::new(url)?)),
+        None => sandbox,
+    })))
 }
 
 /// Starts requests: its gRPC services behind the identity check, the follower of planning and

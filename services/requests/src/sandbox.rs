@@ -96,7 +96,7 @@ pub(crate) fn chunk(header: String, lines: &[String]) -> String {
     csv
 }
 
-fn location(tenant: &str, resource_id: &str, load_id: &str) -> String {
+pub(crate) fn location(tenant: &str, resource_id: &str, load_id: &str) -> String {
     format!("tenants/{tenant}/resources/{resource_id}/loads/{load_id}/")
 }
 
@@ -136,8 +136,28 @@ pub(crate) fn audit(
     Ok(())
 }
 
+/// The fields `resource_id` is registered with: what a load is checked against.
+pub(crate) fn registered_fields(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    resource_id: &str,
+) -> Result<Vec<Field>> {
+    let facts = db::resources(conn, scope, &[resource_id.to_string()])?
+        .remove(resource_id)
+        .ok_or_else(|| RequestError::not_found("resource", resource_id))?;
+    Ok(facts
+        .fields
+        .iter()
+        .map(|(name, personal)| Field {
+            name: name.clone(),
+            kind: facts.kinds.get(name).cloned().unwrap_or_default(),
+            personal: *personal,
+        })
+        .collect())
+}
+
 /// The caller's own open load of `resource_id`; another's is NOT_FOUND.
-fn own_load(
+pub(crate) fn own_load(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     who: &Identity,
@@ -172,6 +192,9 @@ pub(crate) fn engine_error(e: SandboxError) -> RequestError {
             format!("{e}: narrow the query (fewer groups, fewer joins)"),
         ),
         SandboxError::Failed => RequestError::precondition("sandbox/queries", e.to_string()),
+        SandboxError::Unreachable(_) => {
+            RequestError::unavailable("SANDBOX_UNREACHABLE", e.to_string())
+        }
         SandboxError::Engine(m) => RequestError::Corrupt(format!("the sandbox failed: {m}")),
     }
 }
@@ -442,19 +465,7 @@ impl Requests {
         let (load, fields) = self
             .in_scope(&scope, move |conn, scope, _| {
                 let load = own_load(conn, scope, &reader, &resource, &id2)?;
-                let facts = db::resources(conn, scope, std::slice::from_ref(&resource))?
-                    .remove(&resource)
-                    .ok_or_else(|| RequestError::not_found("resource", &resource))?;
-                let fields: Vec<Field> = facts
-                    .fields
-                    .iter()
-                    .map(|(name, personal)| Field {
-                        name: name.clone(),
-                        kind: facts.kinds.get(name).cloned().unwrap_or_default(),
-                        personal: *personal,
-                    })
-                    .collect();
-                Ok((load, fields))
+                Ok((load, registered_fields(conn, scope, &resource)?))
             })
             .await?;
         let csv = chunk(header, &lines);
@@ -581,8 +592,10 @@ impl Requests {
             Ok(Outcome::Answer(answer)) => rules.epsilon - answer.epsilon_spent,
             // Nothing of a derived table leaves.
             Ok(Outcome::Derived(_)) => rules.epsilon,
-            // Refused before it read a record.
-            Err(SandboxError::Refused(_) | SandboxError::Invalid(_)) => rules.epsilon,
+            // Refused before it read a record, or nothing could read it.
+            Err(
+                SandboxError::Refused(_) | SandboxError::Invalid(_) | SandboxError::Unreachable(_),
+            ) => rules.epsilon,
             // It ran over the data, and whether it failed depends on the data: it costs as an
             // answer does, or failures would probe for free.
             Err(_) => 0.0,

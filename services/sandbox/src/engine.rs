@@ -15,6 +15,7 @@ use datafusion::common::{Column, TableReference};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::functions::expr_fn::{concat, sha256};
 use datafusion::logical_expr::{
     DdlStatement, Expr, LogicalPlan, LogicalPlanBuilder, cast, ident, lit,
@@ -146,6 +147,11 @@ pub enum SandboxError {
     Failed,
     #[error("the load is refused: {0}")]
     Rejected(String),
+    /// The engine could not be reached (a Ballista cluster down): nothing was read.
+    #[error(
+        "the sandbox's compute cluster could not be reached ({0}); nothing was read, try again"
+    )]
+    Unreachable(String),
 }
 
 impl From<DataFusionError> for SandboxError {
@@ -162,6 +168,45 @@ impl From<DataFusionError> for SandboxError {
     }
 }
 
+/// The URL the store is registered under in every session, here and on a Ballista cluster's
+/// members, so that a plan's paths mean the same store everywhere.
+pub(crate) fn store_url() -> Url {
+    Url::parse("sandbox://data/").expect("a constant URL")
+}
+
+/// Where a statement is planned and its reading of the data runs: in this process
+/// ([`InProcess`]), or on a Ballista cluster ([`crate::ballista::Ballista`]). Disclosure control
+/// and what is computed from the groups always run here.
+pub trait Engine: std::fmt::Debug + Send + Sync {
+    /// The context for `state`: the session with the store registered and the query's memory
+    /// limit.
+    fn context(&self, state: SessionState) -> Result<SessionContext, SandboxError>;
+
+    /// Whether `error`, met while the data was read, says the engine was out of reach (and why)
+    /// rather than that the statement failed over the data.
+    fn unreachable(&self, error: &DataFusionError) -> Option<String> {
+        let _ = error;
+        None
+    }
+}
+
+/// DataFusion in this process: the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcess;
+
+impl Engine for InProcess {
+    fn context(&self, state: SessionState) -> Result<SessionContext, SandboxError> {
+        Ok(SessionContext::new_with_state(state))
+    }
+}
+
+/// One statement's sessions: `reading` plans it and reads the data (on the engine); `local`
+/// computes in this process what leaves from rows already held, and writes derivations.
+struct Sessions {
+    reading: SessionContext,
+    local: SessionContext,
+}
+
 /// The sandbox over one object store (a directory in dev, S3-compatible in a cluster).
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -169,32 +214,50 @@ pub struct Sandbox {
     /// The URL the store is registered under in every session: `sandbox://data/`.
     url: Url,
     limits: Limits,
+    engine: Arc<dyn Engine>,
 }
 
 impl Sandbox {
+    /// The sandbox over `store`, its queries in this process.
     pub fn new(store: Arc<dyn ObjectStore>, limits: Limits) -> Result<Self, SandboxError> {
-        let url = Url::parse("sandbox://data/").map_err(|e| SandboxError::Engine(e.to_string()))?;
-        Ok(Self { store, url, limits })
+        Ok(Self {
+            store,
+            url: store_url(),
+            limits,
+            engine: Arc::new(InProcess),
+        })
     }
 
-    fn session(&self) -> Result<SessionContext, SandboxError> {
+    /// The same sandbox, its queries' reading of the data on `engine`.
+    pub fn with_engine(self, engine: Arc<dyn Engine>) -> Self {
+        Self { engine, ..self }
+    }
+
+    fn session(&self) -> Result<Sessions, SandboxError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()?;
+        runtime.register_object_store(&self.url, self.store.clone());
         let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.register_object_store(&self.url, self.store.clone());
-        let catalog = ctx
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let local = SessionContext::new_with_state(state.clone());
+        let reading = self.engine.context(state)?;
+        let catalog = reading
             .state()
             .config()
             .options()
             .catalog
             .default_catalog
             .clone();
-        ctx.catalog(&catalog)
+        reading
+            .catalog(&catalog)
             .ok_or_else(|| SandboxError::Engine("no default catalog".into()))?
             .register_schema(WORKSPACE, Arc::new(MemorySchemaProvider::new()))?;
-        Ok(ctx)
+        Ok(Sessions { reading, local })
     }
 
     fn path(&self, location: &str) -> String {
@@ -246,7 +309,7 @@ impl Sandbox {
         location: &str,
         batches: Vec<RecordBatch>,
     ) -> Result<(), SandboxError> {
-        let ctx = self.session()?;
+        let ctx = self.session()?.local;
         let df = ctx.read_batches(batches)?;
         df.write_parquet(&self.path(location), DataFrameWriteOptions::new(), None)
             .await?;
@@ -342,15 +405,15 @@ impl Sandbox {
                 rules.epsilon
             )));
         }
-        let ctx = self.session()?;
-        self.register(&ctx, tables, secret).await?;
-        let plan = ctx.state().create_logical_plan(sql).await?;
+        let Sessions { reading, local } = self.session()?;
+        self.register(&reading, tables, secret).await?;
+        let plan = reading.state().create_logical_plan(sql).await?;
         if let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = &plan {
             let Some(root) = workspace else {
                 return Err(Refusal::NotAQuery(plan.display().to_string()).into());
             };
             return self
-                .derive(&ctx, tables, &plan, &create.name, &create.input, root)
+                .derive(&local, tables, &plan, &create.name, &create.input, root)
                 .await
                 .map(Outcome::Derived);
         }
@@ -365,11 +428,11 @@ impl Sandbox {
         };
         let controlled = disclosure::control(&plan, &policy)?;
         let plan_hash = format!("{:x}", Sha256::digest(plan.display_indent().to_string()));
-        let fields_touched = touched(&self.reads(&ctx, &plan, tables));
-        // The data is read once, into the groups; what is released, suppressed and bounded is
-        // computed over those rows.
+        let fields_touched = touched(&self.reads(&local, &plan, tables));
+        // The data is read once, into the groups (on the engine); what is released, suppressed
+        // and bounded is computed here over those rows.
         let run = async {
-            let groups = ctx
+            let groups = reading
                 .execute_logical_plan(controlled.groups.clone())
                 .await?
                 .collect()
@@ -394,15 +457,18 @@ impl Sandbox {
                     }
                 })
             };
-            let released = ctx.execute_logical_plan(swap(controlled.released)?).await?;
+            let released = local
+                .execute_logical_plan(swap(controlled.released)?)
+                .await?;
             let released = released.collect().await?;
-            let counted = ctx
+            let counted = local
                 .execute_logical_plan(swap(controlled.suppressed)?)
                 .await?;
             let counted = counted.collect().await?;
             let bounds = match controlled.bounds {
                 Some(plan) => {
-                    ctx.execute_logical_plan(swap(plan)?)
+                    local
+                        .execute_logical_plan(swap(plan)?)
                         .await?
                         .collect()
                         .await?
@@ -414,7 +480,7 @@ impl Sandbox {
         let (exact, counted, bounds) = tokio::time::timeout(self.limits.time, run)
             .await
             .map_err(|_| SandboxError::TimedOut(self.limits.time))?
-            .map_err(ran)?;
+            .map_err(|e| self.ran(e))?;
         let noise = Noise {
             noised: &controlled.noised,
             bounds: noise::bounds(&bounds)?,
@@ -505,7 +571,7 @@ impl Sandbox {
         let written = tokio::time::timeout(self.limits.time, write)
             .await
             .map_err(|_| SandboxError::TimedOut(self.limits.time))
-            .and_then(|r| r.map_err(ran));
+            .and_then(|r| r.map_err(|e| self.ran(e)));
         let written = match written {
             Ok(w) => w,
             Err(e) => {
@@ -574,12 +640,17 @@ fn in_place_of(plan: &LogicalPlan, rows: Vec<RecordBatch>) -> Result<LogicalPlan
         .build()
 }
 
-/// An error met while the plan ran over the data: resources said as such, anything else without
-/// the engine's message (it can quote a value).
-fn ran(e: DataFusionError) -> SandboxError {
-    match e.find_root() {
-        DataFusionError::ResourcesExhausted(m) => SandboxError::TooLarge(m.clone()),
-        _ => SandboxError::Failed,
+impl Sandbox {
+    /// An error met while the plan ran over the data: resources and an engine out of reach said
+    /// as such, anything else without the engine's message (it can quote a value).
+    fn ran(&self, e: DataFusionError) -> SandboxError {
+        if let Some(why) = self.engine.unreachable(&e) {
+            return SandboxError::Unreachable(why);
+        }
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(m) => SandboxError::TooLarge(m.clone()),
+            _ => SandboxError::Failed,
+        }
     }
 }
 

@@ -6,11 +6,13 @@
 //! with calibrated noise. `CREATE TABLE workspace.<name> AS SELECT …` keeps row-level work inside
 //! instead ([`engine::Derived`]): the host names where a grant's workspace lies, and later
 //! statements read its tables as `workspace.<name>` under the same control. Where the data lies
-//! is [`store`]'s: a directory, or a bucket of any S3-compatible store.
+//! is [`store`]'s: a directory, or a bucket of any S3-compatible store. Where the data is read
+//! is an [`Engine`]'s: DataFusion in the host's process, or a [`ballista`] cluster.
 //!
 //! A library the requests service hosts behind its grants; its own crate so that DataFusion, a
 //! large build, is compiled once and its rules are tested without a store.
 
+pub mod ballista;
 pub mod disclosure;
 pub mod engine;
 pub mod load;
@@ -18,4 +20,5 @@ mod noise;
 pub mod store;
 
 pub use disclosure::{Policy, Refusal};
-pub use engine::{Answer, Limits, Rules, Sandbox, SandboxError, Table};
+pub use engine::{Answer, Engine, InProcess, Limits, Rules, Sandbox, SandboxError, Table};
+pub use object_store;

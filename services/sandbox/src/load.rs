@@ -86,9 +86,16 @@ fn misfit(message: &str, names: &[String], fields: &[Field], first_line: u64) ->
     let kind = field
         .and_then(|n| fields.iter().find(|f| &f.name == n))
         .map(|f| f.kind.as_str());
-    match (line, field, kind) {
-        (Some(line), Some(field), Some(kind)) => format!(
+    // A line with too few or too many values: the reader counts its own lines from 1.
+    let short = number_after(message, "fields for line ").map(|l| l as u64 + first_line - 1);
+    match (line, field, kind, short) {
+        (Some(line), Some(field), Some(kind), _) => format!(
             "line {line}, field `{field}`: {value} is not a registered {kind}; nothing was loaded"
+        ),
+        (.., Some(line)) => format!(
+            "line {line}: not one value for each of the {} fields the header names; nothing \
+             was loaded",
+            names.len()
         ),
         _ => format!(
             "{}; nothing was loaded",

@@ -5,26 +5,11 @@
 
 mod common;
 
-use common::{csv, fields};
+use common::{bucket, csv, fields};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use pdp_sandbox::store::{self, S3};
+use pdp_sandbox::store;
 use pdp_sandbox::{Limits, Rules, Sandbox, SandboxError, Table};
-
-fn bucket() -> S3 {
-    let endpoint =
-        std::env::var("TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into());
-    let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "pdp-test".into());
-    // A prefix of its own: runs never see each other's objects.
-    let run = format!("{:032x}", rand::random::<u128>());
-    S3 {
-        url: format!("s3://{bucket}/runs/{run}"),
-        endpoint: Some(endpoint),
-        region: "us-east-1".into(),
-        access_key_id: Some("pdp-test".into()),
-        secret_access_key: Some("pdp-test-secret".into()),
-    }
-}
 
 #[tokio::test]
 async fn loads_and_queries_run_on_an_s3_bucket_and_a_refused_load_leaves_nothing_there() {

@@ -35,11 +35,23 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Crates whose log messages may quote the records they compute on (Ballista logs a failed job
+/// with the engine's message, and a failed cast names its value): silenced, so that no record
+/// reaches a log shipped out of the platform. A `telemetry.log_level` that names one of them
+/// turns it back on, for a diagnosis.
+const DATA_QUOTING_TARGETS: [&str; 3] =
+    ["ballista_core", "ballista_executor", "ballista_scheduler"];
+
 /// Installs the global subscriber. Call once, at the start of a command.
 pub fn init(config: &TelemetryConfig, mode: Mode) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_new(&config.log_level)
+    let mut filter = EnvFilter::try_new(&config.log_level)
         .map_err(|e| anyhow::anyhow!("telemetry.log_level `{}`: {e}", config.log_level))?;
+    for target in DATA_QUOTING_TARGETS {
+        if !config.log_level.contains(target) {
+            filter = filter.add_directive(format!("{target}=off").parse()?);
+        }
+    }
     let json = match config.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,

@@ -1009,6 +1009,107 @@ pub async fn providers_load_data_and_operators_query_only_what_their_grant_names
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
 
+/// A whole file streamed into a load (`UploadLoadData`): pieces that cut lines anywhere, parts
+/// written as they come; a misfit line, a broken stream or a wrong content type leaves the load
+/// empty and the store without a part of it; a filled load takes no second upload.
+pub async fn providers_stream_whole_files_into_loads(backend: Backend) {
+    use futures::stream;
+    let i = Instance::new(&backend).await;
+    let transport = caller("provider", "transport-org");
+    let load = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let file = |n: usize, bad: Option<usize>| -> Vec<u8> {
+        let mut csv = String::from("delay,stop_id,arrival,card_no\r\n");
+        for k in 0..n {
+            let delay = if Some(k) == bad {
+                "late".to_string()
+            } else {
+                (k % 7).to_string()
+            };
+            csv.push_str(&format!("{delay},S{},08:00,C{k:06}\r\n", k % 3));
+        }
+        csv.into_bytes()
+    };
+    // Pieces of 1 000 bytes: lines cut anywhere, as a network delivers them.
+    let pieces = |bytes: Vec<u8>| {
+        let pieces: Vec<Result<Vec<u8>, pdp_kit::error::DomainError>> =
+            bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+        stream::iter(pieces)
+    };
+    let upload = |content_type: &'static str, data| {
+        let requests = i.requests.clone();
+        let (who, id) = (transport.clone(), load.id.clone());
+        async move {
+            requests
+                .upload_data(&who, HARBIN, "bus".into(), id, content_type, data)
+                .await
+        }
+    };
+    let parts = || async {
+        let dir = i
+            .sandbox_dir()
+            .join(format!("tenants/{HARBIN}/resources/bus/loads/{}", load.id));
+        std::fs::read_dir(dir).map(Iterator::count).unwrap_or(0)
+    };
+    // A misfit in the third part: the two parts written before it are removed.
+    let bad = pieces(file(250_000, Some(230_000)));
+    let err = upload("text/csv", bad).await.unwrap_err();
+    let violations = format!("{:?}", err.field_violations());
+    assert!(
+        violations.contains("line 230002") && violations.contains("`delay`"),
+        "{violations}"
+    );
+    assert_eq!(parts().await, 0);
+    // A stream that breaks off half-way leaves nothing either.
+    let mut broken: Vec<Result<Vec<u8>, pdp_kit::error::DomainError>> = file(150_000, None)
+        .chunks(1000)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    broken.truncate(broken.len() - 10);
+    broken.push(Err(pdp_kit::error::DomainError::invalid(
+        "upload",
+        vec![pdp_kit::error::FieldViolation::new("data", "broke off")],
+    )));
+    let err = upload("text/csv", stream::iter(broken)).await.unwrap_err();
+    assert!(err.to_string().contains("broke off"), "{err}");
+    assert_eq!(parts().await, 0);
+    let err = upload("application/json", pieces(file(10, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["content-type"]);
+    // Another provider cannot upload into this load.
+    let err = i
+        .requests
+        .upload_data(
+            &caller("provider", "health-org"),
+            HARBIN,
+            "bus".into(),
+            load.id.clone(),
+            "text/csv",
+            pieces(file(10, None)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+
+    let loaded = upload("text/csv", pieces(file(250_000, None)))
+        .await
+        .unwrap();
+    assert_eq!((loaded.rows, loaded.chunks), (250_000, 3));
+    assert_eq!(parts().await, 3);
+    let err = upload("text/csv", pieces(file(10, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
+    i.requests
+        .commit_load(&transport, HARBIN, "bus".into(), load.id.clone())
+        .await
+        .unwrap();
+}
+
 /// A deployment with no store for the sandbox's data (a cluster without `sandbox.store_url`)
 /// refuses loads and queries, saying why, instead of keeping data in one pod.
 pub async fn without_a_sandbox_store_loads_and_queries_are_refused(backend: Backend) {

@@ -30,7 +30,7 @@ pub struct Instance {
     pub store: Store,
     pub clock: ManualClock,
     /// The sandbox's object store, removed with the instance.
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Instance {
@@ -52,7 +52,7 @@ impl Instance {
             requests,
             store,
             clock,
-            _data: data,
+            data,
         };
         let bus = [
             ("stop_id", "string", false),
@@ -221,6 +221,11 @@ impl Instance {
             .commit_load(&transport, HARBIN, "bus".into(), load.id)
             .await
             .unwrap();
+    }
+
+    /// The directory the sandbox's objects lie in.
+    pub fn sandbox_dir(&self) -> std::path::PathBuf {
+        self.data.path().to_path_buf()
     }
 
     fn clock_now(&self) -> DateTime<Utc> {
