@@ -129,6 +129,17 @@ impl api::grant_service_server::GrantService for Requests {
         ok(self.revoke(&who, &r.tenant, r.id, r.reason).await)
     }
 
+    async fn pin_grant_version(
+        &self,
+        request: Request<api::PinGrantVersionRequest>,
+    ) -> Answer<api::Grant> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .pin_version(&who, &r.tenant, r.id, r.resource_id, r.version)
+            .await)
+    }
+
     async fn check_grant(
         &self,
         request: Request<api::CheckGrantRequest>,

@@ -541,6 +541,8 @@ pub fn verdict(r: &api::DataRequest, reviews: &[api::Review]) -> Verdict {
             resource_id: wanted.resource_id.clone(),
             fields: fields.into_iter().collect(),
             masked_fields: masked,
+            // The newest load until the operator pins one.
+            pinned_version: 0,
         });
     }
     for rv in reviews {

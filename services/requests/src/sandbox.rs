@@ -289,7 +289,11 @@ fn readable(
     let mut labels = Labels::new();
     for granted in &g.resources {
         // A resource not loaded yet is no table yet: a query naming it is told so.
-        let Some(load) = db::current_load(conn, scope, &granted.resource_id)? else {
+        let load = match granted.pinned_version {
+            0 => db::current_load(conn, scope, &granted.resource_id)?,
+            v => db::committed_load(conn, scope, &granted.resource_id, v)?,
+        };
+        let Some(load) = load else {
             continue;
         };
         let fact = facts.get(&granted.resource_id);

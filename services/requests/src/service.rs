@@ -647,6 +647,63 @@ impl Requests {
         .await
     }
 
+    /// Pins the version of `resource_id` the grant `id`'s queries read (0: the newest).
+    pub async fn pin_version(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        resource_id: String,
+        version: u32,
+    ) -> Result<api::Grant> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        RequestError::unless_role(who, &[Role::Operator], ":pin")?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut g = db::find_grant(conn, scope, &id)?
+                .filter(|g| g.operator == who.organization)
+                .ok_or_else(|| RequestError::not_found("grant", &id))?;
+            if g.state != api::GrantState::Valid as i32 {
+                return Err(RequestError::precondition(
+                    format!("grants/{id}"),
+                    "the grant has ended: it reads nothing",
+                ));
+            }
+            let Some(granted) = g
+                .resources
+                .iter_mut()
+                .find(|r| r.resource_id == resource_id)
+            else {
+                return Err(RequestError::invalid(
+                    "pin",
+                    vec![FieldViolation::new(
+                        "resource_id",
+                        format!("`{resource_id}` is not one of the grant's resources"),
+                    )],
+                ));
+            };
+            if version > 0 && db::committed_load(conn, scope, &resource_id, version)?.is_none() {
+                let newest = db::current_load(conn, scope, &resource_id)?.map_or(0, |l| l.version);
+                return Err(RequestError::invalid(
+                    "pin",
+                    vec![FieldViolation::new(
+                        "version",
+                        format!(
+                            "{resource_id} has no committed version {version}: its versions \
+                             run from 1 to {newest}"
+                        ),
+                    )],
+                ));
+            }
+            granted.pinned_version = version;
+            db::save_grant(conn, scope, &g, now)?;
+            let act = RECORDER.change(scope, Some(&who), now);
+            act.emit(conn, api::GRANT_PINNED, &g.id, &grant_changed(&g))?;
+            Ok(g)
+        })
+        .await
+    }
+
     /// May `organization` read `fields` of `resource` now? From the grants as they stand: a
     /// grant that ended, lies outside its days, or whose agreement is no longer ACTIVE allows
     /// nothing.

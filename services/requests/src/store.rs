@@ -867,6 +867,24 @@ pub fn current_load(
     body.map(|b| decode_load(&b)).transpose()
 }
 
+/// The committed load of `resource_id` whose version is `version`.
+pub fn committed_load(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    resource_id: &str,
+    version: u32,
+) -> Result<Option<api::Load>> {
+    let body = scope
+        .rows(resource_loads::table)
+        .filter(resource_loads::resource_id.eq(resource_id))
+        .filter(resource_loads::state.eq("COMMITTED"))
+        .filter(resource_loads::version.eq(i32::try_from(version).unwrap_or(i32::MAX)))
+        .select(resource_loads::body)
+        .first::<Vec<u8>>(conn)
+        .optional()?;
+    body.map(|b| decode_load(&b)).transpose()
+}
+
 /// Groups of 10, ε 1 an answer, 10 a grant, unless the bureau says otherwise.
 pub const DEFAULT_SANDBOX: api::SandboxSettings = api::SandboxSettings {
     min_group_size: 10,

@@ -1110,6 +1110,74 @@ pub async fn providers_stream_whole_files_into_loads(backend: Backend) {
         .unwrap();
 }
 
+/// An operator pins the version of a resource its grant reads, so that its figures do not move
+/// when the provider loads again; 0 follows the newest again.
+pub async fn operators_pin_the_version_their_grant_reads(backend: Backend) {
+    let i = Instance::new(&backend).await;
+    let transport = caller("provider", "transport-org");
+    let beta = caller("operator", "beta");
+    i.load_bus(60).await;
+    // Version 2: four stops where version 1 had three.
+    let load = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let lines = (0..80)
+        .map(|k| format!("S{},08:00,C{k:05},{}", k % 4, k % 7))
+        .collect();
+    i.requests
+        .append_rows(
+            &transport,
+            HARBIN,
+            "bus".into(),
+            load.id.clone(),
+            "stop_id,arrival,card_no,delay".into(),
+            lines,
+        )
+        .await
+        .unwrap();
+    i.requests
+        .commit_load(&transport, HARBIN, "bus".into(), load.id)
+        .await
+        .unwrap();
+    let grant = i.bus_grant().await;
+    i.set("2026-12-02 09:00");
+    let stops = || async {
+        let sql = r#"SELECT stop_id, count(*) AS n FROM "bus" GROUP BY stop_id"#;
+        let answer = i
+            .requests
+            .run_query(&beta, HARBIN, grant.clone(), sql.into())
+            .await
+            .unwrap();
+        answer.rows.len()
+    };
+    let pin = |who: pdp_kit::identity::Identity, resource: &str, version: u32| {
+        let (requests, grant, resource) = (i.requests.clone(), grant.clone(), resource.to_string());
+        async move {
+            requests
+                .pin_version(&who, HARBIN, grant, resource, version)
+                .await
+        }
+    };
+    assert_eq!(stops().await, 4, "the newest version");
+    let pinned = pin(beta.clone(), "bus", 1).await.unwrap();
+    assert_eq!(pinned.resources[0].pinned_version, 1);
+    assert_eq!(stops().await, 3, "version 1, pinned");
+    let err = pin(beta.clone(), "bus", 3).await.unwrap_err();
+    assert_eq!(fields(&err), ["version"]);
+    assert!(err.to_string().contains("from 1 to 2"), "{err}");
+    let err = pin(beta.clone(), "tax", 1).await.unwrap_err();
+    assert_eq!(fields(&err), ["resource_id"]);
+    let err = pin(caller("operator", "acme"), "bus", 2).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let err = pin(transport.clone(), "bus", 2).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    pin(beta.clone(), "bus", 0).await.unwrap();
+    assert_eq!(stops().await, 4, "the newest again");
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
+}
+
 /// A deployment with no store for the sandbox's data (a cluster without `sandbox.store_url`)
 /// refuses loads and queries, saying why, instead of keeping data in one pod.
 pub async fn without_a_sandbox_store_loads_and_queries_are_refused(backend: Backend) {

@@ -16,6 +16,7 @@ on_both_stores!(
     developers_register_with_an_operator_that_reviews_them_and_their_needs,
     providers_load_data_and_operators_query_only_what_their_grant_names,
     providers_stream_whole_files_into_loads,
+    operators_pin_the_version_their_grant_reads,
     without_a_sandbox_store_loads_and_queries_are_refused,
     the_bureau_sets_the_group_size_and_the_privacy_budget,
     operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate,
