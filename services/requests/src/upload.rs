@@ -1,7 +1,8 @@
-//! A whole CSV file streamed into a load (`PUT …/loads/{id}/data`): the provider's file arrives in
-//! pieces, is cut into lines and written as Parquet parts of at most [`PART_LINES`] lines as it
-//! arrives, so that no file is ever held whole. A line that does not fit refuses the upload and
-//! removes every part it wrote: nothing is half-loaded.
+//! A whole file streamed into a load (`PUT …/loads/{id}/data`), never held whole: a CSV file is
+//! cut into lines as it arrives and written as Parquet parts of at most [`PART_LINES`] lines; a
+//! Parquet file (whose footer comes last) is spooled into the store as it arrives, then read back
+//! batch by batch. A line or value that does not fit refuses the upload and removes everything it
+//! wrote: nothing is half-loaded.
 
 use futures::{Stream, StreamExt};
 use pdp_kit::error::FieldViolation;
@@ -25,8 +26,16 @@ pub const PART_LINES: usize = 100_000;
 /// Bytes of lines held before a part is written, whatever their number; also the longest line.
 pub const PART_BYTES: usize = 16 << 20;
 
-/// The one content type an upload takes.
+/// The content types an upload takes.
 pub const CSV: &str = "text/csv";
+pub use pdp_sandbox::load_parquet::PARQUET;
+
+/// What an upload is, by its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    Parquet,
+}
 
 /// The upload's lines so far, cut into parts and written as Parquet.
 struct Parts<'a> {
@@ -90,6 +99,45 @@ impl Parts<'_> {
         Ok(())
     }
 
+    /// Receives a whole Parquet file from `pieces` into a staging object, then loads it as one
+    /// part.
+    async fn parquet<S>(&mut self, pieces: &mut S, bytes: &mut u64) -> Result<()>
+    where
+        S: Stream<Item = Result<Vec<u8>>> + Unpin,
+    {
+        let mut spool = self.sandbox.spool();
+        while let Some(piece) = pieces.next().await {
+            let written = match piece {
+                Ok(piece) => {
+                    *bytes += piece.len() as u64;
+                    spool.write(piece).await.map_err(refused)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                spool.abort().await;
+                return Err(e);
+            }
+        }
+        let spooled = spool.finish().await.map_err(refused)?;
+        let object = format!("{}part-{}.parquet", self.root, Uuid::now_v7());
+        let loaded = self
+            .sandbox
+            .load_parquet(&spooled, &object, self.fields)
+            .await;
+        spooled.discard().await;
+        let loaded = loaded.map_err(refused)?;
+        self.written.push(loaded.object);
+        self.rows = loaded.rows;
+        if self.rows == 0 {
+            return Err(RequestError::invalid(
+                "upload",
+                vec![FieldViolation::new("data", "the file holds no record")],
+            ));
+        }
+        Ok(())
+    }
+
     /// Removes every part written: the upload is refused whole.
     async fn discard(&self) {
         for object in &self.written {
@@ -100,18 +148,22 @@ impl Parts<'_> {
     }
 }
 
-/// Whether `content_type` is CSV (parameters such as `charset=utf-8` aside).
-fn is_csv(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(CSV))
+/// The format `content_type` names (parameters such as `charset=utf-8` aside).
+fn format_of(content_type: &str) -> Option<Format> {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(CSV) {
+        Some(Format::Csv)
+    } else if essence.eq_ignore_ascii_case(PARQUET) {
+        Some(Format::Parquet)
+    } else {
+        None
+    }
 }
 
 impl Requests {
-    /// Streams the CSV file of `pieces` into the caller's empty open load `id` of `resource_id`.
-    /// `content_type` is the upload's (only [`CSV`]); a piece that fails (the client went away)
-    /// refuses the upload like a line that does not fit.
+    /// Streams the file of `pieces` into the caller's empty open load `id` of `resource_id`.
+    /// `content_type` is the upload's ([`CSV`] or [`PARQUET`]); a piece that fails (the client
+    /// went away) refuses the upload like a line that does not fit.
     pub async fn upload_data<S>(
         &self,
         who: &Identity,
@@ -127,15 +179,15 @@ impl Requests {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &[Role::Provider], "loading data")?;
         let sandbox = self.sandbox()?.clone();
-        if !is_csv(content_type) {
+        let Some(format) = format_of(content_type) else {
             return Err(RequestError::invalid(
                 "upload",
                 vec![FieldViolation::new(
                     "content-type",
-                    format!("an upload is {CSV}, not `{content_type}`"),
+                    format!("an upload is {CSV} or {PARQUET}, not `{content_type}`"),
                 )],
             ));
-        }
+        };
         let (reader, resource, load_id) = (who.clone(), resource_id.clone(), id.clone());
         let fields = self
             .in_scope(&scope, move |conn, scope, _| {
@@ -157,6 +209,9 @@ impl Requests {
         };
         let mut bytes = 0u64;
         let read = async {
+            if format == Format::Parquet {
+                return parts.parquet(&mut pieces, &mut bytes).await;
+            }
             let mut pending: Vec<u8> = Vec::new();
             while let Some(piece) = pieces.next().await {
                 let piece = piece?;
@@ -168,7 +223,7 @@ impl Requests {
                     parts
                         .line(pending[start..end].to_vec())
                         .await
-                        .map_err(engine_error)?;
+                        .map_err(refused)?;
                     start = end;
                 }
                 pending.drain(..start);
@@ -186,9 +241,9 @@ impl Requests {
                 }
             }
             if !pending.is_empty() {
-                parts.line(pending).await.map_err(engine_error)?;
+                parts.line(pending).await.map_err(refused)?;
             }
-            parts.flush().await.map_err(engine_error)?;
+            parts.flush().await.map_err(refused)?;
             if parts.rows == 0 {
                 return Err(RequestError::invalid(
                     "upload",
@@ -238,6 +293,16 @@ impl Requests {
     }
 }
 
+/// A refusal of the sandbox's, said of the upload's data.
+fn refused(e: SandboxError) -> RequestError {
+    match e {
+        SandboxError::Rejected(m) => {
+            RequestError::invalid("upload", vec![FieldViolation::new("data", m)])
+        }
+        other => engine_error(other),
+    }
+}
+
 /// An upload fills an empty load: a retried upload must not load its rows twice.
 fn empty(load: &api::Load) -> Result<()> {
     if load.rows > 0 {
@@ -258,11 +323,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_upload_is_csv_whatever_its_parameters() {
-        assert!(is_csv("text/csv"));
-        assert!(is_csv("Text/CSV; charset=utf-8"));
-        assert!(!is_csv("text/plain"));
-        assert!(!is_csv(""));
-        assert!(!is_csv("application/vnd.apache.parquet"));
+    fn an_upload_is_csv_or_parquet_whatever_its_parameters() {
+        assert_eq!(format_of("text/csv"), Some(Format::Csv));
+        assert_eq!(format_of("Text/CSV; charset=utf-8"), Some(Format::Csv));
+        assert_eq!(
+            format_of("application/vnd.apache.parquet"),
+            Some(Format::Parquet)
+        );
+        assert_eq!(format_of("text/plain"), None);
+        assert_eq!(format_of(""), None);
+        assert_eq!(format_of("application/octet-stream"), None);
     }
 }

@@ -328,6 +328,22 @@ impl Sandbox {
         crate::load::load_csv(self.store.clone(), location, fields, reader, first_line).await
     }
 
+    /// A staging object that receives an uploaded file as it arrives.
+    pub fn spool(&self) -> crate::load_parquet::Spool {
+        crate::load_parquet::Spool::new(self.store.clone())
+    }
+
+    /// Loads the Parquet file `spooled` as the part `location` of a load, checked against
+    /// `fields`; nothing is visible unless every row fits.
+    pub async fn load_parquet(
+        &self,
+        spooled: &crate::load_parquet::Spooled,
+        location: &str,
+        fields: &[crate::load::Field],
+    ) -> Result<crate::load::Loaded, SandboxError> {
+        crate::load_parquet::load_parquet(self.store.clone(), spooled, location, fields).await
+    }
+
     /// Removes an object a load wrote (a chunk its load no longer takes).
     pub async fn delete(&self, object: &str) -> Result<(), SandboxError> {
         use object_store::ObjectStoreExt;

@@ -16,6 +16,7 @@ pub mod ballista;
 pub mod disclosure;
 pub mod engine;
 pub mod load;
+pub mod load_parquet;
 mod noise;
 pub mod store;
 

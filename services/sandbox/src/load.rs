@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::engine::SandboxError;
 
 /// Rows parsed and written at a time: what a load holds in memory.
-const BATCH_ROWS: usize = 8192;
+pub(crate) const BATCH_ROWS: usize = 8192;
 
 /// A registered field of the resource, as planning describes it.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct Loaded {
     pub object: String,
 }
 
-fn arrow_type(field: &Field) -> Result<DataType, SandboxError> {
+pub(crate) fn arrow_type(field: &Field) -> Result<DataType, SandboxError> {
     Ok(match field.kind.to_lowercase().as_str() {
         "string" | "text" => DataType::Utf8,
         "integer" | "int" => DataType::Int64,
@@ -51,7 +51,7 @@ fn arrow_type(field: &Field) -> Result<DataType, SandboxError> {
     })
 }
 
-fn storage(e: impl std::fmt::Display) -> SandboxError {
+pub(crate) fn storage(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Engine(e.to_string())
 }
 

@@ -1108,6 +1108,83 @@ pub async fn providers_stream_whole_files_into_loads(backend: Backend) {
         .commit_load(&transport, HARBIN, "bus".into(), load.id.clone())
         .await
         .unwrap();
+
+    // A Parquet file: spooled, then checked column by column and row by row.
+    let load = i
+        .requests
+        .create_load(&transport, HARBIN, "bus".into())
+        .await
+        .unwrap();
+    let put = |data: Vec<u8>| {
+        let requests = i.requests.clone();
+        let (who, id) = (transport.clone(), load.id.clone());
+        async move {
+            requests
+                .upload_data(
+                    &who,
+                    HARBIN,
+                    "bus".into(),
+                    id,
+                    "application/vnd.apache.parquet",
+                    pieces(data),
+                )
+                .await
+        }
+    };
+    let err = put(b"PAR1 but not Parquet".to_vec()).await.unwrap_err();
+    assert!(err.to_string().contains("not a Parquet file"), "{err}");
+    let err = put(parquet(5_000, true, false)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column `delay` holds text, not a registered integer"),
+        "{err}"
+    );
+    let err = put(parquet(5_000, false, true)).await.unwrap_err();
+    assert!(err.to_string().contains("missing [\"card_no\"]"), "{err}");
+    let loaded = put(parquet(20_000, false, false)).await.unwrap();
+    assert_eq!((loaded.rows, loaded.chunks), (20_000, 1));
+    let dir = i
+        .sandbox_dir()
+        .join(format!("tenants/{HARBIN}/resources/bus/loads/{}", load.id));
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1);
+    // Nothing stays behind in staging, refused or loaded.
+    let staged = std::fs::read_dir(i.sandbox_dir().join("staging"))
+        .map(Iterator::count)
+        .unwrap_or(0);
+    assert_eq!(staged, 0);
+}
+
+/// A Parquet file of `n` bus arrivals; `delay` as text instead of an integer, or without
+/// `card_no`, when asked.
+fn parquet(n: usize, delay_as_text: bool, without_card: bool) -> Vec<u8> {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+    use datafusion::parquet::arrow::ArrowWriter;
+    let text = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+        Arc::new(StringArray::from((0..n).map(f).collect::<Vec<_>>()))
+    };
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
+        ("stop_id", text(&|k| format!("S{}", k % 3))),
+        ("arrival", text(&|_| "08:00".to_string())),
+    ];
+    if !without_card {
+        columns.push(("card_no", text(&|k| format!("C{k:06}"))));
+    }
+    let delay: ArrayRef = if delay_as_text {
+        text(&|k| (k % 7).to_string())
+    } else {
+        Arc::new(Int32Array::from(
+            (0..n).map(|k| (k % 7) as i32).collect::<Vec<_>>(),
+        ))
+    };
+    columns.push(("delay", delay));
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
 }
 
 /// An operator pins the version of a resource its grant reads, so that its figures do not move
