@@ -5,9 +5,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::ReaderBuilder;
-use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema};
+use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use datafusion::parquet::arrow::AsyncArrowWriter;
+use futures::{Stream, StreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -153,31 +155,46 @@ pub async fn load_csv<R: Read>(
         .map_err(storage)?;
 
     let base = location.trim_end_matches('/');
-    let staging = Path::from(format!("staging/{:016x}.parquet", rand::random::<u64>()));
     // A location is a directory (its `data.parquet`) or, ending in `.parquet`, the file itself.
     let object = if base.ends_with(".parquet") {
         Path::from(base)
     } else {
         Path::from(format!("{base}/data.parquet"))
     };
+    let batches = futures::stream::iter(csv.map(|batch| {
+        batch
+            .map_err(|e| SandboxError::Rejected(misfit(&e.to_string(), &names, fields, first_line)))
+    }));
+    write_part(store, object, schema, batches).await
+}
+
+/// Writes the batches of `batches` as the Parquet file `object`: staged outside it and moved in
+/// whole, so that a batch that fails (a row that does not fit) leaves nothing anywhere.
+pub(crate) async fn write_part<S>(
+    store: Arc<dyn ObjectStore>,
+    object: Path,
+    schema: SchemaRef,
+    mut batches: S,
+) -> Result<Loaded, SandboxError>
+where
+    S: Stream<Item = Result<RecordBatch, SandboxError>> + Unpin,
+{
+    let staging = Path::from(format!("staging/{:016x}.parquet", rand::random::<u64>()));
     let sink = BufWriter::new(store.clone(), staging.clone());
     let mut writer = AsyncArrowWriter::try_new(sink, schema, None).map_err(storage)?;
     let mut rows = 0_u64;
     let mut failure = None;
-    for batch in csv {
-        match batch {
+    while let Some(batch) = batches.next().await {
+        let written = match batch {
             Ok(batch) => {
                 rows += batch.num_rows() as u64;
-                if let Err(e) = writer.write(&batch).await {
-                    failure = Some(storage(e));
-                    break;
-                }
+                writer.write(&batch).await.map_err(storage)
             }
-            Err(e) => {
-                let why = misfit(&e.to_string(), &names, fields, first_line);
-                failure = Some(SandboxError::Rejected(why));
-                break;
-            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            failure = Some(e);
+            break;
         }
     }
     if let Some(failure) = failure {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema};
-use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
@@ -17,7 +16,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::engine::{SandboxError, store_url};
-use crate::load::{BATCH_ROWS, Field, Loaded, arrow_type, storage};
+use crate::load::{BATCH_ROWS, Field, Loaded, arrow_type, storage, write_part};
 
 /// The content type of a Parquet upload (IANA, 2024).
 pub const PARQUET: &str = "application/vnd.apache.parquet";
@@ -163,47 +162,21 @@ pub async fn load_parquet(
         columns.push(ArrowField::new(&f.name, wanted, true));
     }
     let schema = Arc::new(Schema::new(columns));
-    let mut batches = frame.execute_stream().await.map_err(storage)?;
-
-    let staging = Path::from(format!("staging/{:016x}.parquet", rand::random::<u64>()));
+    let batches = frame.execute_stream().await.map_err(storage)?;
+    let target = schema.clone();
+    let mut before = 0_u64;
+    let conformed = batches.map(move |batch| {
+        let batch = batch.map_err(|_| {
+            SandboxError::Rejected(format!(
+                "the file cannot be read past row {before}; nothing was loaded"
+            ))
+        })?;
+        let conformed = conform(&batch, fields, &schema, before);
+        before += batch.num_rows() as u64;
+        conformed
+    });
     let object = Path::from(location.trim_end_matches('/'));
-    let sink = BufWriter::new(store.clone(), staging.clone());
-    let mut writer = AsyncArrowWriter::try_new(sink, schema.clone(), None).map_err(storage)?;
-    let mut rows = 0_u64;
-    let mut failure = None;
-    while let Some(batch) = batches.next().await {
-        let converted = batch
-            .map_err(|_| {
-                SandboxError::Rejected(format!(
-                    "the file cannot be read past row {rows}; nothing was loaded"
-                ))
-            })
-            .and_then(|batch| conform(&batch, fields, &schema, rows));
-        match converted {
-            Ok(batch) => {
-                rows += batch.num_rows() as u64;
-                if let Err(e) = writer.write(&batch).await {
-                    failure = Some(storage(e));
-                    break;
-                }
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    if let Some(failure) = failure {
-        let _ = writer.into_inner().abort().await;
-        let _ = store.delete(&staging).await;
-        return Err(failure);
-    }
-    writer.close().await.map_err(storage)?;
-    store.rename(&staging, &object).await.map_err(storage)?;
-    Ok(Loaded {
-        rows,
-        object: object.to_string(),
-    })
+    write_part(store, object, target, conformed).await
 }
 
 /// `batch` with the registered fields only, in their order and types; the first value that does
