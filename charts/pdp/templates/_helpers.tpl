@@ -86,6 +86,7 @@ s3_endpoint = {{ . | quote }}
 s3_region = {{ .region | quote }}
 query_memory_mib = {{ .queryMemoryMiB }}
 query_timeout_secs = {{ .queryTimeoutSecs }}
+workspace_quota_mib = {{ .workspaceQuotaMiB }}
 {{- if .ballista.enabled }}
 ballista_scheduler = "df://{{ include "pdp.fullname" $ }}-sandbox-scheduler:{{ .ballista.schedulerPort }}"
 {{- end }}

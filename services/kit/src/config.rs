@@ -309,6 +309,8 @@ pub struct SandboxConfig {
     pub query_memory_mib: usize,
     /// Seconds one query may run; past them it is cancelled.
     pub query_timeout_secs: u64,
+    /// What one grant's workspace (derived tables and uploaded data) may hold, in MiB.
+    pub workspace_quota_mib: u64,
     /// `df://<host>:<port>` of a Ballista scheduler (`pdp sandbox scheduler`): queries read the
     /// data on its executors, which read the same store. Unset: in the service's own process.
     pub ballista_scheduler: Option<String>,
@@ -324,6 +326,7 @@ impl Default for SandboxConfig {
             s3_secret_access_key: None,
             query_memory_mib: 256,
             query_timeout_secs: 30,
+            workspace_quota_mib: 10 * 1024,
             ballista_scheduler: None,
         }
     }
@@ -339,6 +342,9 @@ impl SandboxConfig {
         }
         if self.query_memory_mib < 16 || self.query_timeout_secs == 0 {
             return Err("a query needs at least 16 MiB and 1 second".to_string());
+        }
+        if self.workspace_quota_mib == 0 {
+            return Err("workspace_quota_mib must be at least 1".to_string());
         }
         if let Some(url) = &self.ballista_scheduler
             && !url.starts_with("df://")

@@ -152,7 +152,8 @@ fn open_sandbox(
         memory_bytes: s.query_memory_mib << 20,
         time: std::time::Duration::from_secs(s.query_timeout_secs),
     };
-    let sandbox = pdp_sandbox::Sandbox::new(objects, limits)?;
+    let sandbox = pdp_sandbox::Sandbox::new(objects, limits)?
+        .with_workspace_quota(s.workspace_quota_mib.saturating_mul(1 << 20));
     Ok(Some(Arc::new(match &s.ballista_scheduler {
         Some(url) => sandbox.with_engine(Arc::new(pdp_sandbox::ballista::Ballista::new(url)?)),
         None => sandbox,

@@ -156,6 +156,15 @@ pub(crate) fn registered_fields(
         .collect())
 }
 
+/// What `location` weighs in the store. Unknown (the store did not list it) counts as nothing,
+/// rather than leave the written data behind unrecorded; the next write is weighed again.
+pub(crate) async fn weigh(sandbox: &pdp_sandbox::Sandbox, location: &str) -> u64 {
+    sandbox.size(location).await.unwrap_or_else(|e| {
+        tracing::warn!(location, error = %e, "a workspace table was not weighed");
+        0
+    })
+}
+
 /// The caller's own open load of `resource_id`; another's is NOT_FOUND.
 pub(crate) fn own_load(
     conn: &mut AnyConnection,
@@ -621,6 +630,12 @@ impl Requests {
             Ok(Outcome::Derived(d)) => Some(derived_table(d, &grant_id, who, &labels)),
             _ => None,
         };
+        // What the derived table weighs, counted against the workspace's quota.
+        let derived_bytes = match &derived {
+            Some((_, location)) => weigh(&sandbox, location).await,
+            None => 0,
+        };
+        let quota = sandbox.workspace_quota();
         let (caller, grant) = (who.clone(), grant_id.clone());
         let stored = derived.clone();
         let recorded = self
@@ -635,9 +650,22 @@ impl Requests {
                         let table = api::WorkspaceTable {
                             create_time: Some(timestamp(now)),
                             update_time: Some(timestamp(now)),
+                            bytes: derived_bytes,
                             ..table
                         };
-                        match room_for_derived(conn, scope, &table) {
+                        let room = room_for_derived(conn, scope, &table).and_then(|replaced| {
+                            let (g, name) = (&table.grant_id, &table.name);
+                            crate::workspace::within_quota(
+                                conn,
+                                scope,
+                                g,
+                                name,
+                                derived_bytes,
+                                quota,
+                            )?;
+                            Ok(replaced)
+                        });
+                        match room {
                             Ok(replaced) => {
                                 let new = replaced.is_none();
                                 let place = crate::workspace::Place {
@@ -681,7 +709,10 @@ impl Requests {
         let answer = match outcome.map_err(engine_error)? {
             Outcome::Answer(answer) => answer,
             Outcome::Derived(_) => {
-                out.derived = derived.map(|(table, _)| table);
+                out.derived = derived.map(|(table, _)| api::WorkspaceTable {
+                    bytes: derived_bytes,
+                    ..table
+                });
                 return Ok(out);
             }
         };

@@ -84,6 +84,45 @@ pub(crate) fn check_room(
     Ok(())
 }
 
+/// Refused when the grant's workspace would hold more than `quota` bytes with table `name` at
+/// `bytes` (whatever `name` held before no longer counting).
+pub(crate) fn within_quota(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    name: &str,
+    bytes: u64,
+    quota: u64,
+) -> Result<()> {
+    let others: u64 = db::workspace::list(conn, scope, grant_id)?
+        .iter()
+        .filter(|t| t.table.name != name)
+        .map(|t| t.table.bytes)
+        .sum();
+    let total = others.saturating_add(bytes);
+    if total > quota {
+        return Err(RequestError::exhausted(
+            "WORKSPACE_QUOTA",
+            format!(
+                "workspace.{name} would bring the grant's workspace to {}, over its {}: delete a \
+                 table first",
+                said(total),
+                said(quota)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A size as people read it.
+fn said(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes.div_ceil(1 << 20))
+    } else {
+        format!("{} KiB", bytes.div_ceil(1 << 10))
+    }
+}
+
 /// Where a workspace table goes: the grant's operator's workspace, at `location`.
 pub(crate) struct Place<'a> {
     pub operator: &'a str,
@@ -233,12 +272,16 @@ impl Requests {
             .map_err(engine_error)?;
         let caller = who.clone();
         let object = loaded.object.clone();
+        let added = crate::sandbox::weigh(&sandbox, &object).await;
+        let quota = sandbox.workspace_quota();
         let recorded = self
             .in_scope(&scope, move |conn, scope, now| {
                 let g = workspace_grant(conn, scope, &caller, &table.grant_id, false)?;
                 check_usable(conn, scope, &g, now)?;
                 let current = db::workspace::find(conn, scope, &table.grant_id, &table.name)?;
                 let new = current.is_none();
+                let bytes = current.as_ref().map_or(0, |c| c.table.bytes) + added;
+                within_quota(conn, scope, &table.grant_id, &table.name, bytes, quota)?;
                 // Created or removed meanwhile by another call: this chunk joins nothing.
                 if current.is_some_and(|c| c.location != location) {
                     return Err(RequestError::precondition(
@@ -257,6 +300,7 @@ impl Requests {
                     },
                     create_time: table.create_time.or(Some(timestamp(now))),
                     update_time: Some(timestamp(now)),
+                    bytes,
                     ..table
                 };
                 let details = serde_json::json!({

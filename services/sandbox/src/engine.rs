@@ -215,7 +215,12 @@ pub struct Sandbox {
     url: Url,
     limits: Limits,
     engine: Arc<dyn Engine>,
+    /// What one grant's workspace may hold in the store, in bytes.
+    workspace_quota: u64,
 }
+
+/// What a grant's workspace holds at most unless the deployment says otherwise: 10 GiB.
+pub const WORKSPACE_QUOTA: u64 = 10 << 30;
 
 impl Sandbox {
     /// The sandbox over `store`, its queries in this process.
@@ -225,7 +230,37 @@ impl Sandbox {
             url: store_url(),
             limits,
             engine: Arc::new(InProcess),
+            workspace_quota: WORKSPACE_QUOTA,
         })
+    }
+
+    /// The same sandbox, a grant's workspace holding at most `bytes`.
+    pub fn with_workspace_quota(self, bytes: u64) -> Self {
+        Self {
+            workspace_quota: bytes,
+            ..self
+        }
+    }
+
+    /// What one grant's workspace may hold, in bytes.
+    pub fn workspace_quota(&self) -> u64 {
+        self.workspace_quota
+    }
+
+    /// The bytes stored under `location` (a table's directory, or one object).
+    pub async fn size(&self, location: &str) -> Result<u64, SandboxError> {
+        Ok(self.objects(location).await?.iter().map(|o| o.size).sum())
+    }
+
+    /// Every object under `location`.
+    async fn objects(&self, location: &str) -> Result<Vec<object_store::ObjectMeta>, SandboxError> {
+        use futures::TryStreamExt;
+        let prefix = object_store::path::Path::from(location.trim_end_matches('/'));
+        self.store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| SandboxError::Engine(e.to_string()))
     }
 
     /// The same sandbox, its queries' reading of the data on `engine`.
@@ -620,15 +655,7 @@ impl Sandbox {
 
     /// Removes every object under `location` (a table's directory).
     pub async fn delete_all(&self, location: &str) -> Result<(), SandboxError> {
-        use futures::TryStreamExt;
-        let prefix = object_store::path::Path::from(location.trim_end_matches('/'));
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| SandboxError::Engine(e.to_string()))?;
-        for object in objects {
+        for object in self.objects(location).await? {
             self.delete(object.location.as_ref()).await?;
         }
         Ok(())

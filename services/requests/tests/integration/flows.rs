@@ -1255,6 +1255,65 @@ pub async fn operators_pin_the_version_their_grant_reads(backend: Backend) {
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
 
+/// A grant's workspace holds at most its quota in the store: the table that would pass it is
+/// refused (RESOURCE_EXHAUSTED) and nothing of it stays; a table replaced by one of its name counts
+/// once.
+pub async fn a_grants_workspace_holds_at_most_its_quota(backend: Backend) {
+    let quota = 16 << 10;
+    let i = Instance::with_workspace_quota(&backend, quota).await;
+    i.load_bus(1000).await;
+    let grant = i.bus_grant().await;
+    i.set("2026-12-02 09:00");
+    let beta = caller("operator", "beta");
+    let run = |sql: String| {
+        let (grant, beta) = (grant.clone(), beta.clone());
+        let requests = i.requests.clone();
+        async move { requests.run_query(&beta, HARBIN, grant, sql).await }
+    };
+    let derive = |name: &str| {
+        run(format!(
+            r#"CREATE TABLE workspace.{name} AS SELECT stop_id, delay FROM "bus""#
+        ))
+    };
+    let first = derive("t0").await.unwrap().derived.unwrap();
+    assert!(first.bytes > 0, "{first:?}");
+    // The same name again replaces it: it counts once.
+    let again = derive("t0").await.unwrap().derived.unwrap();
+    assert_eq!(again.bytes, first.bytes);
+    let mut refused = None;
+    for n in 1..20 {
+        match derive(&format!("t{n}")).await {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some((n, e));
+                break;
+            }
+        }
+    }
+    let (n, err) = refused.expect("the quota refuses a table before the 20th");
+    assert_eq!(err.code(), ErrorCode::ResourceExhausted, "{err}");
+    assert!(err.to_string().contains("delete a table first"), "{err}");
+    let listed = i
+        .requests
+        .list_workspace_tables(&beta, HARBIN, grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), n, "t0..t{} kept, t{n} not", n - 1);
+    let held: u64 = listed.iter().map(|t| t.bytes).sum();
+    assert!(
+        held <= quota && held + first.bytes > quota,
+        "{held} of {quota}"
+    );
+    // Nothing of the refused table stays in the store.
+    let workspace = i
+        .sandbox_dir()
+        .join(format!("tenants/{HARBIN}/grants/{grant}/workspace/t{n}"));
+    let left = std::fs::read_dir(&workspace)
+        .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "{}", workspace.display());
+}
+
 /// A deployment with no store for the sandbox's data (a cluster without `sandbox.store_url`)
 /// refuses loads and queries, saying why, instead of keeping data in one pod.
 pub async fn without_a_sandbox_store_loads_and_queries_are_refused(backend: Backend) {

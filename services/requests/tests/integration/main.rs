@@ -20,4 +20,5 @@ on_both_stores!(
     without_a_sandbox_store_loads_and_queries_are_refused,
     the_bureau_sets_the_group_size_and_the_privacy_budget,
     operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate,
+    a_grants_workspace_holds_at_most_its_quota,
 );

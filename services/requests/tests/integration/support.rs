@@ -37,11 +37,18 @@ impl Instance {
     /// Thursday 2026-11-26 in Harbin: bus arrivals (transport) and clinic visits (health) in the
     /// catalog, and beta's agreement `agr-1` over both ACTIVE until 2027-06-30.
     pub async fn new(backend: &Backend) -> Self {
+        Self::with_workspace_quota(backend, pdp_sandbox::engine::WORKSPACE_QUOTA).await
+    }
+
+    /// As [`Instance::new`], a grant's workspace holding at most `quota` bytes.
+    pub async fn with_workspace_quota(backend: &Backend, quota: u64) -> Self {
         let store = backend.store("requests", &[pdp_requests::MIGRATIONS]);
         let clock = ManualClock::at(at("2026-11-26 10:00"));
         let data = tempfile::tempdir().unwrap();
         let objects = LocalFileSystem::new_with_prefix(data.path()).unwrap();
-        let sandbox = Sandbox::new(Arc::new(objects), Limits::default()).unwrap();
+        let sandbox = Sandbox::new(Arc::new(objects), Limits::default())
+            .unwrap()
+            .with_workspace_quota(quota);
         let requests = Requests::new(
             store.clone(),
             Arc::new(clock.clone()),
