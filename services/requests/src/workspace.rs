@@ -342,13 +342,26 @@ impl Requests {
         let scope = TenantScope::for_call(who, tenant, Access::Write)?;
         RequestError::unless_role(who, &[Role::Operator], "deleting a workspace table")?;
         let sandbox = self.sandbox()?.clone();
+        let (caller, grant, table) = (who.clone(), grant_id.clone(), name.clone());
+        // The data goes first: should the store fail, the table is still listed and the same
+        // call removes it later, instead of data staying behind that nothing names.
+        let found = self
+            .in_scope(&scope, move |conn, scope, _| {
+                // An ended grant's tables may still be removed by their operator.
+                db::find_grant(conn, scope, &grant)?
+                    .filter(|g| g.operator == caller.organization)
+                    .ok_or_else(|| RequestError::not_found("grant", &grant))?;
+                db::workspace::find(conn, scope, &grant, &table)?
+                    .ok_or_else(|| RequestError::not_found("workspace table", &table))
+            })
+            .await?;
+        sandbox
+            .delete_all(&found.location)
+            .await
+            .map_err(engine_error)?;
         let caller = who.clone();
         let removed = self
             .in_scope(&scope, move |conn, scope, now| {
-                // An ended grant's tables may still be removed by their operator.
-                db::find_grant(conn, scope, &grant_id)?
-                    .filter(|g| g.operator == caller.organization)
-                    .ok_or_else(|| RequestError::not_found("grant", &grant_id))?;
                 let stored = db::workspace::find(conn, scope, &grant_id, &name)?
                     .ok_or_else(|| RequestError::not_found("workspace table", &name))?;
                 db::workspace::delete(conn, scope, &grant_id, &name)?;
@@ -361,10 +374,10 @@ impl Requests {
                 Ok(stored)
             })
             .await?;
-        sandbox
-            .delete_all(&removed.location)
-            .await
-            .map_err(engine_error)?;
+        if removed.location != found.location {
+            // Replaced meanwhile by a new derivation: its data goes with its row.
+            let _ = sandbox.delete_all(&removed.location).await;
+        }
         Ok(removed.table)
     }
 }

@@ -483,11 +483,7 @@ impl Sandbox {
         // The data is read once, into the groups (on the engine); what is released, suppressed
         // and bounded is computed here over those rows.
         let run = async {
-            let groups = reading
-                .execute_logical_plan(controlled.groups.clone())
-                .await?
-                .collect()
-                .await?;
+            let groups = self.hold(&reading, controlled.groups.clone()).await?;
             let held = in_place_of(&controlled.groups, groups)?;
             let swap = |plan: LogicalPlan| {
                 plan.transform_up(|node| {
@@ -564,6 +560,35 @@ impl Sandbox {
                 rules.epsilon
             },
         }))
+    }
+
+    /// The groups `plan` computes, held here for what is released from them: within the query's
+    /// memory limit like the engine's own work (a query grouping by a near-unique key makes
+    /// nearly as many groups as records), so that the pod is never asked to hold more.
+    async fn hold(
+        &self,
+        reading: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<Vec<RecordBatch>, DataFusionError> {
+        use futures::StreamExt;
+        let mut stream = reading
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?;
+        let (mut groups, mut bytes) = (Vec::new(), 0_usize);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes += batch.get_array_memory_size();
+            if bytes > self.limits.memory_bytes {
+                return Err(DataFusionError::ResourcesExhausted(format!(
+                    "its groups take more than the {} MiB a query may use",
+                    self.limits.memory_bytes >> 20
+                )));
+            }
+            groups.push(batch);
+        }
+        Ok(groups)
     }
 
     /// Writes what `input` selects as the workspace table `name`, under `root`.

@@ -53,7 +53,8 @@ fn shown(answer: &Answer) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_standalone_ballista_cluster_gives_the_same_controlled_answers() {
-    let objects = store::s3(&bucket()).unwrap();
+    let bucket = bucket();
+    let objects = store::s3(&bucket).unwrap();
     let here = Sandbox::new(objects.clone(), Limits::default()).unwrap();
     here.load_csv(
         "tenants/230100/resources/bus/v1/part-1.parquet",
@@ -106,6 +107,19 @@ async fn a_standalone_ballista_cluster_gives_the_same_controlled_answers() {
     let remote = ask(&there, sql).await.unwrap();
     assert_eq!((remote.groups, remote.suppressed), (0, 20_000));
     assert_eq!((local.groups, local.suppressed), (0, 20_000));
+
+    // The groups come back to this process: they are held within the query's memory limit
+    // (here 64 KiB against 20 000 one-person groups), however much the cluster could compute.
+    let engine = Ballista::new(&format!("df://127.0.0.1:{}", scheduler.port())).unwrap();
+    let small = Limits {
+        memory_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let narrow = Sandbox::new(store::s3(&bucket).unwrap(), small)
+        .unwrap()
+        .with_engine(Arc::new(engine));
+    let err = ask(&narrow, sql).await.unwrap_err();
+    assert!(matches!(err, SandboxError::TooLarge(_)), "{err:?}");
 
     // A row-level select is refused before anything reaches the cluster.
     let err = ask(&there, "SELECT card_no, delay FROM bus")
