@@ -87,7 +87,7 @@ fn lifecycle(on_ballista: bool) {
         Some(&provider),
         json!({
             "name": "Bus arrivals", "provider_unit": "Harbin Transport Bureau", "sector": "transport",
-            "schema": [{"name": "stop_id", "type": "string"}], "classification": "DATA_CLASS_GENERAL",
+            "schema": [{"name": "stop_id", "type": "string"}, {"name": "delay", "type": "integer"}], "classification": "DATA_CLASS_GENERAL",
             "sensitivity": "SENSITIVITY_LOW", "update_frequency": "UPDATE_FREQUENCY_DAILY", "quality_statement": "daily"
         }),
     );
@@ -351,7 +351,7 @@ fn lifecycle(on_ballista: bool) {
     let request_body = json!({
         "scenario": {"name": "arrivals near clinics", "description": "bus arrivals by clinic",
             "serves": "arrival API"},
-        "resources": [{"resource_id": rid, "fields": ["stop_id"]},
+        "resources": [{"resource_id": rid, "fields": ["stop_id", "delay"]},
             {"resource_id": rid2, "fields": ["clinic_id", "visits"]}],
         "purposes": ["transit information"], "scope_of_use": "Harbin, aggregates only",
         "period": {"first_day": first.to_string(), "last_day": last.to_string()},
@@ -404,22 +404,22 @@ fn lifecycle(on_ballista: bool) {
     let (status, load) = post(&loads, Some(&provider), json!({}));
     assert_eq!(status, 200, "{load}");
     let lid = load["id"].as_str().unwrap().to_string();
-    // Two stops of 15 records, one of 3: the small group stays inside.
+    // Two stops of 15 records, one of 3: the small group stays inside. Delays 1 to 7 minutes.
     let lines: Vec<String> = (0..33)
         .map(|k| {
-            format!(
-                "S{}",
-                if k < 15 {
-                    1
-                } else if k < 30 {
-                    2
-                } else {
-                    3
-                }
-            )
+            let stop = if k < 15 {
+                1
+            } else if k < 30 {
+                2
+            } else {
+                3
+            };
+            format!("S{stop},{}", k % 7 + 1)
         })
         .collect();
-    let chunk = json!({"header": "stop_id", "lines": lines});
+    // The three records of stop 3 are delayed 3, 4 and 5 minutes: 12 in all.
+    let small_stop_total = 12.0;
+    let chunk = json!({"header": "stop_id,delay", "lines": lines});
     let (status, appended) = post(&format!("{loads}/{lid}/rows"), Some(&provider), chunk);
     assert_eq!(status, 200, "{appended}");
     let (status, committed) = post(&format!("{loads}/{lid}:commit"), Some(&provider), json!({}));
@@ -437,6 +437,45 @@ fn lifecycle(on_ballista: bool) {
     assert_eq!(answer["suppressedGroups"], "1", "{answer}");
     // stop_id is masked by the grant: the stops leave as digests, never as themselves.
     assert!(!answer.to_string().contains("\"S1\""), "{answer}");
+    // The differencing attack: the district's total delay minus the released stops' would be the
+    // suppressed stop's exactly. Every released sum carries noise, so it is not; asking again
+    // gets the same answer, so repetition averages nothing away.
+    let sum = |sql: String| {
+        let (status, answer) = post(
+            &queries,
+            Some(beta),
+            json!({"grant_id": grant_id, "sql": sql}),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let rows = answer["rows"].as_array().unwrap().clone();
+        rows.iter()
+            .map(|r| {
+                let values = r["values"].as_array().unwrap();
+                values
+                    .last()
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .parse::<f64>()
+                    .unwrap()
+            })
+            .collect::<Vec<f64>>()
+    };
+    let total = sum(format!("SELECT sum(delay) AS total FROM \"{rid}\""));
+    let by_stop = sum(format!(
+        "SELECT stop_id, sum(delay) AS total FROM \"{rid}\" GROUP BY stop_id"
+    ));
+    assert_eq!(by_stop.len(), 2, "stop 3 is suppressed: {by_stop:?}");
+    let estimate = total[0] - by_stop.iter().sum::<f64>();
+    assert!(
+        (estimate - small_stop_total).abs() > 1e-6,
+        "the attack recovered stop 3's total: {estimate}"
+    );
+    assert_eq!(
+        sum(format!("SELECT sum(delay) AS total FROM \"{rid}\"")),
+        total,
+        "the same question, the same answer"
+    );
     let rows = json!({"grant_id": grant_id, "sql": format!("SELECT * FROM \"{rid}\"")});
     let (status, refused) = post(&queries, Some(beta), rows);
     assert_eq!(status, 400, "{refused}");
@@ -482,13 +521,12 @@ fn lifecycle(on_ballista: bool) {
     assert_eq!(status, 200, "{load}");
     let lid = load["id"].as_str().unwrap().to_string();
     let file = |stops: &[&str], bad: Option<usize>| -> Vec<u8> {
-        let mut csv = String::from("stop_id\n");
+        let mut csv = String::from("stop_id,delay\n");
         for k in 0..250_000 {
             if Some(k) == bad {
-                csv.push_str("S9,extra\n");
+                csv.push_str("S9,late\n");
             } else {
-                csv.push_str(stops[k % stops.len()]);
-                csv.push('\n');
+                csv.push_str(&format!("{},{}\n", stops[k % stops.len()], k % 7 + 1));
             }
         }
         csv.into_bytes()
@@ -522,7 +560,14 @@ fn lifecycle(on_ballista: bool) {
         "{uploaded}"
     );
     // Uploaded again (a client's retry): refused, the rows are not loaded twice.
-    let (status, again) = upload(port, &file_path, &provider, "text/csv", b"stop_id\nS1\n", 8);
+    let (status, again) = upload(
+        port,
+        &file_path,
+        &provider,
+        "text/csv",
+        b"stop_id,delay\nS1,1\n",
+        8,
+    );
     assert_eq!(status, 400, "{again}");
     assert!(
         again.to_string().contains("already holds 250000 rows"),
