@@ -48,7 +48,11 @@ impl EventHandler for GrantFollower {
     type Error = GrantError;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), GrantError> {
-        if let Some(a) = event.data_of(agreements::AGREEMENT_ACTIVATED)? {
+        let started = match event.data_of(agreements::AGREEMENT_ACTIVATED)? {
+            Some(a) => Some(a),
+            None => event.data_of(agreements::AGREEMENT_RESUMED)?,
+        };
+        if let Some(a) = started {
             if a.agreement_id.is_empty() || a.operator.is_empty() {
                 return Err(PayloadError::missing::<agreements::AgreementChanged>(
                     event,
@@ -64,8 +68,17 @@ impl EventHandler for GrantFollower {
                     gateway_grants::organization.eq(&a.operator),
                 ))
                 .execute(conn)?;
-        } else if let Some(a) = event.data_of(agreements::AGREEMENT_EXPIRED)? {
-            diesel::delete(gateway_grants::table.find(&a.agreement_id)).execute(conn)?;
+        } else {
+            // Expired, suspended or terminated: the operator is authorized for nothing at once.
+            for ty in [
+                agreements::AGREEMENT_EXPIRED,
+                agreements::AGREEMENT_SUSPENDED,
+                agreements::AGREEMENT_TERMINATED,
+            ] {
+                if let Some(a) = event.data_of(ty)? {
+                    diesel::delete(gateway_grants::table.find(&a.agreement_id)).execute(conn)?;
+                }
+            }
         }
         Ok(())
     }
@@ -117,4 +130,58 @@ pub async fn follow(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pdp_proto::EventType;
+
+    /// Each agreement event as the agreements service publishes it.
+    fn event(ty: EventType<agreements::AgreementChanged>) -> Event {
+        Event::typed(
+            &"230100".parse().expect("a tenant code"),
+            ty,
+            "agr-1",
+            chrono::Utc::now(),
+            &agreements::AgreementChanged {
+                agreement_id: "agr-1".into(),
+                operator: "beta".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn suspension_and_termination_end_an_operators_authorization_at_once() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = dir.path().join("platform.db");
+        let store = Store::open(&url.to_string_lossy(), "platform", 1).expect("the store opens");
+        store
+            .migrate(&[pdp_kit::store::KIT_MIGRATIONS, crate::policy::MIGRATIONS])
+            .expect("migrations apply");
+        let holds = |store: &Store, ty| {
+            let (store, event) = (store.clone(), event(ty));
+            async move {
+                store
+                    .run(move |conn| {
+                        GrantFollower
+                            .handle(conn, &event)
+                            .map_err(|e| StoreError::Task(e.to_string()))
+                    })
+                    .await
+                    .expect("the event applies");
+                load(&store)
+                    .await
+                    .expect("grants load")
+                    .contains(&("230100".to_string(), "beta".to_string()))
+            }
+        };
+        assert!(holds(&store, agreements::AGREEMENT_ACTIVATED).await);
+        assert!(!holds(&store, agreements::AGREEMENT_SUSPENDED).await);
+        assert!(holds(&store, agreements::AGREEMENT_RESUMED).await);
+        assert!(!holds(&store, agreements::AGREEMENT_TERMINATED).await);
+        assert!(holds(&store, agreements::AGREEMENT_ACTIVATED).await);
+        assert!(!holds(&store, agreements::AGREEMENT_EXPIRED).await);
+    }
 }

@@ -52,7 +52,8 @@ impl AgreementState {
         let next = match (self, step) {
             (Draft, Step::CompleteSigning) => Some(Signed),
             (Signed, Step::Activate) | (Suspended, Step::Resume) => Some(Active),
-            (Active, Step::Expire) => Some(Expired),
+            // A suspended agreement still ends with its term.
+            (Active | Suspended, Step::Expire) => Some(Expired),
             (Active, Step::Suspend) => Some(Suspended),
             (Active | Suspended | Signed, Step::Terminate) => Some(Terminated),
             _ => None,

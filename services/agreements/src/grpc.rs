@@ -67,6 +67,34 @@ impl api::agreement_service_server::AgreementService for Agreements {
         let r = request.into_inner();
         ok(self.renew(&who, &r.tenant, r.id, r.last_day).await)
     }
+
+    async fn suspend_agreement(
+        &self,
+        request: Request<api::SuspendAgreementRequest>,
+    ) -> Answer<api::Agreement> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.suspend(&who, &r.tenant, r.id, r.reason).await)
+    }
+
+    async fn resume_agreement(
+        &self,
+        request: Request<api::ResumeAgreementRequest>,
+    ) -> Answer<api::Agreement> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.resume(&who, &r.tenant, r.id, r.reason).await)
+    }
+
+    async fn terminate_agreement(
+        &self,
+        request: Request<api::TerminateAgreementRequest>,
+    ) -> Answer<api::Agreement> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let tenant = r.tenant.clone();
+        ok(self.terminate(&who, &tenant, r).await)
+    }
 }
 
 #[tonic::async_trait]

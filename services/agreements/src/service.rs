@@ -79,7 +79,71 @@ fn agreement_changed(a: &api::Agreement) -> api::AgreementChanged {
         resource_ids: resource_ids(a),
         first_day: first.to_string(),
         last_day: last.to_string(),
+        reason: match &a.termination {
+            Some(t) => t.reason.clone(),
+            None => a.suspension_reason.clone(),
+        },
+        ground: a.termination.as_ref().map_or(0, |t| t.ground),
     }
+}
+
+/// A required reason, or the violation naming it.
+fn reason_of(reason: &str, step: &str) -> Result<String> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AgreementError::invalid(
+            "agreement",
+            vec![FieldViolation::new(
+                "reason",
+                format!("required: {step} is recorded with its reason"),
+            )],
+        ));
+    }
+    Ok(reason.to_string())
+}
+
+/// What a termination rests on, every missing part named.
+fn termination_violations(
+    ground: api::TerminationGround,
+    reason: &str,
+    decision: Option<&api::Decision>,
+) -> Vec<FieldViolation> {
+    let mut v = Vec::new();
+    if ground == api::TerminationGround::Unspecified {
+        v.push(FieldViolation::new(
+            "ground",
+            "required: TERMINATION_GROUND_BREACH_NOT_RECTIFIED, _OPERATOR_REQUEST or \
+             _OPERATOR_DISSOLVED",
+        ));
+    }
+    if reason.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "reason",
+            "required: a termination is recorded with its reason",
+        ));
+    }
+    let d = decision.cloned().unwrap_or_default();
+    if d.title.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "decision.title",
+            "required: the bureau's decision the termination rests on",
+        ));
+    }
+    if d.reference.trim().is_empty() {
+        v.push(FieldViolation::new(
+            "decision.reference",
+            "required: the decision's document number (文号)",
+        ));
+    }
+    let hex = d.digest.strip_prefix("sha256:").unwrap_or("");
+    let digest_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if !d.digest.is_empty() && !digest_ok {
+        v.push(FieldViolation::new(
+            "decision.digest",
+            "`sha256:` and 64 hexadecimal digits, or nothing",
+        ));
+    }
+    v
 }
 
 fn advance(a: &mut api::Agreement, step: Step) -> Result<()> {
@@ -350,6 +414,100 @@ impl Agreements {
         .await
     }
 
+    /// Suspends active agreement `id`: the operator is authorized for nothing until resumed.
+    pub async fn suspend(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        reason: String,
+    ) -> Result<api::Agreement> {
+        self.pause(who, tenant, id, reason, Step::Suspend).await
+    }
+
+    /// Resumes suspended agreement `id` within its term.
+    pub async fn resume(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        reason: String,
+    ) -> Result<api::Agreement> {
+        self.pause(who, tenant, id, reason, Step::Resume).await
+    }
+
+    /// Suspends or resumes agreement `id`, with the bureau's reason.
+    async fn pause(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        reason: String,
+        step: Step,
+    ) -> Result<api::Agreement> {
+        let (call, what, ty) = match step {
+            Step::Suspend => (":suspend", "a suspension", api::AGREEMENT_SUSPENDED),
+            _ => (":resume", "a resumption", api::AGREEMENT_RESUMED),
+        };
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        AgreementError::unless_role(who, BUREAU, call)?;
+        let reason = reason_of(&reason, what)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut a = Self::load(conn, scope, &id)?;
+            advance(&mut a, step)?;
+            a.suspension_reason = if step == Step::Suspend {
+                reason.clone()
+            } else {
+                String::new()
+            };
+            a.update_time = Some(timestamp(now));
+            db::save(conn, scope, &a, now)?;
+            let act = RECORDER.change(scope, Some(&who), now);
+            let event = api::AgreementChanged {
+                reason,
+                ..agreement_changed(&a)
+            };
+            act.emit(conn, ty, &a.id, &event)?;
+            Ok(a)
+        })
+        .await
+    }
+
+    /// Ends agreement `id` before its term on the bureau's decision; its operator's access ends
+    /// at once with the event (第二十九条).
+    pub async fn terminate(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        request: api::TerminateAgreementRequest,
+    ) -> Result<api::Agreement> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        AgreementError::unless_role(who, BUREAU, ":terminate")?;
+        let v =
+            termination_violations(request.ground(), &request.reason, request.decision.as_ref());
+        AgreementError::check("termination", v)?;
+        let who = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let mut a = Self::load(conn, scope, &request.id)?;
+            advance(&mut a, Step::Terminate)?;
+            a.suspension_reason.clear();
+            a.termination = Some(api::Termination {
+                ground: request.ground,
+                reason: request.reason.trim().to_string(),
+                decision: request.decision.clone(),
+                decided_by: who.subject.clone(),
+                time: Some(timestamp(now)),
+            });
+            a.update_time = Some(timestamp(now));
+            db::save(conn, scope, &a, now)?;
+            let act = RECORDER.change(scope, Some(&who), now);
+            emit(conn, &act, api::AGREEMENT_TERMINATED, &a)?;
+            Ok(a)
+        })
+        .await
+    }
+
     /// Activations and expiries whose day has come; each happens once whatever the replicas.
     pub async fn run_schedule(&self) -> Result<usize> {
         let today = civil_date(self.clock.now());
@@ -369,7 +527,7 @@ impl Agreements {
                     let act = RECORDER.change(scope, None, now);
                     match (action.as_str(), AgreementState::of(&a)) {
                         (db::ACTIVATE, AgreementState::Signed) => activate(conn, &act, &mut a)?,
-                        (db::EXPIRE, AgreementState::Active) => {
+                        (db::EXPIRE, AgreementState::Active | AgreementState::Suspended) => {
                             advance(&mut a, Step::Expire)?;
                             a.expire_time = Some(timestamp(now));
                             a.update_time = Some(timestamp(now));

@@ -97,16 +97,24 @@ impl EventHandler for Follow {
         }
         for ty in [
             agreements::AGREEMENT_ACTIVATED,
+            agreements::AGREEMENT_RESUMED,
+            agreements::AGREEMENT_SUSPENDED,
             agreements::AGREEMENT_EXPIRED,
+            agreements::AGREEMENT_TERMINATED,
         ] {
             if let Some(agreement) = event.data_of(ty)? {
                 scope.enter(conn)?;
+                // Suspended, its grants allow nothing (the agreement is not ACTIVE) and come back
+                // with it; expired or terminated, they end.
+                let ended = match ty.name() {
+                    n if n == agreements::AGREEMENT_EXPIRED.name() => Some("EXPIRED"),
+                    n if n == agreements::AGREEMENT_TERMINATED.name() => Some("TERMINATED"),
+                    _ => None,
+                };
                 let facts = agreement_facts(agreement);
                 store::put_agreement(conn, &scope, &facts)?;
-                if !facts.active {
-                    service::end_grants_of_agreement(
-                        conn, &scope, &facts.id, "EXPIRED", event.time,
-                    )?;
+                if let Some(state) = ended {
+                    service::end_grants_of_agreement(conn, &scope, &facts.id, state, event.time)?;
                 }
                 return Ok(());
             }

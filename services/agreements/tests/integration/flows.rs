@@ -246,3 +246,151 @@ pub async fn renewal_stays_within_three_uninterrupted_years(backend: Backend) {
         .await
         .unwrap();
 }
+
+/// The bureau suspends an active agreement (the operator is authorized for nothing meanwhile),
+/// resumes it, and terminates it early on a decision; each with its reason, each a step the state
+/// machine allows, and a suspended agreement still ends with its term.
+pub async fn the_bureau_suspends_resumes_and_terminates_on_a_decision(backend: Backend) {
+    let i = Instance::new(&backend);
+    i.concluded_selection().await;
+    let bureau = caller("city_bureau", "harbin-bureau");
+    let beta = caller("operator", "beta");
+    let active = |first: &'static str, last: &'static str| {
+        let (i, bureau, beta) = (&i, bureau.clone(), beta.clone());
+        async move {
+            let a = i
+                .agreements
+                .create(&bureau, HARBIN, draft(first, last))
+                .await
+                .unwrap();
+            for (who, party) in [(&bureau, api::Party::Bureau), (&beta, api::Party::Operator)] {
+                i.agreements
+                    .sign(who, HARBIN, a.id.clone(), party)
+                    .await
+                    .unwrap();
+            }
+            a.id
+        }
+    };
+    i.set("2026-12-01 09:00");
+    let id = active("2026-12-01", "2027-11-30").await;
+    let check = || {
+        i.agreements
+            .check(&bureau, HARBIN, "beta".into(), "r1".into())
+    };
+    assert!(check().await.unwrap().authorized);
+
+    let err = i
+        .agreements
+        .suspend(&beta, HARBIN, id.clone(), "audit".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::PermissionDenied);
+    let err = i
+        .agreements
+        .suspend(&bureau, HARBIN, id.clone(), " ".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::InvalidArgument);
+    assert!(err.to_string().contains("reason"), "{err}");
+    let a = i
+        .agreements
+        .suspend(&bureau, HARBIN, id.clone(), "security audit".into())
+        .await
+        .unwrap();
+    assert_eq!(state(&a), api::AgreementState::Suspended);
+    assert_eq!(a.suspension_reason, "security audit");
+    assert!(
+        !check().await.unwrap().authorized,
+        "suspended authorizes nothing"
+    );
+    let err = i
+        .agreements
+        .suspend(&bureau, HARBIN, id.clone(), "again".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+    assert!(err.to_string().contains("suspended"), "{err}");
+    let a = i
+        .agreements
+        .resume(&bureau, HARBIN, id.clone(), "audit passed".into())
+        .await
+        .unwrap();
+    assert_eq!(state(&a), api::AgreementState::Active);
+    assert!(a.suspension_reason.is_empty());
+    assert!(check().await.unwrap().authorized);
+
+    // Termination rests on a decision: every missing part is named.
+    let terminate = |ground: api::TerminationGround, decision: Option<api::Decision>| {
+        let request = api::TerminateAgreementRequest {
+            tenant: HARBIN.into(),
+            id: id.clone(),
+            ground: ground as i32,
+            reason: "rectification order 7 overdue".into(),
+            decision,
+        };
+        let (i, bureau) = (&i, bureau.clone());
+        async move { i.agreements.terminate(&bureau, HARBIN, request).await }
+    };
+    let err = terminate(
+        api::TerminationGround::Unspecified,
+        Some(api::Decision {
+            digest: "md5:abc".into(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap_err();
+    let named: Vec<String> = err
+        .field_violations()
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "ground",
+            "decision.title",
+            "decision.reference",
+            "decision.digest"
+        ]
+    );
+    let decision = api::Decision {
+        title: "关于终止授权运营协议的决定".into(),
+        reference: "哈数据〔2027〕12号".into(),
+        digest: format!("sha256:{}", "ab".repeat(32)),
+    };
+    let a = terminate(
+        api::TerminationGround::BreachNotRectified,
+        Some(decision.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(&a), api::AgreementState::Terminated);
+    let t = a.termination.unwrap();
+    assert_eq!(t.decision, Some(decision.clone()));
+    assert_eq!(t.decided_by, bureau.subject);
+    assert!(!check().await.unwrap().authorized);
+    let err = terminate(api::TerminationGround::BreachNotRectified, Some(decision))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("terminated"), "{err}");
+    let err = i
+        .agreements
+        .resume(&bureau, HARBIN, id.clone(), "changed our mind".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+
+    // A suspended agreement still expires at the end of its last day.
+    let short = active("2026-12-01", "2026-12-31").await;
+    i.agreements
+        .suspend(&bureau, HARBIN, short.clone(), "audit".into())
+        .await
+        .unwrap();
+    i.set("2027-01-01 00:00");
+    assert_eq!(i.agreements.run_schedule().await.unwrap(), 1);
+    let a = i.agreements.get(&bureau, HARBIN, short).await.unwrap();
+    assert_eq!(state(&a), api::AgreementState::Expired);
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_agreements::TOPIC).await;
+}

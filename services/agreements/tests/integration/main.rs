@@ -11,4 +11,5 @@ on_both_stores!(
     an_agreement_needs_a_concluded_selection_and_complete_terms,
     signing_activation_and_expiry_happen_on_time,
     renewal_stays_within_three_uninterrupted_years,
+    the_bureau_suspends_resumes_and_terminates_on_a_decision,
 );

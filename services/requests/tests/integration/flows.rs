@@ -340,14 +340,31 @@ pub async fn the_bureau_and_each_provider_review_and_the_grant_is_what_all_appro
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::PermissionDenied);
 
-    // The agreement expires: the grant ends at once, whatever anyone cached.
-    i.agreement(
-        "agr-1",
-        "beta",
-        agreements::AGREEMENT_EXPIRED,
-        &["bus", "clinic"],
-    )
-    .await;
+    // The agreement suspended: the grant allows nothing, yet stands; resumed, it allows again.
+    let agreement = |ty| i.agreement("agr-1", "beta", ty, &["bus", "clinic"]);
+    agreement(agreements::AGREEMENT_SUSPENDED).await;
+    let paused = i
+        .requests
+        .check(&beta, HARBIN, ask(&["stop_id"]))
+        .await
+        .unwrap();
+    assert!(!paused.granted, "{paused:?}");
+    let standing = i
+        .requests
+        .grant(&beta, HARBIN, grant.id.clone())
+        .await
+        .unwrap();
+    assert_eq!(standing.state, api::GrantState::Valid as i32);
+    agreement(agreements::AGREEMENT_RESUMED).await;
+    let back = i
+        .requests
+        .check(&beta, HARBIN, ask(&["stop_id"]))
+        .await
+        .unwrap();
+    assert!(back.granted, "{back:?}");
+
+    // The agreement terminated early: the grant ends at once, whatever anyone cached.
+    agreement(agreements::AGREEMENT_TERMINATED).await;
     let ended = i
         .requests
         .grant(&beta, HARBIN, grant.id.clone())
@@ -355,6 +372,7 @@ pub async fn the_bureau_and_each_provider_review_and_the_grant_is_what_all_appro
         .unwrap();
     assert_eq!(ended.state, api::GrantState::Ended as i32);
     assert_eq!(ended.end, api::GrantEnd::AgreementEnded as i32);
+    assert!(ended.end_reason.contains("TERMINATED"), "{ended:?}");
     let after = i
         .requests
         .check(&beta, HARBIN, ask(&["stop_id"]))

@@ -134,10 +134,16 @@ impl Instance {
         ty: pdp_proto::EventType<agreements::AgreementChanged>,
         resources: &[&str],
     ) {
-        let state = if ty.name() == agreements::AGREEMENT_ACTIVATED.name() {
-            agreements::AgreementState::Active
-        } else {
-            agreements::AgreementState::Expired
+        let state = match ty.name() {
+            n if n == agreements::AGREEMENT_ACTIVATED.name() => agreements::AgreementState::Active,
+            n if n == agreements::AGREEMENT_RESUMED.name() => agreements::AgreementState::Active,
+            n if n == agreements::AGREEMENT_SUSPENDED.name() => {
+                agreements::AgreementState::Suspended
+            }
+            n if n == agreements::AGREEMENT_TERMINATED.name() => {
+                agreements::AgreementState::Terminated
+            }
+            _ => agreements::AgreementState::Expired,
         };
         self.apply(Event::typed(
             &HARBIN.parse().unwrap(),
