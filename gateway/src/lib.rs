@@ -636,24 +636,16 @@ async fn route_and_forward(
         Ok(claimed) => claimed,
         Err(answered) => return answered,
     };
-    let (status, json) = match transcode::call(
-        &upstream,
-        route,
-        message,
-        metadata,
-        gateway.upstream_timeout,
-    )
-    .await
-    {
-        Ok(reply) => (200, response_json(&reply)),
-        Err(status) => {
-            let (code, body) = status_to_http(&status);
-            (
-                code,
-                serde_json::to_vec(&body).expect("error bodies serialize"),
-            )
-        }
-    };
+    let (status, json) = reply_json(
+        transcode::call(
+            &upstream,
+            route,
+            message,
+            metadata,
+            gateway.upstream_timeout,
+        )
+        .await,
+    );
     if let Some((key, fingerprint)) = retried {
         // A failure of ours is not kept: the retry runs again.
         let kept = (status < 500).then(|| idempotency::Answer {
@@ -745,26 +737,27 @@ async fn forward_stream(
     // The first message names the call before any byte arrives.
     let _ = tx.send(piece(first, web::Bytes::new())).await;
     let mut sent = 0u64;
+    // Why the body was not taken whole: its status and the HTTP code said for it.
     let refused = loop {
         tokio::select! {
             // The service may answer before the body ends: a line that does not fit.
             answered = &mut call => return streamed_answer(answered),
             next = tokio::time::timeout(BODY_READ_TIMEOUT, payload.next()) => match next {
-                Err(_) => break tonic::Status::deadline_exceeded(format!(
+                Err(_) => break Some((tonic::Status::deadline_exceeded(format!(
                     "no part of the body arrived for {} s; nothing was kept",
                     BODY_READ_TIMEOUT.as_secs()
-                )),
-                Ok(None) => break tonic::Status::ok(""),
-                Ok(Some(Err(e))) => break tonic::Status::invalid_argument(format!(
+                )), Some(StatusCode::REQUEST_TIMEOUT))),
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => break Some((tonic::Status::invalid_argument(format!(
                     "the body broke off ({e}); nothing was kept"
-                )),
+                )), None)),
                 Ok(Some(Ok(bytes))) => {
                     sent += bytes.len() as u64;
                     if sent > gateway.max_upload_bytes {
-                        break tonic::Status::invalid_argument(format!(
+                        break Some((tonic::Status::invalid_argument(format!(
                             "the body is larger than {} bytes; nothing was kept",
                             gateway.max_upload_bytes
-                        ));
+                        )), Some(StatusCode::PAYLOAD_TOO_LARGE)));
                     }
                     // Fails only when the call ended: its answer comes from `call` next.
                     let _ = tx.send(piece(DynamicMessage::new(input.clone()), bytes)).await;
@@ -772,27 +765,25 @@ async fn forward_stream(
             },
         }
     };
-    if refused.code() != tonic::Code::Ok {
+    if let Some((status, http)) = refused {
         // Dropping the call resets its stream: the service discards what it received.
         call.abort();
-        let http = match refused.code() {
-            tonic::Code::DeadlineExceeded => Some(StatusCode::REQUEST_TIMEOUT),
-            _ if sent > gateway.max_upload_bytes => Some(StatusCode::PAYLOAD_TOO_LARGE),
-            _ => None,
-        };
-        return answer(&refused, http);
+        return answer(&status, http);
     }
     // The whole body is sent; the service writes its last part and answers.
     drop(tx);
-    match tokio::time::timeout(gateway.upstream_timeout, call).await {
+    match tokio::time::timeout(gateway.upstream_timeout, &mut call).await {
         Ok(answered) => streamed_answer(answered),
-        Err(_) => answer(
-            &tonic::Status::deadline_exceeded(format!(
-                "the service did not answer within {} ms of the body's end",
-                gateway.upstream_timeout.as_millis()
-            )),
-            None,
-        ),
+        Err(_) => {
+            call.abort();
+            answer(
+                &tonic::Status::deadline_exceeded(format!(
+                    "the service did not answer within {} ms of the body's end",
+                    gateway.upstream_timeout.as_millis()
+                )),
+                None,
+            )
+        }
     }
 }
 
@@ -801,18 +792,28 @@ fn streamed_answer(
     answered: Result<Result<prost_reflect::DynamicMessage, tonic::Status>, tokio::task::JoinError>,
 ) -> HttpResponse {
     match answered {
-        Ok(Ok(reply)) => json_answer(200, response_json(&reply)),
-        Ok(Err(status)) => {
-            let (code, body) = status_to_http(&status);
-            json_answer(
-                code,
-                serde_json::to_vec(&body).expect("error bodies serialize"),
-            )
+        Ok(reply) => {
+            let (status, json) = reply_json(reply);
+            json_answer(status, json)
         }
         Err(e) => answer(
             &tonic::Status::internal(format!("the call stopped: {e}")),
             None,
         ),
+    }
+}
+
+/// A service's reply as the HTTP status and JSON body the gateway answers with.
+fn reply_json(reply: Result<prost_reflect::DynamicMessage, tonic::Status>) -> (u16, Vec<u8>) {
+    match reply {
+        Ok(reply) => (200, response_json(&reply)),
+        Err(status) => {
+            let (code, body) = status_to_http(&status);
+            (
+                code,
+                serde_json::to_vec(&body).expect("error bodies serialize"),
+            )
+        }
     }
 }
 

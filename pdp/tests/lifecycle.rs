@@ -87,7 +87,8 @@ fn lifecycle(on_ballista: bool) {
         Some(&provider),
         json!({
             "name": "Bus arrivals", "provider_unit": "Harbin Transport Bureau", "sector": "transport",
-            "schema": [{"name": "stop_id", "type": "string"}, {"name": "delay", "type": "integer"}], "classification": "DATA_CLASS_GENERAL",
+            "schema": [{"name": "stop_id", "type": "string"}, {"name": "delay", "type": "integer"}],
+            "classification": "DATA_CLASS_GENERAL",
             "sensitivity": "SENSITIVITY_LOW", "update_frequency": "UPDATE_FREQUENCY_DAILY", "quality_statement": "daily"
         }),
     );

@@ -31,12 +31,9 @@ pub async fn call(
     // The deadline is the gateway's own: when it passes, dropping the call resets the stream
     // and the service stops the work.
     let exchange = async {
-        let unavailable =
-            |e: &dyn std::fmt::Display| Status::unavailable(format!("upstream unavailable: {e}"));
-        let connection = upstream.connection().await.map_err(|e| unavailable(&e))?;
-        let mut grpc = tonic::client::Grpc::with_origin(connection, upstream.origin().clone());
-        grpc.ready().await.map_err(|e| unavailable(&e))?;
-        grpc.unary(request, path, DynamicCodec::new(route.rpc.output()))
+        client(upstream)
+            .await?
+            .unary(request, path, DynamicCodec::new(route.rpc.output()))
             .await
     };
     match tokio::time::timeout(timeout, exchange).await {
@@ -62,14 +59,22 @@ where
 {
     let mut request = tonic::Request::new(messages);
     *request.metadata_mut() = metadata;
+    let path = route.grpc_path().clone();
+    let response = client(&upstream)
+        .await?
+        .client_streaming(request, path, DynamicCodec::new(route.rpc.output()))
+        .await?;
+    Ok(response.into_inner())
+}
+
+/// A gRPC client of `upstream`, ready to call.
+async fn client(
+    upstream: &Upstream,
+) -> Result<tonic::client::Grpc<crate::upstream::Connection>, Status> {
     let unavailable =
         |e: &dyn std::fmt::Display| Status::unavailable(format!("upstream unavailable: {e}"));
     let connection = upstream.connection().await.map_err(|e| unavailable(&e))?;
     let mut grpc = tonic::client::Grpc::with_origin(connection, upstream.origin().clone());
     grpc.ready().await.map_err(|e| unavailable(&e))?;
-    let path = route.grpc_path().clone();
-    let response = grpc
-        .client_streaming(request, path, DynamicCodec::new(route.rpc.output()))
-        .await?;
-    Ok(response.into_inner())
+    Ok(grpc)
 }

@@ -96,6 +96,12 @@ pub(crate) fn chunk(header: String, lines: &[String]) -> String {
     csv
 }
 
+/// A new part's object under the directory `root`: named apart, so that two chunks written at
+/// once never overwrite each other.
+pub(crate) fn part_in(root: &str) -> String {
+    format!("{root}part-{}.parquet", Uuid::now_v7())
+}
+
 pub(crate) fn location(tenant: &str, resource_id: &str, load_id: &str) -> String {
     format!("tenants/{tenant}/resources/{resource_id}/loads/{load_id}/")
 }
@@ -156,13 +162,21 @@ pub(crate) fn registered_fields(
         .collect())
 }
 
-/// What `location` weighs in the store. Unknown (the store did not list it) counts as nothing,
-/// rather than leave the written data behind unrecorded; the next write is weighed again.
-pub(crate) async fn weigh(sandbox: &pdp_sandbox::Sandbox, location: &str) -> u64 {
-    sandbox.size(location).await.unwrap_or_else(|e| {
-        tracing::warn!(location, error = %e, "a workspace table was not weighed");
-        0
-    })
+/// What `location` weighs in the store, or why it could not be weighed: then what was written
+/// is not kept, since the quota could not be checked.
+pub(crate) async fn weigh(
+    sandbox: &pdp_sandbox::Sandbox,
+    location: &str,
+) -> std::result::Result<u64, String> {
+    sandbox.size(location).await.map_err(|e| e.to_string())
+}
+
+/// A table that could not be weighed, refused: the workspace's quota could not be checked.
+pub(crate) fn unweighed(why: &str) -> RequestError {
+    RequestError::unavailable(
+        "SANDBOX_STORE",
+        format!("the store did not weigh the table ({why}); nothing was kept, try again"),
+    )
 }
 
 /// The caller's own open load of `resource_id`; another's is NOT_FOUND.
@@ -482,12 +496,7 @@ impl Requests {
             })
             .await?;
         let csv = chunk(header, &lines);
-        // Named apart, so that two chunks appended at once never overwrite each other.
-        let part = format!(
-            "{}part-{}.parquet",
-            location(scope.tenant().as_str(), &resource_id, &id),
-            Uuid::now_v7()
-        );
+        let part = part_in(&location(scope.tenant().as_str(), &resource_id, &id));
         let loaded = sandbox
             .load_csv(&part, &fields, csv.as_bytes(), load.rows + 2)
             .await
@@ -631,10 +640,11 @@ impl Requests {
             _ => None,
         };
         // What the derived table weighs, counted against the workspace's quota.
-        let derived_bytes = match &derived {
+        let weighed = match &derived {
             Some((_, location)) => weigh(&sandbox, location).await,
-            None => 0,
+            None => Ok(0),
         };
+        let derived_bytes = weighed.clone().unwrap_or_default();
         let quota = sandbox.workspace_quota();
         let (caller, grant) = (who.clone(), grant_id.clone());
         let stored = derived.clone();
@@ -653,16 +663,10 @@ impl Requests {
                             bytes: derived_bytes,
                             ..table
                         };
-                        let room = room_for_derived(conn, scope, &table).and_then(|replaced| {
+                        let room = weighed.map_err(|why| unweighed(&why)).and_then(|bytes| {
+                            let replaced = room_for_derived(conn, scope, &table)?;
                             let (g, name) = (&table.grant_id, &table.name);
-                            crate::workspace::within_quota(
-                                conn,
-                                scope,
-                                g,
-                                name,
-                                derived_bytes,
-                                quota,
-                            )?;
+                            crate::workspace::within_quota(conn, scope, g, name, bytes, quota)?;
                             Ok(replaced)
                         });
                         match room {

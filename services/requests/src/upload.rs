@@ -12,10 +12,9 @@ use pdp_kit::store::{Access, TenantScope};
 use pdp_proto::pdp::requests::v1 as api;
 use pdp_sandbox::load::Field;
 use pdp_sandbox::{Sandbox, SandboxError};
-use uuid::Uuid;
 
 use crate::RequestError;
-use crate::sandbox::{audit, engine_error, location, own_load, registered_fields};
+use crate::sandbox::{audit, engine_error, location, own_load, part_in, registered_fields};
 use crate::service::Requests;
 use crate::store as db;
 
@@ -37,7 +36,7 @@ enum Format {
     Parquet,
 }
 
-/// The upload's lines so far, cut into parts and written as Parquet.
+/// What an upload wrote so far: a CSV file's lines cut into parts, or a Parquet file's one part.
 struct Parts<'a> {
     sandbox: &'a Sandbox,
     fields: &'a [Field],
@@ -87,7 +86,7 @@ impl Parts<'_> {
         csv.extend_from_slice(header);
         csv.push(b'\n');
         csv.append(&mut self.part);
-        let object = format!("{}part-{}.parquet", self.root, Uuid::now_v7());
+        let object = part_in(&self.root);
         let loaded = self
             .sandbox
             .load_csv(&object, self.fields, csv.as_slice(), self.first_line)
@@ -120,7 +119,7 @@ impl Parts<'_> {
             }
         }
         let spooled = spool.finish().await.map_err(refused)?;
-        let object = format!("{}part-{}.parquet", self.root, Uuid::now_v7());
+        let object = part_in(&self.root);
         let loaded = self
             .sandbox
             .load_parquet(&spooled, &object, self.fields)

@@ -11,7 +11,6 @@ use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, TenantScope};
 use pdp_proto::pdp::requests::v1 as api;
 use pdp_sandbox::load::Field;
-use uuid::Uuid;
 
 use crate::RequestError;
 use crate::sandbox::{
@@ -260,7 +259,7 @@ impl Requests {
                 personal: c.personal_information,
             })
             .collect();
-        let part = format!("{location}part-{}.parquet", Uuid::now_v7());
+        let part = crate::sandbox::part_in(&location);
         let loaded = sandbox
             .load_csv(
                 &part,
@@ -272,7 +271,13 @@ impl Requests {
             .map_err(engine_error)?;
         let caller = who.clone();
         let object = loaded.object.clone();
-        let added = crate::sandbox::weigh(&sandbox, &object).await;
+        let added = match crate::sandbox::weigh(&sandbox, &object).await {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                let _ = sandbox.delete(&object).await;
+                return Err(crate::sandbox::unweighed(&why));
+            }
+        };
         let quota = sandbox.workspace_quota();
         let recorded = self
             .in_scope(&scope, move |conn, scope, now| {

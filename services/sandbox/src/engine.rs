@@ -211,8 +211,6 @@ struct Sessions {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     store: Arc<dyn ObjectStore>,
-    /// The URL the store is registered under in every session: `sandbox://data/`.
-    url: Url,
     limits: Limits,
     engine: Arc<dyn Engine>,
     /// What one grant's workspace may hold in the store, in bytes.
@@ -227,7 +225,6 @@ impl Sandbox {
     pub fn new(store: Arc<dyn ObjectStore>, limits: Limits) -> Result<Self, SandboxError> {
         Ok(Self {
             store,
-            url: store_url(),
             limits,
             engine: Arc::new(InProcess),
             workspace_quota: WORKSPACE_QUOTA,
@@ -272,7 +269,7 @@ impl Sandbox {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .build_arc()?;
-        runtime.register_object_store(&self.url, self.store.clone());
+        runtime.register_object_store(&store_url(), self.store.clone());
         let config = SessionConfig::new().with_information_schema(false);
         let state = SessionStateBuilder::new()
             .with_config(config)
@@ -296,7 +293,7 @@ impl Sandbox {
     }
 
     fn path(&self, location: &str) -> String {
-        format!("{}{}", self.url, location.trim_start_matches('/'))
+        format!("{}{}", store_url(), location.trim_start_matches('/'))
     }
 
     /// Which fields of `tables` `plan` reads, subqueries included. The planner inlines each
