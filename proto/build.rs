@@ -69,6 +69,8 @@ fn collect_protos(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 struct Payload {
     message: MessageDescriptor,
     types: Vec<String>,
+    /// The `pdp.events.v1.topic` option: where its events go when not on the service's topic.
+    topic: Option<String>,
 }
 
 fn event_payloads(pool: &DescriptorPool) -> Result<Vec<Payload>, Error> {
@@ -103,7 +105,15 @@ fn event_payloads(pool: &DescriptorPool) -> Result<Vec<Payload>, Error> {
                 .into());
             }
         }
-        payloads.push(Payload { message, types });
+        let topic = pool
+            .get_extension_by_name("pdp.events.v1.topic")
+            .filter(|t| options.has_extension(t))
+            .and_then(|t| options.get_extension(&t).as_str().map(str::to_string));
+        payloads.push(Payload {
+            message,
+            types,
+            topic,
+        });
     }
     let mut seen = BTreeMap::new();
     for p in &payloads {
@@ -271,7 +281,10 @@ fn asyncapi(template: &str, payloads: &[Payload]) -> Result<String, Error> {
         doc["components"]["schemas"][&name] = message_schema(&p.message);
         for ty in &p.types {
             let key = message_key(ty);
-            let topic = ty.rsplitn(3, '.').nth(2).unwrap_or_default().to_string();
+            let topic = p
+                .topic
+                .clone()
+                .unwrap_or_else(|| ty.rsplitn(3, '.').nth(2).unwrap_or_default().to_string());
             let mut message = json!({
                 "name": ty,
                 "payload": {"$ref": format!("#/components/schemas/{name}")},

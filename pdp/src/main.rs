@@ -37,6 +37,7 @@ const SERVICES: &[ServiceDef] = &[
     pdp_selection::DEF,
     pdp_agreements::DEF,
     pdp_requests::DEF,
+    pdp_products::DEF,
 ];
 
 fn service_named(name: &str) -> anyhow::Result<&'static ServiceDef> {

@@ -2,9 +2,11 @@
 //! three operators and the public do it: the call, three applications (one ineligible for a
 //! security incident two years ago) whose conditions the bureau judges, evaluation, the public
 //! notice, an objection dismissed, the conclusion, the agreement, both signatures, activation; a
-//! data request reviewed by the bureau and two providers (one with conditions) and its grant; a
-//! data-quality ticket left unanswered; then the test moves the clock past the agreement's last
-//! day: the operator's calls are denied, the grant has ended, the ticket is overdue.
+//! data request reviewed by the bureau and two providers (one with conditions) and its grant;
+//! sandbox queries and a derived table; a product built on it, reviewed, registered, priced within
+//! the bureau's ceiling and released to an exchange; a data-quality ticket left unanswered; then
+//! the test moves the clock past the agreement's last day: the operator's calls are denied, the
+//! grant has ended, the product is withdrawn, the ticket is overdue.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -59,7 +61,16 @@ fn lifecycle(on_ballista: bool) {
     ShiftedClock::shift_to(&shift, start).unwrap();
     let port = free_port();
     let mut cluster = on_ballista.then(|| SandboxCluster::start(data.path()));
+    // One data exchange products are released to (第二十四条).
+    let config = data.path().join("pdp.toml");
+    std::fs::write(
+        &config,
+        "[[products.exchanges]]\nid = \"hlj-dex\"\nname = \"Heilongjiang Data Exchange\"\n\
+         receipts_topic = \"hlj-dex.receipts\"\ntrades_topic = \"hlj-dex.trades\"\n",
+    )
+    .unwrap();
     let mut env = vec![
+        ("PDP_CONFIG", config.to_str().unwrap()),
         ("PDP_DEV__CLOCK_SHIFT_FILE", shift.to_str().unwrap()),
         ("PDP_INSTANCE__SCHEDULER_INTERVAL_SECS", "1"),
     ];
@@ -513,6 +524,96 @@ fn lifecycle(on_ballista: bool) {
     );
     assert_eq!(status, 400, "{refused}");
 
+    // A product of what the sandbox lets out (第二十条): an API over the workspace table, defined
+    // once products has learnt of the grant and the table, reviewed and registered by the bureau,
+    // priced within the bureau's ceiling, released to the exchange, public without a token.
+    let (status, rules) = call(
+        port,
+        "PUT",
+        &format!("{H}/pricing-rules"),
+        Some(&bureau),
+        Some(
+            &json!({"ceilings": [{"form": "PRODUCT_FORM_API", "unit": "PRICE_UNIT_PER_CALL",
+            "amount_fen": 50}]}),
+        ),
+    );
+    assert_eq!(status, 200, "{rules}");
+    let product = json!({
+        "name": "Arrivals per stop",
+        "class": "PRODUCT_CLASS_INDUSTRY_DEVELOPMENT",
+        "description": "How many arrivals each stop saw, other than the excluded one",
+        "terms_of_use": "For the buyer's own route planning; never passed on",
+        "inputs": [{"grant_id": grant_id, "tables": ["stops"]}],
+        "form": "PRODUCT_FORM_API",
+        "query": "SELECT stop_id, count(*) AS n FROM workspace.stops \
+                  WHERE stop_id <> :excluded GROUP BY stop_id",
+        "parameters": [{"name": "excluded", "type": "PARAMETER_TYPE_STRING"}],
+    });
+    let products = format!("{H}/products");
+    let created = eventually(30, "products learns of the grant and its table", || {
+        let (status, p) = post(&products, Some(beta), product.clone());
+        (status == 200).then_some(p)
+    });
+    let pid = created["id"].as_str().unwrap().to_string();
+    let (status, submitted) = post(&format!("{products}/{pid}:submit"), Some(beta), json!({}));
+    assert_eq!(
+        (status, &submitted["state"]),
+        (200, &json!("PRODUCT_STATE_BUREAU_REVIEW")),
+        "{submitted}"
+    );
+    let findings: Vec<Value> = [
+        "REVIEW_ASPECT_COMPLIANCE",
+        "REVIEW_ASPECT_SECURITY",
+        "REVIEW_ASPECT_PLAN_CONFORMITY",
+    ]
+    .iter()
+    .map(|a| json!({"aspect": a, "passed": true}))
+    .collect();
+    let (status, registered) = post(
+        &format!("{products}/{pid}:review"),
+        Some(&bureau),
+        json!({"outcome": "REVIEW_OUTCOME_APPROVED", "findings": findings}),
+    );
+    assert_eq!(status, 200, "{registered}");
+    let code = registered["registration"]["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(code.starts_with("230100-20"), "{registered}");
+    let (status, refused) = post(
+        &format!("{products}/{pid}:price"),
+        Some(beta),
+        json!({"amount_fen": 80, "unit": "PRICE_UNIT_PER_CALL"}),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused.to_string().contains("ceiling of 0.50 CNY"),
+        "{refused}"
+    );
+    let (status, priced) = post(
+        &format!("{products}/{pid}:price"),
+        Some(beta),
+        json!({"amount_fen": 30, "unit": "PRICE_UNIT_PER_CALL"}),
+    );
+    assert_eq!(status, 200, "{priced}");
+    let (status, released) = post(
+        &format!("{products}/{pid}:release"),
+        Some(beta),
+        json!({"exchange_id": "hlj-dex"}),
+    );
+    assert_eq!(
+        (status, &released["state"]),
+        (200, &json!("PRODUCT_STATE_LISTED")),
+        "{released}"
+    );
+    let (status, public) = get(&format!("{H}/public/products/{code}"), None);
+    assert_eq!(status, 200, "{public}");
+    assert_eq!(
+        (&public["operator"], &public["exchangeIds"]),
+        (&json!("beta"), &json!(["hlj-dex"])),
+        "{public}"
+    );
+
     // A whole file streamed through the gateway (`PUT …/data`, text/csv, chunked): 250 000
     // records, written in parts of 100 000 as they arrive. A file with one line that does not
     // fit (in its last part, after two parts were written) is refused whole, naming the line,
@@ -629,6 +730,15 @@ fn lifecycle(on_ballista: bool) {
         (status, &denied["granted"]),
         (200, &json!(false)),
         "{denied}"
+    );
+    // The authorization ended, so did beta's trade in its product (第二十九条).
+    let withdrawn = eventually(30, "the product is withdrawn with the agreement", || {
+        let (_, p) = get(&format!("{products}/{pid}"), Some(&bureau));
+        (p["state"] == "PRODUCT_STATE_WITHDRAWN").then_some(p)
+    });
+    assert_eq!(
+        withdrawn["listings"][0]["state"], "LISTING_STATE_DELISTED",
+        "{withdrawn}"
     );
     // The grant ended: the same query is refused.
     let (status, _) = post(&queries, Some(beta), aggregate);

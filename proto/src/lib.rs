@@ -93,6 +93,18 @@ pub mod pdp {
             include!(concat!(env!("OUT_DIR"), "/pdp.requests.v1.events.rs"));
         }
     }
+    pub mod exchange {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/pdp.exchange.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/pdp.exchange.v1.events.rs"));
+        }
+    }
+    pub mod products {
+        pub mod v1 {
+            tonic::include_proto!("pdp.products.v1");
+            include!(concat!(env!("OUT_DIR"), "/pdp.products.v1.events.rs"));
+        }
+    }
 }
 
 #[cfg(test)]

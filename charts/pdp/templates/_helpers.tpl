@@ -91,6 +91,15 @@ workspace_quota_mib = {{ .workspaceQuotaMiB }}
 ballista_scheduler = "df://{{ include "pdp.fullname" $ }}-sandbox-scheduler:{{ .ballista.schedulerPort }}"
 {{- end }}
 {{- end }}
+{{- range .Values.products.exchanges }}
+
+[[products.exchanges]]
+id = {{ .id | quote }}
+name = {{ .name | quote }}
+receipts_topic = {{ .receiptsTopic | quote }}
+trades_topic = {{ .tradesTopic | quote }}
+public_key = {{ .publicKey | default "" | quote }}
+{{- end }}
 
 [gateway]
 audience = {{ .Values.gateway.audience | quote }}

@@ -23,6 +23,10 @@ const REQUEST_DATA: (&str, Action) = (
     "pdp.requests.v1.RequestService/CreateRequest",
     Action::Write,
 );
+const REVIEW_PRODUCT: (&str, Action) = (
+    "pdp.products.v1.ProductService/ReviewProduct",
+    Action::Write,
+);
 const PUBLIC_NOTICES: (&str, Action) = (
     "pdp.selection.v1.PublicSelectionService/ListPublicSelections",
     Action::Read,
@@ -54,51 +58,53 @@ async fn every_role_in_its_own_tenant_and_in_another() {
         REQUEST_DATA,
         PUBLIC_NOTICES,
         CREATE_RESOURCE,
+        REVIEW_PRODUCT,
     ];
-    // role, home, tenant called, [submit plan, get plan, open inspection, request data, public notices, create resource]
-    let matrix: &[(&str, &str, &str, [bool; 6])] = &[
+    // role, home, tenant called, [submit plan, get plan, open inspection, request data, public
+    // notices, create resource, review product]
+    let matrix: &[(&str, &str, &str, [bool; 7])] = &[
         (
             "provincial_bureau",
             "230000",
             "230000",
-            [true, true, true, false, true, true],
+            [true, true, true, false, true, true, true],
         ),
         // Supervision of a city: read only.
         (
             "provincial_bureau",
             "230000",
             "230100",
-            [false, true, false, false, true, false],
+            [false, true, false, false, true, false, false],
         ),
         (
             "city_bureau",
             "230100",
             "230100",
-            [true, true, true, false, true, true],
+            [true, true, true, false, true, true, true],
         ),
         (
             "city_bureau",
             "230100",
             "230200",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         (
             "city_bureau",
             "230100",
             "230000",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         (
             "provider",
             "230100",
             "230100",
-            [false, false, false, false, true, true],
+            [false, false, false, false, true, true, false],
         ),
         (
             "provider",
             "230100",
             "230200",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         // Bureaus and providers review data requests, never file them. Operators read
         // (effective) plans; data requests need an active agreement (see below);
@@ -107,49 +113,49 @@ async fn every_role_in_its_own_tenant_and_in_another() {
             "operator",
             "230100",
             "230100",
-            [false, true, false, false, true, false],
+            [false, true, false, false, true, false, false],
         ),
         (
             "operator",
             "230100",
             "230200",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         (
             "developer",
             "230100",
             "230100",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         (
             "supervisor",
             "230100",
             "230100",
-            [false, true, true, false, true, false],
+            [false, true, true, false, true, false, false],
         ),
         (
             "supervisor",
             "230100",
             "230200",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         (
             "auditor",
             "230100",
             "230100",
-            [false, true, false, false, true, false],
+            [false, true, false, false, true, false, false],
         ),
         (
             "auditor",
             "230100",
             "230000",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
         (
             "root",
             "230100",
             "230100",
-            [false, false, false, false, true, false],
+            [false, false, false, false, true, false, false],
         ),
     ];
     for (role, home, tenant, expected) in matrix {

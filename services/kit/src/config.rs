@@ -37,6 +37,7 @@ pub struct Config {
     pub calendar: CalendarConfig,
     pub gateway: GatewayConfig,
     pub sandbox: SandboxConfig,
+    pub products: ProductsConfig,
     pub dev: DevConfig,
 }
 
@@ -56,6 +57,7 @@ impl Default for Config {
             calendar: CalendarConfig::default(),
             gateway: GatewayConfig::default(),
             sandbox: SandboxConfig::default(),
+            products: ProductsConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -357,6 +359,60 @@ impl SandboxConfig {
     }
 }
 
+/// What the products service hands products to: the data exchanges of the deployment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProductsConfig {
+    pub exchanges: Vec<ExchangeConfig>,
+}
+
+/// A data exchange (数据交易机构) products are released to: it reads the listings naming its `id`
+/// on `pdp.exchange.listings` and answers on its own topics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    /// Lower-case letters, digits and `-`, e.g. `hlj-dex`.
+    pub id: String,
+    pub name: String,
+    /// Where it sends receipts of listings, and trades.
+    pub receipts_topic: String,
+    pub trades_topic: String,
+    /// The PEM public key (ECDSA P-256) its events are signed with.
+    pub public_key: String,
+}
+
+impl ProductsConfig {
+    fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.exchanges {
+            let id_ok = !e.id.is_empty()
+                && e.id.len() <= 63
+                && e.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !id_ok {
+                return Err(format!(
+                    "exchange id `{}` is not 1 to 63 lower-case letters, digits and -",
+                    e.id
+                ));
+            }
+            if !seen.insert(e.id.as_str()) {
+                return Err(format!("exchange `{}` is configured twice", e.id));
+            }
+            if e.name.trim().is_empty()
+                || e.receipts_topic.trim().is_empty()
+                || e.trades_topic.trim().is_empty()
+            {
+                return Err(format!(
+                    "exchange `{}` needs its name, receipts_topic and trades_topic",
+                    e.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalendarConfig {
@@ -620,6 +676,14 @@ impl Config {
             origin: String::new(),
             message,
         })?;
+        config
+            .products
+            .check()
+            .map_err(|message| ConfigError::Key {
+                key: "products".to_string(),
+                origin: String::new(),
+                message,
+            })?;
         Ok(config)
     }
 
