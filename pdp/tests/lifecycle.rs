@@ -10,8 +10,13 @@
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::{EncodePublicKey, LineEnding};
 use pdp_kit::calendar::{WorkingCalendar, civil_date, end_of_day};
 use pdp_kit::clock::ShiftedClock;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 
 mod support;
@@ -35,23 +40,44 @@ fn evidence(incident_on: Option<NaiveDate>) -> Value {
 
 #[test]
 fn from_an_effective_plan_to_an_active_agreement_and_its_expiry() {
-    lifecycle(false);
+    lifecycle(false, false);
 }
 
 /// The same lifecycle with the sandbox's queries reading the data on a Ballista cluster of
 /// `pdp sandbox scheduler|executor` processes: the same answers, refusals and suppressions.
 #[test]
 fn the_same_lifecycle_with_the_sandbox_on_a_ballista_cluster() {
-    lifecycle(true);
+    lifecycle(true, false);
 }
 
-fn lifecycle(on_ballista: bool) {
+/// The same lifecycle on the Kafka-compatible broker (`TEST_KAFKA_BROKERS`) instead of the
+/// embedded log, where a consumer that is not pdp — the reference exchange client — reads the
+/// listing, answers with a signed receipt and sells a call; the buyer then calls the product
+/// through the gateway. Its organizations and exchange are named for this run, so that what
+/// earlier runs left on the broker concerns nobody here.
+#[test]
+fn the_same_lifecycle_on_kafka_with_the_reference_exchange() {
+    lifecycle(false, true);
+}
+
+fn lifecycle(on_ballista: bool, on_kafka: bool) {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
     let shift = data.path().join("clock-shift");
     let provider = token(dir, "230100", "provider", "harbin-transport");
     let bureau = token(dir, "230100", "city_bureau", "harbin-data-bureau");
-    let ops: Vec<(String, String)> = ["acme", "beta", "gamma"]
+    let run = if on_kafka {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("-{:x}", nanos % (1 << 40))
+    } else {
+        String::new()
+    };
+    let [acme_org, beta_org, gamma_org] = ["acme", "beta", "gamma"].map(|o| format!("{o}{run}"));
+    let dex = format!("hlj-dex{run}");
+    let ops: Vec<(String, String)> = [&acme_org, &beta_org, &gamma_org]
         .iter()
         .map(|o| (o.to_string(), token(dir, "230100", "operator", o)))
         .collect();
@@ -61,14 +87,25 @@ fn lifecycle(on_ballista: bool) {
     ShiftedClock::shift_to(&shift, start).unwrap();
     let port = free_port();
     let mut cluster = on_ballista.then(|| SandboxCluster::start(data.path()));
-    // One data exchange products are released to (第二十四条).
+    // One data exchange products are released to (第二十四条), with the key its answers are
+    // signed with.
+    let exchange_key = SigningKey::random(&mut rand::rngs::OsRng);
+    let public_key = exchange_key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     let config = data.path().join("pdp.toml");
     std::fs::write(
         &config,
-        "[[products.exchanges]]\nid = \"hlj-dex\"\nname = \"Heilongjiang Data Exchange\"\n\
-         receipts_topic = \"hlj-dex.receipts\"\ntrades_topic = \"hlj-dex.trades\"\n",
+        format!(
+            "[[products.exchanges]]\nid = \"{dex}\"\nname = \"Heilongjiang Data Exchange\"\n\
+             receipts_topic = \"{dex}.receipts\"\ntrades_topic = \"{dex}.trades\"\n\
+             public_key = '''\n{public_key}'''\n"
+        ),
     )
     .unwrap();
+    let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let instance = format!("lifecycle{run}");
     let mut env = vec![
         ("PDP_CONFIG", config.to_str().unwrap()),
         ("PDP_DEV__CLOCK_SHIFT_FILE", shift.to_str().unwrap()),
@@ -76,6 +113,10 @@ fn lifecycle(on_ballista: bool) {
     ];
     if let Some(cluster) = &cluster {
         env.push(("PDP_SANDBOX__BALLISTA_SCHEDULER", cluster.url.as_str()));
+    }
+    if on_kafka {
+        env.push(("PDP_EVENTS__BROKERS", brokers.as_str()));
+        env.push(("PDP_INSTANCE__NAME", instance.as_str()));
     }
     let mut child = start_dev_with(data.path(), port, &env);
     wait_ready(&mut child, port);
@@ -192,7 +233,7 @@ fn lifecycle(on_ballista: bool) {
     let two_years_ago = civil_date(now) - Duration::days(730);
     let mut apps = Vec::new();
     for (i, (org, tok)) in ops.iter().enumerate() {
-        let incident = (org == "gamma").then_some(two_years_ago);
+        let incident = (*org == gamma_org).then_some(two_years_ago);
         let (status, app) = post(&format!("{s}/applications"), Some(tok), evidence(incident));
         assert_eq!(status, 200, "{org}: {app}");
         assert_eq!(
@@ -218,14 +259,18 @@ fn lifecycle(on_ballista: bool) {
             assert_eq!(status, 200, "{org} {name}: {answer}");
         }
         let (_, judged) = get(&format!("{s}/applications/{aid}"), Some(&bureau));
-        assert_eq!(judged["eligible"], json!(org != "gamma"), "{org}: {judged}");
+        assert_eq!(
+            judged["eligible"],
+            json!(*org != gamma_org),
+            "{org}: {judged}"
+        );
         apps.push((i, org.clone(), aid));
     }
 
     // The window closes; the bureau evaluates and shortlists.
     ShiftedClock::shift_to(&shift, now + Duration::hours(2)).unwrap();
     for (_, org, aid) in &apps {
-        let score = if org == "beta" { 90 } else { 70 };
+        let score = if *org == beta_org { 90 } else { 70 };
         let (status, answer) = post(
             &format!("{s}/applications/{aid}/evaluations"),
             Some(&bureau),
@@ -233,13 +278,13 @@ fn lifecycle(on_ballista: bool) {
         );
         assert_eq!(
             status,
-            if org == "gamma" { 400 } else { 200 },
+            if *org == gamma_org { 400 } else { 200 },
             "{org}: {answer}"
         );
     }
     let (status, shortlisted) = post(&format!("{s}:shortlist"), Some(&bureau), json!({}));
     assert_eq!(status, 200, "{shortlisted}");
-    assert_eq!(shortlisted["shortlist"][0]["organization"], "beta");
+    assert_eq!(shortlisted["shortlist"][0]["organization"], json!(beta_org));
 
     // The notice: at least five working days; a public objection, dismissed.
     let starts = civil_date(shifted_now());
@@ -296,7 +341,7 @@ fn lifecycle(on_ballista: bool) {
     let first = civil_date(shifted_now());
     let last = first + Duration::days(30);
     let agreement_body = json!({
-        "selection_id": sid, "operator": "beta",
+        "selection_id": sid, "operator": beta_org,
         "terms": {
             "scope": {"resource_ids": [rid, rid2], "catalog": "bus arrivals, clinic visits"},
             "term": {"first_day": first.to_string(), "last_day": last.to_string()},
@@ -354,7 +399,8 @@ fn lifecycle(on_ballista: bool) {
     );
     let (_, disclosed) = get(&format!("{H}/public/authorizations"), None);
     assert_eq!(
-        disclosed["authorizations"][0]["operator"], "beta",
+        disclosed["authorizations"][0]["operator"],
+        json!(beta_org),
         "{disclosed}"
     );
 
@@ -403,7 +449,8 @@ fn lifecycle(on_ballista: bool) {
         "{grant}"
     );
     assert_eq!(grant["validTo"], last.to_string());
-    let check = format!("{H}/grants:check?organization=beta&resource_id={rid}&fields=stop_id");
+    let check =
+        format!("{H}/grants:check?organization={beta_org}&resource_id={rid}&fields=stop_id");
     let (status, allowed) = get(&check, Some(beta));
     assert_eq!(
         (status, &allowed["granted"]),
@@ -599,7 +646,7 @@ fn lifecycle(on_ballista: bool) {
     let (status, released) = post(
         &format!("{products}/{pid}:release"),
         Some(beta),
-        json!({"exchange_id": "hlj-dex"}),
+        json!({"exchange_id": dex}),
     );
     assert_eq!(
         (status, &released["state"]),
@@ -610,9 +657,84 @@ fn lifecycle(on_ballista: bool) {
     assert_eq!(status, 200, "{public}");
     assert_eq!(
         (&public["operator"], &public["exchangeIds"]),
-        (&json!("beta"), &json!(["hlj-dex"])),
+        (&json!(beta_org), &json!([dex])),
         "{public}"
     );
+
+    // On the broker, the reference exchange reads the listing, accepts it under its own id and
+    // sells one call; pdp verifies both answers, records the trade with its shares, and the buyer
+    // calls the product through the gateway, once.
+    if on_kafka {
+        let buyer_org = format!("91230100MA1BUYER{run}");
+        let exchange = pdp_exchange_client::Exchange {
+            id: dex.clone(),
+            key: exchange_key.clone(),
+            receipts_topic: format!("{dex}.receipts"),
+            trades_topic: format!("{dex}.trades"),
+        };
+        let policy = pdp_exchange_client::Policy {
+            demo_buyer: Some(buyer_org.clone()),
+        };
+        let brokers = brokers.clone();
+        let answered = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let consumer: StreamConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &brokers)
+                    .set("group.id", &exchange.id)
+                    .set("enable.auto.commit", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .create()
+                    .unwrap();
+                consumer
+                    .subscribe(&[pdp_exchange_client::LISTINGS_TOPIC])
+                    .unwrap();
+                let producer: FutureProducer = ClientConfig::new()
+                    .set("bootstrap.servers", &brokers)
+                    .create()
+                    .unwrap();
+                let serving =
+                    pdp_exchange_client::serve(&consumer, &producer, &exchange, &policy, Some(1));
+                tokio::time::timeout(std::time::Duration::from_secs(60), serving).await
+            })
+        })
+        .join()
+        .unwrap()
+        .expect("the listing reaches the exchange")
+        .unwrap();
+        assert_eq!(answered, 1);
+        let accepted = eventually(30, "the exchange's receipt is applied", || {
+            let (_, p) = get(&format!("{products}/{pid}"), Some(beta));
+            (p["listings"][0]["state"] == "LISTING_STATE_ACCEPTED").then_some(p)
+        });
+        let listing_id = accepted["listings"][0]["exchangeListingId"].as_str();
+        assert!(listing_id.unwrap().starts_with(&dex), "{accepted}");
+        let trades = eventually(30, "the trade is recorded", || {
+            let (_, t) = get(&format!("{H}/trades"), Some(&bureau));
+            t["trades"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1)
+                .then_some(t)
+        });
+        let trade = &trades["trades"][0];
+        assert_eq!(
+            (&trade["buyerOrganization"], &trade["amountFen"]),
+            (&json!(buyer_org), &json!("30")),
+            "{trade}"
+        );
+        assert_eq!(trade["entitlement"]["calls"], "1", "{trade}");
+        let buyer = token(dir, "230100", "buyer", &buyer_org);
+        let call_path = format!("{products}/{pid}:call");
+        let body = json!({"parameters": {"excluded": "S9"}});
+        let answer = eventually(30, "requests learns of the trade", || {
+            let (status, a) = post(&call_path, Some(&buyer), body.clone());
+            (status == 200).then_some(a)
+        });
+        assert_eq!(answer["rows"].as_array().unwrap().len(), 2, "{answer}");
+        let (status, refused) = post(&call_path, Some(&buyer), body);
+        assert_eq!(status, 403, "one call bought, one made: {refused}");
+        assert!(refused.to_string().contains("NO_ENTITLEMENT"), "{refused}");
+    }
 
     // A whole file streamed through the gateway (`PUT …/data`, text/csv, chunked): 250 000
     // records, written in parts of 100 000 as they arrive. A file with one line that does not

@@ -120,6 +120,9 @@ pub enum Role {
     /// An outside expert a bureau names to evaluate a selection's applications (评审专家);
     /// bureau staff named so keep their own role.
     Evaluator,
+    /// An organization that buys products on a data exchange (数据产品需方, 第二十四条): it calls
+    /// what its trades entitle it to.
+    Buyer,
     /// Derived: an operator's organization while one of its agreements in the tenant is ACTIVE
     /// (R-AGR-3). Granted by the gateway from the agreements, never by a token.
     AuthorizedOperator,
@@ -131,7 +134,7 @@ pub enum Role {
 
 impl Role {
     /// Every role: those a token may carry ([`Role::ISSUED`]) first, then the derived ones.
-    pub const ALL: [Role; 11] = [
+    pub const ALL: [Role; 12] = [
         Role::ProvincialBureau,
         Role::CityBureau,
         Role::Provider,
@@ -140,13 +143,14 @@ impl Role {
         Role::Supervisor,
         Role::Auditor,
         Role::Evaluator,
+        Role::Buyer,
         Role::AuthorizedOperator,
         Role::Supervision,
         Role::Public,
     ];
 
     /// The roles a token may carry.
-    pub const ISSUED: &'static [Role] = Self::ALL.split_at(8).0;
+    pub const ISSUED: &'static [Role] = Self::ALL.split_at(9).0;
 
     /// The data bureaus: the province's and the cities'.
     pub const BUREAU: [Role; 2] = [Role::ProvincialBureau, Role::CityBureau];
@@ -170,6 +174,7 @@ impl Role {
             Self::Supervisor => "supervisor",
             Self::Auditor => "auditor",
             Self::Evaluator => "evaluator",
+            Self::Buyer => "buyer",
             Self::AuthorizedOperator => "authorized_operator",
             Self::Supervision => "supervision",
             Self::Public => "public",

@@ -242,6 +242,20 @@ fn input_violations(inputs: &[api::ProductInput]) -> Vec<FieldViolation> {
             ),
         ));
     }
+    let grants = inputs
+        .iter()
+        .filter(|i| !i.grant_id.trim().is_empty())
+        .count();
+    if !inputs.is_empty() && grants != 1 {
+        v.push(FieldViolation::new(
+            "product.inputs",
+            format!(
+                "exactly one grant_id, not {grants}: the sandbox computes a product on one grant's \
+                 data (its resources and workspace tables); products it builds on are further \
+                 inputs"
+            ),
+        ));
+    }
     for (i, input) in inputs.iter().enumerate() {
         let grant = !input.grant_id.trim().is_empty();
         let product = !input.product_id.trim().is_empty();

@@ -455,3 +455,18 @@ impl api::sandbox_service_server::SandboxService for Requests {
 fn stopped(e: &tokio::task::JoinError) -> crate::RequestError {
     crate::RequestError::Corrupt(format!("the load's work stopped: {e}"))
 }
+
+#[tonic::async_trait]
+impl api::product_delivery_service_server::ProductDeliveryService for Requests {
+    async fn call_product(
+        &self,
+        request: Request<api::CallProductRequest>,
+    ) -> Answer<api::QueryAnswer> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let values = r.parameters.into_iter().collect();
+        ok(self
+            .call_product(&who, &r.tenant, r.product_id, values)
+            .await)
+    }
+}

@@ -6,6 +6,7 @@
 //! The sandbox asks [`GrantService/CheckGrant`](service::Requests::check) before every query.
 //! Laid out as `services/README.md` says.
 
+mod delivery;
 pub mod developer;
 mod developers;
 mod grpc;
@@ -28,6 +29,7 @@ use pdp_kit::service::{Context, Running};
 use pdp_kit::store::{AnyConnection, TenantScope};
 use pdp_proto::pdp::agreements::v1 as agreements;
 use pdp_proto::pdp::planning::v1 as planning;
+use pdp_proto::pdp::products::v1 as products;
 use pdp_proto::pdp::requests::v1 as api;
 
 use crate::request::{AgreementFacts, ResourceFacts};
@@ -38,14 +40,16 @@ pub use service::Requests;
 
 pub const SERVICE: &str = "requests";
 pub const TOPIC: &str = "pdp.requests";
-/// The consumer group that follows the catalog's resources and the agreements.
+/// The consumer group that follows the catalog's resources, the agreements, and the products it
+/// delivers.
 pub const FOLLOW_CONSUMER: &str = "requests-follow";
-const FOLLOWED: [&str; 2] = ["pdp.planning", "pdp.agreements"];
+const FOLLOWED: [&str; 3] = ["pdp.planning", "pdp.agreements", "pdp.products"];
 
 pdp_kit::service_def!(SERVICE, start);
 
-/// Keeps what requests must know of other services: each resource's fields and provider, and
-/// which agreements are ACTIVE for what; ends the grants of an agreement that stops being one.
+/// Keeps what requests must know of other services: each resource's fields and provider, which
+/// agreements are ACTIVE for what (ending the grants of an agreement that stops being one), and
+/// the registered products it delivers with their buyers' entitlements.
 #[derive(Debug, Clone)]
 pub struct Follow;
 
@@ -119,6 +123,20 @@ impl EventHandler for Follow {
                 return Ok(());
             }
         }
+        for (ty, deliverable) in [
+            (products::PRODUCT_REGISTERED, true),
+            (products::PRODUCT_WITHDRAWN, false),
+        ] {
+            if let Some(p) = event.data_of(ty)? {
+                scope.enter(conn)?;
+                return delivery::follow_product(conn, &scope, &p, deliverable);
+            }
+        }
+        if let Some(t) = event.data_of(products::TRADE_RECORDED)? {
+            scope.enter(conn)?;
+            let trade = t.trade.unwrap_or_default();
+            return delivery::follow_trade(conn, &scope, &trade);
+        }
         Ok(())
     }
 }
@@ -189,6 +207,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         api::quality_service_server::QualityServiceServer,
         api::developer_service_server::DeveloperServiceServer,
         api::sandbox_service_server::SandboxServiceServer,
+        api::product_delivery_service_server::ProductDeliveryServiceServer,
     );
     let follower = context
         .consumer(FOLLOW_CONSUMER, &FOLLOWED)

@@ -301,7 +301,7 @@ type Labels = std::collections::HashMap<String, (i32, i32)>;
 
 /// The tables a statement on grant `g` reads: its resources as last loaded (granted fields only,
 /// masked ones as digests) and its workspace's tables; and their labels.
-fn readable(
+pub(crate) fn readable(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     g: &api::Grant,
@@ -359,6 +359,39 @@ fn readable(
         });
     }
     Ok((tables, labels))
+}
+
+/// What leaves of `answer`, on top of `base`: its columns, its rows as text, what was suppressed
+/// and spent.
+pub(crate) fn answer_of(
+    answer: &pdp_sandbox::engine::Answer,
+    base: &api::QueryAnswer,
+) -> api::QueryAnswer {
+    let mut out = api::QueryAnswer {
+        suppressed_groups: answer.suppressed,
+        plan_hash: answer.plan_hash.clone(),
+        epsilon_spent: answer.epsilon_spent,
+        ..base.clone()
+    };
+    for batch in &answer.batches {
+        if out.columns.is_empty() {
+            out.columns = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+        }
+        for row in 0..batch.num_rows() {
+            let values = batch
+                .columns()
+                .iter()
+                .map(|c| pdp_sandbox::engine::display(c, row))
+                .collect();
+            out.rows.push(api::AnswerRow { values });
+        }
+    }
+    out
 }
 
 /// Where grant `grant_id`'s workspace tables lie.
@@ -720,28 +753,7 @@ impl Requests {
                 return Ok(out);
             }
         };
-        out.suppressed_groups = answer.suppressed;
-        out.plan_hash = answer.plan_hash.clone();
-        out.epsilon_spent = answer.epsilon_spent;
-        for batch in &answer.batches {
-            if out.columns.is_empty() {
-                out.columns = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
-            }
-            for row in 0..batch.num_rows() {
-                let values = batch
-                    .columns()
-                    .iter()
-                    .map(|c| pdp_sandbox::engine::display(c, row))
-                    .collect();
-                out.rows.push(api::AnswerRow { values });
-            }
-        }
-        Ok(out)
+        Ok(answer_of(&answer, &out))
     }
 
     pub async fn sandbox_settings(

@@ -17,6 +17,7 @@ use crate::request::{AgreementFacts, RequestState, ResourceFacts};
 use crate::ticket::TicketState;
 
 /// A grant's workspace tables.
+pub mod delivery;
 pub mod workspace;
 
 diesel::table! {

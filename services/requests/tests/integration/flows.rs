@@ -1697,3 +1697,115 @@ pub async fn operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate(b
     assert_eq!(err.reason(), "QUERY_RATE", "{err}");
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
+
+/// A product's buyer calls what its trade entitles it to, answered under disclosure control on
+/// the grant the product is built on; nothing more than it bought, nothing after withdrawal.
+pub async fn a_buyer_calls_what_its_trade_entitles_under_disclosure_control(backend: Backend) {
+    use pdp_kit::events::Event;
+    use pdp_proto::pdp::products::v1 as products;
+    let i = Instance::new(&backend).await;
+    i.load_bus(1000).await;
+    let grant = i.bus_grant().await;
+    i.set("2026-12-02 09:00");
+    let harbin = HARBIN.parse().unwrap();
+    let registered = products::ProductChanged {
+        product_id: "p1".into(),
+        operator: "beta".into(),
+        grant_ids: vec![grant.clone()],
+        form: products::ProductForm::Api as i32,
+        query: r#"SELECT stop_id, count(*) AS n FROM "bus" WHERE stop_id <> :excluded GROUP BY stop_id"#
+            .into(),
+        parameters: vec![products::ApiParameter {
+            name: "excluded".into(),
+            r#type: products::ParameterType::String as i32,
+            description: String::new(),
+        }],
+        ..Default::default()
+    };
+    let now = at("2026-12-02 09:00");
+    i.apply(Event::typed(
+        &harbin,
+        products::PRODUCT_REGISTERED,
+        "p1",
+        now,
+        &registered,
+    ))
+    .await;
+    let buyer = caller("buyer", "91230100MA1BUYER01");
+    let call = |value: &str| {
+        let values = [("excluded".to_string(), value.to_string())].into();
+        let (requests, buyer) = (i.requests.clone(), buyer.clone());
+        async move {
+            requests
+                .call_product(&buyer, HARBIN, "p1".into(), values)
+                .await
+        }
+    };
+    // No trade yet: nothing is delivered.
+    let err = call("S1").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("no entitlement"), "{err}");
+    // The exchange sold two calls.
+    let trade = products::Trade {
+        trade_id: "T-1".into(),
+        product_id: "p1".into(),
+        buyer_organization: "91230100MA1BUYER01".into(),
+        entitlement: Some(products::Entitlement {
+            calls: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let recorded = products::TradeRecorded {
+        trade_id: "T-1".into(),
+        trade: Some(trade),
+    };
+    i.apply(Event::typed(
+        &harbin,
+        products::TRADE_RECORDED,
+        "T-1",
+        now,
+        &recorded,
+    ))
+    .await;
+    // A value its type does not allow is refused and uses no call; a quote stays in the literal.
+    let err = call("S1\u{0}").await.unwrap_err();
+    assert_eq!(fields(&err), ["parameters.excluded"], "{err}");
+    let answer = call("S1").await.unwrap();
+    assert_eq!(answer.columns, ["stop_id", "n"], "{answer:?}");
+    let mut stops: Vec<&str> = answer.rows.iter().map(|r| r.values[0].as_str()).collect();
+    stops.sort();
+    assert_eq!(stops, ["S0", "S2"], "{answer:?}");
+    assert!(answer.epsilon_spent > 0.0, "{answer:?}");
+    let answer = call("S1' OR stop_id = 'S1").await.unwrap();
+    assert_eq!(answer.rows.len(), 3, "nothing was excluded: {answer:?}");
+    let err = call("S1").await.unwrap_err();
+    assert!(
+        err.to_string().contains("no entitlement"),
+        "two calls bought, two made: {err}"
+    );
+    // Another organization has none of it.
+    let other = caller("buyer", "91230100MA1OTHER02");
+    let err = i
+        .requests
+        .call_product(
+            &other,
+            HARBIN,
+            "p1".into(),
+            [("excluded".into(), "S1".into())].into(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    // Withdrawn, it is delivered no more.
+    i.apply(Event::typed(
+        &harbin,
+        products::PRODUCT_WITHDRAWN,
+        "p1",
+        now,
+        &registered,
+    ))
+    .await;
+    let err = call("S1").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
+}

@@ -21,4 +21,5 @@ on_both_stores!(
     the_bureau_sets_the_group_size_and_the_privacy_budget,
     operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate,
     a_grants_workspace_holds_at_most_its_quota,
+    a_buyer_calls_what_its_trade_entitles_under_disclosure_control,
 );

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS entitlements;
+DROP TABLE IF EXISTS delivered_products;
