@@ -161,6 +161,52 @@ impl api::pricing_service_server::PricingService for Products {
 }
 
 #[tonic::async_trait]
+impl api::revenue_service_server::RevenueService for Products {
+    async fn report_period(
+        &self,
+        request: Request<api::ReportPeriodRequest>,
+    ) -> Answer<api::PeriodReport> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let report = r.report.unwrap_or_default();
+        ok(self.report_period(&who, &r.tenant, report).await)
+    }
+
+    async fn list_period_reports(
+        &self,
+        request: Request<api::ListPeriodReportsRequest>,
+    ) -> Answer<api::ListPeriodReportsResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let reports = self
+            .period_reports(&who, &r.tenant, r.operator, r.year)
+            .await?;
+        Ok(Response::new(api::ListPeriodReportsResponse { reports }))
+    }
+
+    async fn set_permitted_revenue(
+        &self,
+        request: Request<api::SetPermittedRevenueRequest>,
+    ) -> Answer<api::RevenueSummary> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let tenant = r.tenant.clone();
+        ok(self.set_permitted_revenue(&who, &tenant, r).await)
+    }
+
+    async fn get_revenue_summary(
+        &self,
+        request: Request<api::GetRevenueSummaryRequest>,
+    ) -> Answer<api::RevenueSummary> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .revenue_summary(&who, &r.tenant, r.operator, r.year)
+            .await)
+    }
+}
+
+#[tonic::async_trait]
 impl api::public_product_service_server::PublicProductService for Products {
     async fn list_public_products(
         &self,

@@ -8,6 +8,7 @@ pub mod exchange;
 mod grpc;
 pub mod pricing;
 pub mod product;
+pub mod revenue;
 pub mod service;
 pub mod store;
 pub mod trades;
@@ -186,6 +187,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         products;
         api::product_service_server::ProductServiceServer,
         api::pricing_service_server::PricingServiceServer,
+        api::revenue_service_server::RevenueServiceServer,
         api::public_product_service_server::PublicProductServiceServer,
     );
     let follower = context

@@ -479,6 +479,8 @@ diesel::table! {
         product_id -> Text,
         operator -> Text,
         developer -> Text,
+        trade_year -> Integer,
+        amount_fen -> BigInt,
         record_id -> Text,
         body -> Binary,
     }
@@ -492,6 +494,7 @@ pub fn insert_trade(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     record_id: &str,
+    year: i32,
     trade: &api::Trade,
 ) -> Result<bool> {
     let known = scope
@@ -511,6 +514,8 @@ pub fn insert_trade(
             trades::product_id.eq(&trade.product_id),
             trades::operator.eq(&trade.operator),
             trades::developer.eq(&trade.developer),
+            trades::trade_year.eq(year),
+            trades::amount_fen.eq(trade.amount_fen),
             trades::record_id.eq(record_id),
             trades::body.eq(trade.encode_to_vec()),
         ))
@@ -552,4 +557,180 @@ pub fn list_trades(
                 .map_err(|e| ProductError::Corrupt(e.to_string()))
         })
         .collect()
+}
+
+/// The trades of `operator`'s products in `year` (civil year of the trade, Asia/Shanghai).
+pub fn trades_of_year(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: &str,
+    year: i32,
+) -> Result<Vec<api::Trade>> {
+    scope
+        .rows(trades::table)
+        .filter(trades::operator.eq(operator))
+        .filter(trades::trade_year.eq(year))
+        .select(trades::body)
+        .load::<Vec<u8>>(conn)?
+        .iter()
+        .map(|b| api::Trade::decode(b.as_slice()).map_err(|e| ProductError::Corrupt(e.to_string())))
+        .collect()
+}
+
+/// What `operator`'s products brought in `year`.
+pub fn traded_revenue(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: &str,
+    year: i32,
+) -> Result<i64> {
+    // Added up here: SUM(bigint) is numeric in PostgreSQL and integer in SQLite.
+    let amounts = scope
+        .rows(trades::table)
+        .filter(trades::operator.eq(operator))
+        .filter(trades::trade_year.eq(year))
+        .select(trades::amount_fen)
+        .load::<i64>(conn)?;
+    Ok(amounts.iter().fold(0i64, |a, b| a.saturating_add(*b)))
+}
+
+// --- revenue reports and caps -------------------------------------------------------------------
+
+diesel::table! {
+    revenue_reports (tenant, operator, period, version) {
+        tenant -> Text,
+        operator -> Text,
+        period -> Text,
+        version -> Integer,
+        body -> Binary,
+    }
+}
+
+diesel::table! {
+    revenue_caps (tenant, operator, year) {
+        tenant -> Text,
+        operator -> Text,
+        year -> Integer,
+        permitted_fen -> BigInt,
+        exceeded -> Bool,
+    }
+}
+
+tenant_table!(revenue_reports::table, revenue_reports::tenant);
+tenant_table!(revenue_caps::table, revenue_caps::tenant);
+
+/// Keeps `report` as the next version of its period; answers that version.
+pub fn add_report(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    report: &api::PeriodReport,
+) -> Result<u32> {
+    let last = scope
+        .rows(revenue_reports::table)
+        .filter(revenue_reports::operator.eq(&report.operator))
+        .filter(revenue_reports::period.eq(&report.period))
+        .select(diesel::dsl::max(revenue_reports::version))
+        .first::<Option<i32>>(conn)?
+        .unwrap_or(0);
+    let version = last + 1;
+    let stored = api::PeriodReport {
+        version: version as u32,
+        ..report.clone()
+    };
+    diesel::insert_into(revenue_reports::table)
+        .values((
+            revenue_reports::tenant.eq(scope.tenant().as_str()),
+            revenue_reports::operator.eq(&report.operator),
+            revenue_reports::period.eq(&report.period),
+            revenue_reports::version.eq(version),
+            revenue_reports::body.eq(stored.encode_to_vec()),
+        ))
+        .execute(conn)?;
+    Ok(version as u32)
+}
+
+/// The latest version of each period's report, oldest period first; of `operator` and of `year`
+/// where given.
+pub fn latest_reports(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: Option<&str>,
+    year: Option<u32>,
+) -> Result<Vec<api::PeriodReport>> {
+    let mut query = scope
+        .rows(revenue_reports::table)
+        .select((
+            revenue_reports::operator,
+            revenue_reports::period,
+            revenue_reports::body,
+        ))
+        .order((
+            revenue_reports::period,
+            revenue_reports::operator,
+            revenue_reports::version.desc(),
+        ))
+        .into_boxed();
+    if let Some(o) = operator {
+        query = query.filter(revenue_reports::operator.eq(o.to_string()));
+    }
+    if let Some(y) = year {
+        query = query.filter(revenue_reports::period.like(format!("{y}-Q%")));
+    }
+    let mut out: Vec<api::PeriodReport> = Vec::new();
+    let mut last: Option<(String, String)> = None;
+    for (o, p, body) in query.load::<(String, String, Vec<u8>)>(conn)? {
+        let key = Some((o, p));
+        if key == last {
+            continue;
+        }
+        last = key;
+        out.push(
+            api::PeriodReport::decode(body.as_slice())
+                .map_err(|e| ProductError::Corrupt(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// (permitted revenue, whether the exceeding was told) of `operator` in `year`.
+pub fn cap(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: &str,
+    year: i32,
+) -> Result<Option<(i64, bool)>> {
+    Ok(scope
+        .rows(revenue_caps::table)
+        .filter(revenue_caps::operator.eq(operator))
+        .filter(revenue_caps::year.eq(year))
+        .select((revenue_caps::permitted_fen, revenue_caps::exceeded))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn put_cap(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    operator: &str,
+    year: i32,
+    permitted_fen: i64,
+    exceeded: bool,
+) -> Result<()> {
+    diesel::delete(
+        scope
+            .rows(revenue_caps::table)
+            .filter(revenue_caps::operator.eq(operator))
+            .filter(revenue_caps::year.eq(year)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(revenue_caps::table)
+        .values((
+            revenue_caps::tenant.eq(scope.tenant().as_str()),
+            revenue_caps::operator.eq(operator),
+            revenue_caps::year.eq(year),
+            revenue_caps::permitted_fen.eq(permitted_fen),
+            revenue_caps::exceeded.eq(exceeded),
+        ))
+        .execute(conn)?;
+    Ok(())
 }

@@ -206,7 +206,8 @@ pub fn apply_trade(
         ),
         record_time: Some(timestamp(now)),
     };
-    if !db::insert_trade(conn, scope, &Uuid::now_v7().to_string(), &trade)? {
+    let year = crate::revenue::civil_year(at);
+    if !db::insert_trade(conn, scope, &Uuid::now_v7().to_string(), year, &trade)? {
         return Ok(false);
     }
     let recorded = api::TradeRecorded {
@@ -219,6 +220,7 @@ pub fn apply_trade(
         &trade.trade_id,
         &recorded,
     )?;
+    crate::revenue::check_cap(conn, scope, &trade.operator, year, now)?;
     Ok(true)
 }
 

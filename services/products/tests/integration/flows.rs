@@ -658,3 +658,149 @@ pub async fn an_exchanges_signed_receipt_and_trades_apply_once_and_nothing_unsig
     assert!(err.contains("no product p-unknown"), "{err}");
     pdp_kit::testing::assert_events_documented(&i.store, pdp_products::TOPIC).await;
 }
+
+pub async fn operators_report_quarters_and_revenue_past_the_permitted_is_flagged_once(
+    backend: Backend,
+) {
+    let i = Instance::new(&backend).await;
+    let beta = caller("operator", "beta");
+    let bureau = caller("city_bureau", "bureau");
+    let rules = api::PricingRules {
+        ceilings: vec![api::PriceCeiling {
+            form: api::ProductForm::Api as i32,
+            unit: api::PriceUnit::PerCall as i32,
+            amount_fen: 50,
+        }],
+        sharing: Some(api::RevenueSharing {
+            provider_units_bp: 2_000,
+            operator_bp: 8_000,
+            developer_bp: 0,
+        }),
+        ..Default::default()
+    };
+    i.products
+        .update_pricing_rules(&bureau, HARBIN, rules)
+        .await
+        .unwrap();
+    let p = i.registered(api_product(INDUSTRY)).await;
+    let price = api::SetProductPriceRequest {
+        tenant: HARBIN.into(),
+        id: p.id.clone(),
+        amount_fen: 30,
+        unit: api::PriceUnit::PerCall as i32,
+        ..Default::default()
+    };
+    i.products.set_price(&beta, HARBIN, price).await.unwrap();
+    i.products
+        .release(&beta, HARBIN, p.id.clone(), "hlj-dex".into())
+        .await
+        .unwrap();
+
+    // The bureau permits beta 500 CNY in 2026; only the bureau may.
+    let permit = api::SetPermittedRevenueRequest {
+        tenant: HARBIN.into(),
+        operator: "beta".into(),
+        year: 2026,
+        permitted_revenue_fen: 50_000,
+    };
+    let err = i
+        .products
+        .set_permitted_revenue(&beta, HARBIN, permit.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    let summary = i
+        .products
+        .set_permitted_revenue(&bureau, HARBIN, permit)
+        .await
+        .unwrap();
+    assert!(
+        summary.permitted_set && summary.excess_fen == 0,
+        "{summary:?}"
+    );
+
+    // Quarterly reports: a correction supersedes, a quarter to come is refused.
+    let report = |period: &str, revenue_fen: i64| api::PeriodReport {
+        period: period.into(),
+        costs_fen: 10_000,
+        revenue_fen,
+        expenditure_fen: 5_000,
+        ..Default::default()
+    };
+    let first = i
+        .products
+        .report_period(&beta, HARBIN, report("2026-Q4", 20_000))
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    let corrected = i
+        .products
+        .report_period(&beta, HARBIN, report("2026-Q4", 25_000))
+        .await
+        .unwrap();
+    assert_eq!(corrected.version, 2);
+    let err = i
+        .products
+        .report_period(&beta, HARBIN, report("2027-Q1", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["report.period"], "{err}");
+    let listed = i
+        .products
+        .period_reports(&bureau, HARBIN, String::new(), 2026)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].version, listed[0].revenue_fen), (2, 25_000));
+
+    // Three trades: the second passes the permitted revenue, and the bureau is told once.
+    let key = i.exchange_key.clone();
+    for (n, amount_fen) in [(1, 30_000), (2, 30_000), (3, 1_000)] {
+        let trade = exchange::TradeCompleted {
+            trade_id: format!("T-{n}"),
+            exchange_id: "hlj-dex".into(),
+            product_id: p.id.clone(),
+            buyer_organization: "91230100MA1BUYER01".into(),
+            quantity: 1,
+            amount_fen,
+            trade_time: "2026-11-30T02:00:00Z".into(),
+            ..Default::default()
+        };
+        i.exchange_sends(exchange::TRADE_COMPLETED, &trade, Some(&key), |_| {})
+            .await
+            .unwrap();
+    }
+    let exceeded: Vec<api::RevenueCapChanged> = i
+        .events(pdp_products::TOPIC)
+        .await
+        .iter()
+        .filter_map(|e| e.data_of(api::REVENUE_CAP_EXCEEDED).unwrap())
+        .collect();
+    assert_eq!(exceeded.len(), 1, "{exceeded:?}");
+    assert_eq!(
+        (exceeded[0].traded_revenue_fen, exceeded[0].excess_fen),
+        (60_000, 10_000)
+    );
+    let summary = i
+        .products
+        .revenue_summary(&beta, HARBIN, "beta".into(), 2026)
+        .await
+        .unwrap();
+    assert_eq!(summary.traded_revenue_fen, 61_000);
+    assert_eq!(summary.excess_fen, 11_000);
+    assert_eq!(summary.trades, 3);
+    assert_eq!(
+        summary.reported_revenue_fen, 25_000,
+        "the corrected report counts"
+    );
+    let shares: Vec<i64> = summary.shares.iter().map(|s| s.amount_fen).collect();
+    assert_eq!(shares, [12_200, 48_800]);
+    // Another operator sees none of it.
+    let err = i
+        .products
+        .revenue_summary(&caller("operator", "gamma"), HARBIN, "beta".into(), 2026)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_products::TOPIC).await;
+}

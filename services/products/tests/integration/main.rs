@@ -13,4 +13,5 @@ on_both_stores!(
     prices_stay_within_the_bureaus_rules_and_every_change_is_kept,
     release_lists_on_the_exchange_and_termination_delists_everything,
     an_exchanges_signed_receipt_and_trades_apply_once_and_nothing_unsigned_does,
+    operators_report_quarters_and_revenue_past_the_permitted_is_flagged_once,
 );

@@ -1,3 +1,5 @@
+DROP TABLE IF EXISTS revenue_caps;
+DROP TABLE IF EXISTS revenue_reports;
 DROP TABLE IF EXISTS trades;
 DROP TABLE IF EXISTS developers;
 DROP TABLE IF EXISTS workspace_tables;

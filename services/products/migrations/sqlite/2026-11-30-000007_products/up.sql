@@ -67,8 +67,30 @@ CREATE TABLE trades (
     product_id text NOT NULL,
     operator text NOT NULL,
     developer text NOT NULL,
+    trade_year integer NOT NULL,
+    amount_fen bigint NOT NULL,
     record_id text NOT NULL,
     body blob NOT NULL,
     PRIMARY KEY (tenant, exchange_id, trade_id)
 );
 CREATE INDEX trades_tenant_product ON trades (tenant, product_id);
+
+-- Operators' quarterly reports, every version kept (第二十条(六)).
+CREATE TABLE revenue_reports (
+    tenant text NOT NULL,
+    operator text NOT NULL,
+    period text NOT NULL,
+    version integer NOT NULL,
+    body blob NOT NULL,
+    PRIMARY KEY (tenant, operator, period, version)
+);
+
+-- What an operator may earn in a year, and whether its trades passed it (told once).
+CREATE TABLE revenue_caps (
+    tenant text NOT NULL,
+    operator text NOT NULL,
+    year integer NOT NULL,
+    permitted_fen bigint NOT NULL,
+    exceeded boolean NOT NULL,
+    PRIMARY KEY (tenant, operator, year)
+);
