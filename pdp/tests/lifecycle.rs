@@ -110,6 +110,9 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
         ("PDP_CONFIG", config.to_str().unwrap()),
         ("PDP_DEV__CLOCK_SHIFT_FILE", shift.to_str().unwrap()),
         ("PDP_INSTANCE__SCHEDULER_INTERVAL_SECS", "1"),
+        // Three lifecycles, a Ballista cluster and the broker share two cores in CI: a query may
+        // take longer than a quiet machine's default allows.
+        ("PDP_GATEWAY__UPSTREAM_TIMEOUT_MS", "60000"),
     ];
     if let Some(cluster) = &cluster {
         env.push(("PDP_SANDBOX__BALLISTA_SCHEDULER", cluster.url.as_str()));

@@ -84,6 +84,7 @@ fn product_changed(p: &api::Product) -> api::ProductChanged {
         reason: p.withdrawal_reason.clone(),
         query: p.query.clone(),
         parameters: p.parameters.clone(),
+        refresh_hours: p.refresh_hours,
     }
 }
 
@@ -113,8 +114,11 @@ fn listing(p: &api::Product, exchange_id: &str, reason: &str) -> api::ProductLis
             format!("/api/v1/tenants/{}/products/{}:call", p.tenant, p.id),
         ),
         _ => (
-            "GET",
-            format!("/api/v1/tenants/{}/products/{}/dataset", p.tenant, p.id),
+            "POST",
+            format!(
+                "/api/v1/tenants/{}/products/{}/dataset:fetch",
+                p.tenant, p.id
+            ),
         ),
     };
     api::ProductListing {

@@ -6,15 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
-use pdp_kit::change::instant;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use pdp_kit::change::{instant, timestamp};
 use pdp_kit::error::FieldViolation;
+use pdp_kit::identity::TenantCode;
 use pdp_kit::identity::{Identity, Role};
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, TenantScope};
 use pdp_proto::pdp::products::v1 as products;
 use pdp_proto::pdp::requests::v1 as api;
-use pdp_sandbox::{Rules, SandboxError};
+use pdp_sandbox::{Rules, SandboxError, Table};
+use prost::Message;
 
 use crate::RequestError;
 use crate::sandbox::{answer_of, audit, check_usable, engine_error, readable, within_rate};
@@ -114,15 +116,21 @@ fn replace_parameter(sql: &str, name: &str, literal: &str) -> String {
     out
 }
 
-/// Keeps what a registered product needs to be delivered here, or forgets it when withdrawn.
+/// Keeps what a registered product needs to be delivered here (a dataset is computed at once,
+/// then on its schedule), or forgets it when withdrawn.
 pub fn follow_product(
     conn: &mut AnyConnection,
     scope: &TenantScope,
     p: &products::ProductChanged,
     deliverable: bool,
+    at: DateTime<Utc>,
 ) -> Result<()> {
     let grant = p.grant_ids.first().cloned().unwrap_or_default();
-    db::delivery::put_product(conn, scope, p, &grant, deliverable)
+    db::delivery::put_product(conn, scope, p, &grant, deliverable)?;
+    if deliverable && p.form == products::ProductForm::Dataset as i32 {
+        db::delivery::schedule_refresh(conn, scope, &p.product_id, at)?;
+    }
+    Ok(())
 }
 
 /// Adds a recorded trade's entitlement to its buyer's.
@@ -138,9 +146,66 @@ pub fn follow_trade(
         scope,
         &t.product_id,
         &t.buyer_organization,
-        e.calls as i64,
+        e.calls.saturating_add(e.deliveries) as i64,
         until,
     )
+}
+
+/// What a reading of a grant's data for a product needs, once it is allowed and charged.
+struct Reading {
+    tables: Vec<Table>,
+    secret: String,
+    rules: Rules,
+}
+
+/// Allows and charges one reading of grant `grant_id` for a product: the grant usable now, within
+/// the tenant's rate, its privacy budget charged one answer's ε (the caller refunds what the
+/// answer did not spend).
+fn reading(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Reading> {
+    let g = db::find_grant(conn, scope, grant_id)?
+        .ok_or_else(|| RequestError::not_found("grant", grant_id))?;
+    check_usable(conn, scope, &g, now)?;
+    let settings = db::sandbox_settings(conn, scope)?;
+    let (epsilon, budget) = (settings.epsilon_per_query, settings.grant_budget);
+    let (secret, _) = within_rate(conn, scope, &g.id, &settings, now)?;
+    if !db::charge(conn, scope, &g.id, epsilon, budget)? {
+        return Err(RequestError::forbidden(
+            "PRIVACY_BUDGET_SPENT",
+            format!(
+                "grant {grant_id}, which the product is built on, has spent its privacy budget: \
+                 it answers nothing more"
+            ),
+        ));
+    }
+    let (tables, _) = readable(conn, scope, &g)?;
+    Ok(Reading {
+        tables,
+        secret,
+        rules: Rules {
+            k: u64::from(settings.min_group_size),
+            epsilon,
+        },
+    })
+}
+
+/// What of a reading's ε goes back to the grant: what the answer did not spend, or all of it when
+/// nothing was read.
+fn refund_of(
+    outcome: &std::result::Result<pdp_sandbox::engine::Answer, SandboxError>,
+    rules: Rules,
+) -> f64 {
+    match outcome {
+        Ok(answer) => rules.epsilon - answer.epsilon_spent,
+        Err(SandboxError::Refused(_) | SandboxError::Invalid(_) | SandboxError::Unreachable(_)) => {
+            rules.epsilon
+        }
+        Err(_) => 0.0,
+    }
 }
 
 impl Requests {
@@ -159,7 +224,7 @@ impl Requests {
         let sandbox = self.sandbox()?.clone();
         let caller = who.clone();
         let product = product_id.clone();
-        let (sql, grant_id, tables, secret, settings) = self
+        let (sql, grant_id, reading) = self
             .in_scope(&scope, move |conn, scope, now| {
                 let Some(p) = db::delivery::product(conn, scope, &product)? else {
                     return Err(RequestError::not_found("product", &product));
@@ -184,37 +249,14 @@ impl Requests {
                         ),
                     ));
                 }
-                let g = db::find_grant(conn, scope, &p.grant_id)?
-                    .ok_or_else(|| RequestError::not_found("grant", &p.grant_id))?;
-                check_usable(conn, scope, &g, now)?;
-                let settings = db::sandbox_settings(conn, scope)?;
-                let (epsilon, budget) = (settings.epsilon_per_query, settings.grant_budget);
-                let (secret, _) = within_rate(conn, scope, &g.id, &settings, now)?;
-                if !db::charge(conn, scope, &g.id, epsilon, budget)? {
-                    return Err(RequestError::forbidden(
-                        "PRIVACY_BUDGET_SPENT",
-                        format!(
-                            "the grant product {product} is built on has spent its privacy \
-                             budget: it answers nothing more"
-                        ),
-                    ));
-                }
-                let (tables, _) = readable(conn, scope, &g)?;
-                Ok((sql, g.id, tables, secret, settings))
+                let reading = reading(conn, scope, &p.grant_id, now)?;
+                Ok((sql, p.grant_id, reading))
             })
             .await?;
-        let rules = Rules {
-            k: u64::from(settings.min_group_size),
-            epsilon: settings.epsilon_per_query,
-        };
-        let outcome = sandbox.query(&tables, &sql, rules, &secret).await;
-        let refund = match &outcome {
-            Ok(answer) => rules.epsilon - answer.epsilon_spent,
-            Err(
-                SandboxError::Refused(_) | SandboxError::Invalid(_) | SandboxError::Unreachable(_),
-            ) => rules.epsilon,
-            Err(_) => 0.0,
-        };
+        let outcome = sandbox
+            .query(&reading.tables, &sql, reading.rules, &reading.secret)
+            .await;
+        let refund = refund_of(&outcome, reading.rules);
         let details = match &outcome {
             Ok(a) => serde_json::json!({
                 "product": product_id, "grant": grant_id, "buyer": who.organization,
@@ -246,6 +288,152 @@ impl Requests {
         .await?;
         let answer = outcome.map_err(engine_error)?;
         Ok(answer_of(&answer, &api::QueryAnswer::default()))
+    }
+}
+
+impl Requests {
+    /// Computes the datasets that are due, each once whatever the replicas: its query on its
+    /// grant under disclosure control, charged to the grant's budget, kept as the next version,
+    /// audited. One that cannot be computed now (its grant unusable, its budget spent) waits for
+    /// its next turn.
+    pub async fn refresh_datasets(&self) -> Result<usize> {
+        let Ok(sandbox) = self.sandbox().cloned() else {
+            return Ok(0);
+        };
+        let now = self.clock().now();
+        let due = self
+            .store()
+            .run(move |conn| db::delivery::due_refreshes(conn, now))
+            .await?;
+        let mut done = 0;
+        for (tenant, product_id, was) in due {
+            let Ok(tenant) = tenant.parse::<TenantCode>() else {
+                continue;
+            };
+            let scope = TenantScope::system(tenant);
+            let product = product_id.clone();
+            let claimed = self
+                .in_scope(&scope, move |conn, scope, now| {
+                    let Some(p) = db::delivery::product(conn, scope, &product)? else {
+                        return Ok(None);
+                    };
+                    let hours = i64::from(p.refresh_hours.clamp(1, 8760));
+                    let next = now + Duration::hours(hours);
+                    if !db::delivery::take_refresh(conn, &product, was, next)? {
+                        return Ok(None);
+                    }
+                    // Claimed; a refusal here is the turn's outcome, kept with the claim.
+                    Ok(Some(reading(conn, scope, &p.grant_id, now).map(|r| (p, r))))
+                })
+                .await?;
+            let Some(prepared) = claimed else { continue };
+            let (p, reading) = match prepared {
+                Ok(ready) => ready,
+                Err(refused) => {
+                    tracing::info!(product = %product_id, %refused, "dataset not refreshed");
+                    continue;
+                }
+            };
+            let outcome = sandbox
+                .query(&reading.tables, &p.query, reading.rules, &reading.secret)
+                .await;
+            let refund = refund_of(&outcome, reading.rules);
+            let answer = outcome
+                .as_ref()
+                .ok()
+                .map(|a| answer_of(a, &api::QueryAnswer::default()));
+            let details = match &outcome {
+                Ok(a) => serde_json::json!({
+                    "product": product_id, "grant": p.grant_id, "plan_hash": a.plan_hash,
+                    "groups": a.groups, "suppressed": a.suppressed, "epsilon": a.epsilon_spent,
+                }),
+                Err(e) => serde_json::json!({
+                    "product": product_id, "grant": p.grant_id, "refused": e.to_string(),
+                }),
+            };
+            let product = product_id.clone();
+            self.in_scope(&scope, move |conn, scope, now| {
+                if refund > 0.0 {
+                    db::refund(conn, scope, &p.grant_id, refund)?;
+                }
+                if let Some(answer) = &answer {
+                    db::delivery::add_dataset_version(
+                        conn,
+                        scope,
+                        &product,
+                        now,
+                        &answer.encode_to_vec(),
+                    )?;
+                }
+                pdp_kit::audit::record(
+                    conn,
+                    pdp_kit::audit::Action {
+                        service: crate::SERVICE,
+                        tenant: scope.tenant(),
+                        actor: None,
+                        action: "dataset.refreshed",
+                        target: format!("products/{product}"),
+                        time: now,
+                        details,
+                    },
+                )?;
+                Ok(())
+            })
+            .await?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// The latest computation of dataset `product_id` for an organization a trade entitles: one
+    /// delivery of what it bought, audited.
+    pub async fn fetch_dataset(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        product_id: String,
+    ) -> Result<api::DatasetDelivery> {
+        let scope = TenantScope::for_call(who, tenant, Access::Write)?;
+        RequestError::unless_role(who, CALLERS, "fetching a dataset")?;
+        let caller = who.clone();
+        self.in_scope(&scope, move |conn, scope, now| {
+            let deliverable = db::delivery::product(conn, scope, &product_id)?
+                .filter(|p| p.deliverable && p.form == products::ProductForm::Dataset as i32);
+            if deliverable.is_none() {
+                return Err(RequestError::not_found("dataset product", &product_id));
+            }
+            let Some((version, at, body)) = db::delivery::latest_dataset(conn, scope, &product_id)?
+            else {
+                return Err(RequestError::unavailable(
+                    "DATASET_NOT_COMPUTED",
+                    format!("dataset {product_id} is being computed: try again shortly"),
+                ));
+            };
+            let owner = &caller.organization;
+            if !db::delivery::use_entitlement(conn, scope, &product_id, owner, now)? {
+                return Err(RequestError::forbidden(
+                    "NO_ENTITLEMENT",
+                    format!(
+                        "{owner} holds no entitlement to dataset {product_id} (deliveries left or a \
+                         term running): buy it on a data exchange (第二十四条)"
+                    ),
+                ));
+            }
+            let answer = api::QueryAnswer::decode(body.as_slice())
+                .map_err(|e| RequestError::Corrupt(format!("dataset {product_id}: {e}")))?;
+            let details = serde_json::json!({
+                "product": product_id, "buyer": owner, "version": version,
+            });
+            let target = format!("products/{product_id}");
+            audit(conn, scope, &caller, now, "product.delivered", target, details)?;
+            Ok(api::DatasetDelivery {
+                product_id,
+                version: version as u32,
+                compute_time: Some(timestamp(at.and_utc())),
+                answer: Some(answer),
+            })
+        })
+        .await
     }
 }
 

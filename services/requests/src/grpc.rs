@@ -469,4 +469,13 @@ impl api::product_delivery_service_server::ProductDeliveryService for Requests {
             .call_product(&who, &r.tenant, r.product_id, values)
             .await)
     }
+
+    async fn fetch_dataset(
+        &self,
+        request: Request<api::FetchDatasetRequest>,
+    ) -> Answer<api::DatasetDelivery> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.fetch_dataset(&who, &r.tenant, r.product_id).await)
+    }
 }

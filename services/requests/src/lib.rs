@@ -129,7 +129,7 @@ impl EventHandler for Follow {
         ] {
             if let Some(p) = event.data_of(ty)? {
                 scope.enter(conn)?;
-                return delivery::follow_product(conn, &scope, &p, deliverable);
+                return delivery::follow_product(conn, &scope, &p, deliverable, event.time);
             }
         }
         if let Some(t) = event.data_of(products::TRADE_RECORDED)? {
@@ -212,6 +212,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     let follower = context
         .consumer(FOLLOW_CONSUMER, &FOLLOWED)
         .spawn(Follow, context.shutdown.clone());
+    let requests_for_datasets = requests.clone();
     let scheduler = context.every(
         "overdue reviews or tickets marked, grants expired",
         move || {
@@ -219,8 +220,12 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
             async move { requests.run_schedule().await }
         },
     );
+    let datasets = context.every("datasets refreshed", move || {
+        let requests = requests_for_datasets.clone();
+        async move { requests.refresh_datasets().await }
+    });
     Ok(Running {
         routes,
-        tasks: vec![follower, scheduler],
+        tasks: vec![follower, scheduler, datasets],
     })
 }

@@ -19,7 +19,26 @@ diesel::table! {
         form -> Integer,
         query -> Text,
         parameters -> Text,
+        refresh_hours -> Integer,
         deliverable -> Bool,
+    }
+}
+
+diesel::table! {
+    dataset_versions (tenant, product_id, version) {
+        tenant -> Text,
+        product_id -> Text,
+        version -> Integer,
+        computed_at -> Timestamp,
+        body -> Binary,
+    }
+}
+
+diesel::table! {
+    dataset_refreshes (product_id) {
+        product_id -> Text,
+        tenant -> Text,
+        due_at -> Timestamp,
     }
 }
 
@@ -35,6 +54,7 @@ diesel::table! {
 
 tenant_table!(delivered_products::table, delivered_products::tenant);
 tenant_table!(entitlements::table, entitlements::tenant);
+tenant_table!(dataset_versions::table, dataset_versions::tenant);
 
 /// A product as this service delivers it.
 #[derive(Debug, Clone)]
@@ -43,6 +63,7 @@ pub struct Deliverable {
     pub form: i32,
     pub query: String,
     pub parameters: Vec<products::ApiParameter>,
+    pub refresh_hours: u32,
     pub deliverable: bool,
 }
 
@@ -83,6 +104,10 @@ pub fn put_product(
         diesel::update(rows)
             .set(delivered_products::deliverable.eq(false))
             .execute(conn)?;
+        diesel::delete(
+            dataset_refreshes::table.filter(dataset_refreshes::product_id.eq(&p.product_id)),
+        )
+        .execute(conn)?;
         return Ok(());
     }
     diesel::delete(rows).execute(conn)?;
@@ -95,6 +120,7 @@ pub fn put_product(
             delivered_products::form.eq(p.form),
             delivered_products::query.eq(&p.query),
             delivered_products::parameters.eq(parameters_json(&p.parameters)),
+            delivered_products::refresh_hours.eq(p.refresh_hours as i32),
             delivered_products::deliverable.eq(true),
         ))
         .execute(conn)?;
@@ -114,19 +140,23 @@ pub fn product(
             delivered_products::form,
             delivered_products::query,
             delivered_products::parameters,
+            delivered_products::refresh_hours,
             delivered_products::deliverable,
         ))
-        .first::<(String, i32, String, String, bool)>(conn)
+        .first::<(String, i32, String, String, i32, bool)>(conn)
         .optional()?;
-    row.map(|(grant_id, form, query, parameters, deliverable)| {
-        Ok(Deliverable {
-            grant_id,
-            form,
-            query,
-            parameters: parameters_of(&parameters, product_id)?,
-            deliverable,
-        })
-    })
+    row.map(
+        |(grant_id, form, query, parameters, refresh_hours, deliverable)| {
+            Ok(Deliverable {
+                grant_id,
+                form,
+                query,
+                parameters: parameters_of(&parameters, product_id)?,
+                refresh_hours: refresh_hours.max(0) as u32,
+                deliverable,
+            })
+        },
+    )
     .transpose()
 }
 
@@ -201,4 +231,104 @@ pub fn use_entitlement(
         .set(entitlements::calls_left.eq(entitlements::calls_left - 1))
         .execute(conn)?;
     Ok(taken == 1)
+}
+
+// --- datasets ----------------------------------------------------------------------------------
+
+/// Computes dataset `product_id` at `due` (and on its schedule after).
+pub fn schedule_refresh(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    product_id: &str,
+    due: DateTime<Utc>,
+) -> Result<()> {
+    diesel::delete(dataset_refreshes::table.filter(dataset_refreshes::product_id.eq(product_id)))
+        .execute(conn)?;
+    diesel::insert_into(dataset_refreshes::table)
+        .values((
+            dataset_refreshes::product_id.eq(product_id),
+            dataset_refreshes::tenant.eq(scope.tenant().as_str()),
+            dataset_refreshes::due_at.eq(due.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Datasets due by `now`, across tenants: (tenant, product id, when it was due).
+pub fn due_refreshes(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String, chrono::NaiveDateTime)>> {
+    Ok(dataset_refreshes::table
+        .filter(dataset_refreshes::due_at.le(now.naive_utc()))
+        .order(dataset_refreshes::due_at)
+        .select((
+            dataset_refreshes::tenant,
+            dataset_refreshes::product_id,
+            dataset_refreshes::due_at,
+        ))
+        .load(conn)?)
+}
+
+/// Takes the refresh of `product_id` that was due at `was`, moving it to `next`; `false` when
+/// another replica took it first.
+pub fn take_refresh(
+    conn: &mut AnyConnection,
+    product_id: &str,
+    was: chrono::NaiveDateTime,
+    next: DateTime<Utc>,
+) -> Result<bool> {
+    let n = diesel::update(
+        dataset_refreshes::table
+            .filter(dataset_refreshes::product_id.eq(product_id))
+            .filter(dataset_refreshes::due_at.eq(was)),
+    )
+    .set(dataset_refreshes::due_at.eq(next.naive_utc()))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Keeps a new computation of dataset `product_id`; answers its version.
+pub fn add_dataset_version(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    product_id: &str,
+    at: DateTime<Utc>,
+    body: &[u8],
+) -> Result<u32> {
+    let last = scope
+        .rows(dataset_versions::table)
+        .filter(dataset_versions::product_id.eq(product_id))
+        .select(diesel::dsl::max(dataset_versions::version))
+        .first::<Option<i32>>(conn)?
+        .unwrap_or(0);
+    diesel::insert_into(dataset_versions::table)
+        .values((
+            dataset_versions::tenant.eq(scope.tenant().as_str()),
+            dataset_versions::product_id.eq(product_id),
+            dataset_versions::version.eq(last + 1),
+            dataset_versions::computed_at.eq(at.naive_utc()),
+            dataset_versions::body.eq(body),
+        ))
+        .execute(conn)?;
+    Ok((last + 1) as u32)
+}
+
+/// The latest computation of dataset `product_id`: (version, when, the encoded answer).
+pub fn latest_dataset(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    product_id: &str,
+) -> Result<Option<(i32, chrono::NaiveDateTime, Vec<u8>)>> {
+    Ok(scope
+        .rows(dataset_versions::table)
+        .filter(dataset_versions::product_id.eq(product_id))
+        .order(dataset_versions::version.desc())
+        .select((
+            dataset_versions::version,
+            dataset_versions::computed_at,
+            dataset_versions::body,
+        ))
+        .first(conn)
+        .optional()?)
 }

@@ -1809,3 +1809,97 @@ pub async fn a_buyer_calls_what_its_trade_entitles_under_disclosure_control(back
     let err = call("S1").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
 }
+
+/// A dataset product is computed when registered and again on its schedule, once whatever the
+/// replicas; a buyer fetches the latest computation as many times as it bought.
+pub async fn a_dataset_is_computed_on_its_schedule_and_fetched_as_bought(backend: Backend) {
+    use pdp_kit::events::Event;
+    use pdp_proto::pdp::products::v1 as products;
+    let i = Instance::new(&backend).await;
+    i.load_bus(1000).await;
+    let grant = i.bus_grant().await;
+    i.set("2026-12-02 09:00");
+    let harbin = HARBIN.parse().unwrap();
+    let now = at("2026-12-02 09:00");
+    let registered = products::ProductChanged {
+        product_id: "d1".into(),
+        operator: "beta".into(),
+        grant_ids: vec![grant],
+        form: products::ProductForm::Dataset as i32,
+        query: r#"SELECT stop_id, count(*) AS n FROM "bus" GROUP BY stop_id"#.into(),
+        refresh_hours: 24,
+        ..Default::default()
+    };
+    i.apply(Event::typed(
+        &harbin,
+        products::PRODUCT_REGISTERED,
+        "d1",
+        now,
+        &registered,
+    ))
+    .await;
+    let buyer = caller("buyer", "91230100MA1BUYER01");
+    let fetch = || i.requests.fetch_dataset(&buyer, HARBIN, "d1".into());
+    let err = fetch().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::Unavailable,
+        "not computed yet: {err}"
+    );
+    assert_eq!(i.requests.refresh_datasets().await.unwrap(), 1);
+    assert_eq!(
+        i.requests.refresh_datasets().await.unwrap(),
+        0,
+        "not due again yet"
+    );
+    let err = fetch().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied, "{err}");
+    let trade = products::Trade {
+        trade_id: "T-9".into(),
+        product_id: "d1".into(),
+        buyer_organization: "91230100MA1BUYER01".into(),
+        entitlement: Some(products::Entitlement {
+            deliveries: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let recorded = products::TradeRecorded {
+        trade_id: "T-9".into(),
+        trade: Some(trade),
+    };
+    i.apply(Event::typed(
+        &harbin,
+        products::TRADE_RECORDED,
+        "T-9",
+        now,
+        &recorded,
+    ))
+    .await;
+    let delivered = fetch().await.unwrap();
+    assert_eq!(delivered.version, 1);
+    let answer = delivered.answer.unwrap();
+    assert_eq!(answer.columns, ["stop_id", "n"], "{answer:?}");
+    assert_eq!(answer.rows.len(), 3, "{answer:?}");
+    let err = fetch().await.unwrap_err();
+    assert!(
+        err.to_string().contains("no entitlement"),
+        "one delivery bought: {err}"
+    );
+    // A day later it is computed again.
+    i.set("2026-12-03 09:01");
+    assert_eq!(i.requests.refresh_datasets().await.unwrap(), 1);
+    // Withdrawn: no longer computed or delivered.
+    i.apply(Event::typed(
+        &harbin,
+        products::PRODUCT_WITHDRAWN,
+        "d1",
+        now,
+        &registered,
+    ))
+    .await;
+    i.set("2026-12-05 09:01");
+    assert_eq!(i.requests.refresh_datasets().await.unwrap(), 0);
+    let err = fetch().await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
+}

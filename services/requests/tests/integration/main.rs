@@ -22,4 +22,5 @@ on_both_stores!(
     operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate,
     a_grants_workspace_holds_at_most_its_quota,
     a_buyer_calls_what_its_trade_entitles_under_disclosure_control,
+    a_dataset_is_computed_on_its_schedule_and_fetched_as_bought,
 );

@@ -9,6 +9,7 @@ CREATE TABLE delivered_products (
     form integer NOT NULL,
     query text NOT NULL,
     parameters text NOT NULL,
+    refresh_hours integer NOT NULL,
     deliverable boolean NOT NULL,
     PRIMARY KEY (tenant, product_id)
 );
@@ -20,4 +21,21 @@ CREATE TABLE entitlements (
     calls_left bigint NOT NULL,
     valid_until timestamp,
     PRIMARY KEY (tenant, product_id, buyer)
+);
+
+-- Each computation of a dataset product, kept so that a buyer fetches the latest.
+CREATE TABLE dataset_versions (
+    tenant text NOT NULL,
+    product_id text NOT NULL,
+    version integer NOT NULL,
+    computed_at timestamp NOT NULL,
+    body blob NOT NULL,
+    PRIMARY KEY (tenant, product_id, version)
+);
+
+-- When each dataset is computed next, across tenants; names rows, holds none of their content.
+CREATE TABLE dataset_refreshes (
+    product_id text PRIMARY KEY,
+    tenant text NOT NULL,
+    due_at timestamp NOT NULL
 );
