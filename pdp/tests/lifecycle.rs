@@ -675,15 +675,16 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
             receipts_topic: format!("{dex}.receipts"),
             trades_topic: format!("{dex}.trades"),
         };
+        let exchange_for_trades = exchange.clone();
         let policy = pdp_exchange_client::Policy {
             demo_buyer: Some(buyer_org.clone()),
         };
-        let brokers = brokers.clone();
+        let consumer_brokers = brokers.clone();
         let answered = std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async {
                 let consumer: StreamConsumer = ClientConfig::new()
-                    .set("bootstrap.servers", &brokers)
+                    .set("bootstrap.servers", &consumer_brokers)
                     .set("group.id", &exchange.id)
                     .set("enable.auto.commit", "false")
                     .set("auto.offset.reset", "earliest")
@@ -693,7 +694,7 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
                     .subscribe(&[pdp_exchange_client::LISTINGS_TOPIC])
                     .unwrap();
                 let producer: FutureProducer = ClientConfig::new()
-                    .set("bootstrap.servers", &brokers)
+                    .set("bootstrap.servers", &consumer_brokers)
                     .create()
                     .unwrap();
                 let serving =
@@ -726,6 +727,15 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
             "{trade}"
         );
         assert_eq!(trade["entitlement"]["calls"], "1", "{trade}");
+        // No sharing rule set: the revenue is the operator's.
+        assert_eq!(
+            (
+                &trade["shares"][1]["organization"],
+                &trade["shares"][1]["amountFen"]
+            ),
+            (&json!(beta_org), &json!("30")),
+            "{trade}"
+        );
         let buyer = token(dir, "230100", "buyer", &buyer_org);
         let call_path = format!("{products}/{pid}:call");
         let body = json!({"parameters": {"excluded": "S9"}});
@@ -737,6 +747,49 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
         let (status, refused) = post(&call_path, Some(&buyer), body);
         assert_eq!(status, 403, "one call bought, one made: {refused}");
         assert!(refused.to_string().contains("NO_ENTITLEMENT"), "{refused}");
+
+        // A trade that comes unsigned is parked as a dead letter, never applied.
+        let listing = pdp_exchange_client::ListingEvent {
+            event_type: pdp_exchange_client::LISTED.into(),
+            tenant: "230100".into(),
+            data: json!({"product_id": pid}),
+        };
+        let mut unsigned = exchange_for_trades.trade(
+            &listing,
+            &format!("{dex}-unsigned"),
+            &buyer_org,
+            1_000,
+            0,
+            Utc::now(),
+        );
+        unsigned.data.as_object_mut().unwrap().remove("signature");
+        let producer_brokers = brokers.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let producer: FutureProducer = ClientConfig::new()
+                    .set("bootstrap.servers", &producer_brokers)
+                    .create()
+                    .unwrap();
+                pdp_exchange_client::send(&producer, &unsigned).await
+            })
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        let data_dir = data.path().to_str().unwrap();
+        let parked = eventually(30, "the unsigned trade is parked", || {
+            let out = pdp(&["events", "dead-letters"], &[("PDP_DATA_DIR", data_dir)]);
+            let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+            listed
+                .lines()
+                .find(|l| l.contains("pdp.exchange.trade.completed"))
+                .map(str::to_string)
+        });
+        assert!(parked.starts_with("products\t"), "{parked}");
+        assert!(parked.contains("unsigned"), "{parked}");
+        let (_, trades) = get(&format!("{H}/trades"), Some(&bureau));
+        assert_eq!(trades["trades"].as_array().unwrap().len(), 1, "{trades}");
     }
 
     // A whole file streamed through the gateway (`PUT …/data`, text/csv, chunked): 250 000
