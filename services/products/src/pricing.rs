@@ -137,19 +137,41 @@ pub fn rules_violations(rules: &api::PricingRules) -> Vec<FieldViolation> {
             ));
         }
     }
+    let mut sharings: Vec<(String, &api::RevenueSharing)> = Vec::new();
     if let Some(s) = &rules.sharing {
+        sharings.push(("rules.sharing".to_string(), s));
+    }
+    let mut operators: Vec<_> = rules.operator_sharing.iter().collect();
+    operators.sort_by(|a, b| a.0.cmp(b.0));
+    for (operator, s) in operators {
+        sharings.push((format!("rules.operator_sharing.{operator}"), s));
+    }
+    for (field, s) in sharings {
         let total =
             u64::from(s.provider_units_bp) + u64::from(s.operator_bp) + u64::from(s.developer_bp);
         if total != 10_000 {
             v.push(FieldViolation::new(
-                "rules.sharing",
+                field,
                 format!(
-                    "the shares are basis points that add up to 10000, not {total} (第二十三条:                      each party's share of the whole)"
+                    "the shares are basis points that add up to 10000, not {total} (第二十三条: \
+                     each party's share of the whole)"
                 ),
             ));
         }
     }
     v
+}
+
+/// The split of `operator`'s trades: its agreement's where the bureau entered it, else the
+/// tenant's.
+pub fn sharing_of<'a>(
+    rules: &'a api::PricingRules,
+    operator: &str,
+) -> Option<&'a api::RevenueSharing> {
+    rules
+        .operator_sharing
+        .get(operator)
+        .or(rules.sharing.as_ref())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use pdp_proto::pdp::products::v1 as api;
 use uuid::Uuid;
 
 use crate::ProductError;
+use crate::pricing::sharing_of;
 use crate::service::Products;
 use crate::store::{self as db, Visible};
 use crate::{SERVICE, TOPIC};
@@ -200,7 +201,7 @@ pub fn apply_trade(
         entitlement: Some(entitlement(unit, t.quantity, at)),
         shares: shares(
             t.amount_fen,
-            rules.sharing.as_ref(),
+            sharing_of(&rules, &p.operator),
             &p.operator,
             &p.developer,
         ),

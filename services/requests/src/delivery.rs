@@ -414,8 +414,8 @@ impl Requests {
                 return Err(RequestError::forbidden(
                     "NO_ENTITLEMENT",
                     format!(
-                        "{owner} holds no entitlement to dataset {product_id} (deliveries left or a \
-                         term running): buy it on a data exchange (第二十四条)"
+                        "{owner} holds no entitlement to dataset {product_id} (deliveries left \
+                         or a term running): buy it on a data exchange (第二十四条)"
                     ),
                 ));
             }
@@ -425,7 +425,15 @@ impl Requests {
                 "product": product_id, "buyer": owner, "version": version,
             });
             let target = format!("products/{product_id}");
-            audit(conn, scope, &caller, now, "product.delivered", target, details)?;
+            audit(
+                conn,
+                scope,
+                &caller,
+                now,
+                "product.delivered",
+                target,
+                details,
+            )?;
             Ok(api::DatasetDelivery {
                 product_id,
                 version: version as u32,

@@ -645,6 +645,53 @@ pub async fn an_exchanges_signed_receipt_and_trades_apply_once_and_nothing_unsig
         .unwrap();
     assert!(theirs.is_empty());
 
+    // The bureau enters beta's agreement's own split: it wins over the tenant's for beta's trades.
+    let mut own = api::PricingRules {
+        ceilings: vec![api::PriceCeiling {
+            form: api::ProductForm::Api as i32,
+            unit: api::PriceUnit::PerCall as i32,
+            amount_fen: 50,
+        }],
+        ..Default::default()
+    };
+    own.operator_sharing.insert(
+        "beta".into(),
+        api::RevenueSharing {
+            provider_units_bp: 5_000,
+            operator_bp: 4_000,
+            developer_bp: 0,
+        },
+    );
+    let err = i
+        .products
+        .update_pricing_rules(&bureau, HARBIN, own.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["rules.operator_sharing.beta"], "{err}");
+    own.operator_sharing.get_mut("beta").unwrap().operator_bp = 5_000;
+    i.products
+        .update_pricing_rules(&bureau, HARBIN, own)
+        .await
+        .unwrap();
+    let second = exchange::TradeCompleted {
+        trade_id: "T-1b".into(),
+        amount_fen: 1_000,
+        ..trade.clone()
+    };
+    i.exchange_sends(exchange::TRADE_COMPLETED, &second, Some(&key), |_| {})
+        .await
+        .unwrap();
+    let (trades, _) = i
+        .products
+        .trades(&bureau, HARBIN, None, first_page())
+        .await
+        .unwrap();
+    let shares: Vec<i64> = trades[0].shares.iter().map(|s| s.amount_fen).collect();
+    assert_eq!(
+        (trades[0].trade_id.as_str(), shares),
+        ("T-1b", vec![500, 500])
+    );
+
     // A trade of a product not listed there, or an event no exchange sends: refused.
     let elsewhere = exchange::TradeCompleted {
         trade_id: "T-2".into(),
