@@ -117,9 +117,18 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     if let Some(cluster) = &cluster {
         env.push(("PDP_SANDBOX__BALLISTA_SCHEDULER", cluster.url.as_str()));
     }
+    // On the broker, the stores are PostgreSQL's, as in a cluster: a fresh instance first reads
+    // every event earlier runs left on the broker, and SQLite's one connection per store would
+    // make the first calls wait behind that backlog.
+    let store_url = if on_kafka {
+        database(&format!("lifecycle_kafka{}", run.replace('-', "_")))
+    } else {
+        String::new()
+    };
     if on_kafka {
         env.push(("PDP_EVENTS__BROKERS", brokers.as_str()));
         env.push(("PDP_INSTANCE__NAME", instance.as_str()));
+        env.push(("PDP_STORE__URL", store_url.as_str()));
     }
     let mut child = start_dev_with(data.path(), port, &env);
     wait_ready(&mut child, port);
@@ -777,9 +786,11 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
         .join()
         .unwrap()
         .unwrap();
-        let data_dir = data.path().to_str().unwrap();
         let parked = eventually(30, "the unsigned trade is parked", || {
-            let out = pdp(&["events", "dead-letters"], &[("PDP_DATA_DIR", data_dir)]);
+            let out = pdp(
+                &["events", "dead-letters"],
+                &[("PDP_STORE__URL", &store_url)],
+            );
             let listed = String::from_utf8_lossy(&out.stdout).into_owned();
             listed
                 .lines()
