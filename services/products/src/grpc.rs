@@ -131,10 +131,10 @@ impl api::product_service_server::ProductService for Products {
         &self,
         request: Request<api::ListExchangesRequest>,
     ) -> Answer<api::ListExchangesResponse> {
-        who(&request)?;
-        Ok(Response::new(api::ListExchangesResponse {
-            exchanges: self.exchanges(),
-        }))
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let exchanges = self.exchanges(&who, &r.tenant)?;
+        Ok(Response::new(api::ListExchangesResponse { exchanges }))
     }
 }
 

@@ -164,6 +164,20 @@ fn is_maker(who: &Identity, p: &api::Product) -> bool {
     }
 }
 
+/// Whose products and trades `who` lists: staff all; an operator its own and its developers'; a
+/// developer its own; anyone else none.
+pub(crate) fn visible_to(who: &Identity) -> Option<Visible> {
+    if who.has_any(STAFF) {
+        Some(Visible::All)
+    } else if who.has(Role::Operator) {
+        Some(Visible::Operator(who.organization.clone()))
+    } else if who.has(Role::Developer) {
+        Some(Visible::Developer(who.organization.clone()))
+    } else {
+        None
+    }
+}
+
 /// Can `who` see `p` at all? Staff see every product; an operator its own and its developers';
 /// a developer its own.
 fn sees(who: &Identity, p: &api::Product) -> bool {
@@ -399,13 +413,7 @@ impl Products {
         cursor: Cursor,
     ) -> Result<(Vec<api::Product>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let visible = if who.has_any(STAFF) {
-            Visible::All
-        } else if who.has(Role::Operator) {
-            Visible::Operator(who.organization.clone())
-        } else if who.has(Role::Developer) {
-            Visible::Developer(who.organization.clone())
-        } else {
+        let Some(visible) = visible_to(who) else {
             return Ok((Vec::new(), String::new()));
         };
         self.in_scope(&scope, move |conn, scope, _| {
@@ -767,8 +775,10 @@ impl Products {
         .await
     }
 
-    pub fn exchanges(&self) -> Vec<api::Exchange> {
-        self.exchanges
+    pub fn exchanges(&self, who: &Identity, tenant: &str) -> Result<Vec<api::Exchange>> {
+        TenantScope::for_call(who, tenant, Access::Read)?;
+        Ok(self
+            .exchanges
             .all()
             .map(|e| api::Exchange {
                 id: e.id.clone(),
@@ -776,7 +786,7 @@ impl Products {
                 receipts_topic: e.receipts_topic.clone(),
                 trades_topic: e.trades_topic.clone(),
             })
-            .collect()
+            .collect())
     }
 
     pub async fn pricing_rules(&self, who: &Identity, tenant: &str) -> Result<api::PricingRules> {

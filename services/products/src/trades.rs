@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Months, Utc};
 use pdp_kit::change::{Recorder, timestamp};
-use pdp_kit::identity::{Identity, Role};
+use pdp_kit::identity::Identity;
 use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, TenantScope};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::ProductError;
 use crate::pricing::sharing_of;
 use crate::service::Products;
-use crate::store::{self as db, Visible};
+use crate::store as db;
 use crate::{SERVICE, TOPIC};
 
 type Result<T> = std::result::Result<T, ProductError>;
@@ -235,13 +235,7 @@ impl Products {
         cursor: Cursor,
     ) -> Result<(Vec<api::Trade>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let visible = if who.has_any(&Role::STAFF) {
-            Visible::All
-        } else if who.has(Role::Operator) {
-            Visible::Operator(who.organization.clone())
-        } else if who.has(Role::Developer) {
-            Visible::Developer(who.organization.clone())
-        } else {
+        let Some(visible) = crate::service::visible_to(who) else {
             return Ok((Vec::new(), String::new()));
         };
         self.in_scope(&scope, move |conn, scope, _| {

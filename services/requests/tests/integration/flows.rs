@@ -1698,6 +1698,10 @@ pub async fn operators_keep_tables_in_the_grants_workspace_at_the_tenants_rate(b
     pdp_kit::testing::assert_events_documented(&i.store, pdp_requests::TOPIC).await;
 }
 
+/// An API product's query: arrivals per stop, other than the excluded one.
+const ARRIVALS_EXCEPT: &str =
+    r#"SELECT stop_id, count(*) AS n FROM "bus" WHERE stop_id <> :excluded GROUP BY stop_id"#;
+
 /// A product's buyer calls what its trade entitles it to, answered under disclosure control on
 /// the grant the product is built on; nothing more than it bought, nothing after withdrawal.
 pub async fn a_buyer_calls_what_its_trade_entitles_under_disclosure_control(backend: Backend) {
@@ -1713,8 +1717,7 @@ pub async fn a_buyer_calls_what_its_trade_entitles_under_disclosure_control(back
         operator: "beta".into(),
         grant_ids: vec![grant.clone()],
         form: products::ProductForm::Api as i32,
-        query: r#"SELECT stop_id, count(*) AS n FROM "bus" WHERE stop_id <> :excluded GROUP BY stop_id"#
-            .into(),
+        query: ARRIVALS_EXCEPT.into(),
         parameters: vec![products::ApiParameter {
             name: "excluded".into(),
             r#type: products::ParameterType::String as i32,
