@@ -38,6 +38,7 @@ const SERVICES: &[ServiceDef] = &[
     pdp_agreements::DEF,
     pdp_requests::DEF,
     pdp_products::DEF,
+    pdp_termination::DEF,
 ];
 
 fn service_named(name: &str) -> anyhow::Result<&'static ServiceDef> {
@@ -118,6 +119,9 @@ enum Command {
     /// Events consumers could not apply.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The audit archive.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// A member of the sandbox's Apache Ballista cluster (`sandbox.ballista_scheduler`), reading
     /// the store `sandbox.store_url` names.
     #[command(subcommand)]
@@ -163,6 +167,37 @@ enum EventsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Verify the archive's hash chain and signed checkpoints; names the first record that does
+    /// not verify, and exits 1 if any does.
+    Verify {
+        /// One tenant (default: every tenant with records).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Records from this time (RFC 3339, or a date: midnight in Asia/Shanghai).
+        #[arg(long, value_parser = parse_instant)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Records before this time.
+        #[arg(long, value_parser = parse_instant)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Where `pdp dev` keeps its SQLite files and the archive key.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// An instant given as RFC 3339, or as a date (its midnight in Asia/Shanghai).
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.into());
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is neither RFC 3339 nor YYYY-MM-DD"))?;
+    let midnight = date.and_time(chrono::NaiveTime::MIN) - chrono::Duration::hours(8);
+    Ok(midnight.and_utc())
+}
+
+#[derive(Subcommand, Debug)]
 enum CalendarCommand {
     /// Validate a deployment's holiday file and print the years pdp would then hold.
     Check { file: PathBuf },
@@ -189,7 +224,11 @@ fn main() -> ExitCode {
         Command::Token {
             data_dir: Some(dir),
             ..
-        } => config.data_dir = dir.clone(),
+        }
+        | Command::Audit(AuditCommand::Verify {
+            data_dir: Some(dir),
+            ..
+        }) => config.data_dir = dir.clone(),
         _ => {}
     }
     let result = match cli.command {
@@ -213,6 +252,7 @@ fn main() -> ExitCode {
         Command::Migrate => with_runtime(&config, migrate(config.clone())),
         Command::Calendar(CalendarCommand::Check { file }) => calendar_check(&file),
         Command::Events(command) => with_runtime(&config, events(config.clone(), command)),
+        Command::Audit(command) => with_runtime(&config, audit(config.clone(), command)),
         Command::Dev { .. } | Command::Gateway => {
             with_runtime(&config, run_platform(config.clone()))
         }
@@ -571,6 +611,57 @@ async fn events(config: Config, command: EventsCommand) -> anyhow::Result<()> {
         }
     })
     .await?
+}
+
+/// `pdp audit verify`: every tenant's chain (or one's) in the termination service's store, with
+/// the deployment's archive key.
+async fn audit(config: Config, command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify {
+        tenant, from, to, ..
+    } = command;
+    let key = Arc::new(pdp_termination::archive_key(&config)?);
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || platform::open_store(&config, pdp_termination::SERVICE))
+            .await??
+    };
+    let tenants: Vec<pdp_kit::identity::TenantCode> = match tenant {
+        Some(t) => vec![t.parse().map_err(|e| anyhow::anyhow!("--tenant: {e}"))?],
+        None => store
+            .run(pdp_termination::store::heads)
+            .await
+            .map_err(|e| missing(pdp_termination::SERVICE, e))?
+            .into_iter()
+            .filter_map(|(t, _, _)| t.parse().ok())
+            .collect(),
+    };
+    let archive =
+        pdp_termination::Archive::new(store, Arc::new(SystemClock), key, config.audit.clone());
+    let mut failed = 0;
+    println!("tenant\tverified\trecords\tfirst\tlast\tcheckpoints\tfailed_at\tfailure");
+    for tenant in tenants {
+        let scope = pdp_kit::store::TenantScope::system(tenant.clone());
+        let r = archive
+            .verify_in(scope, from, to)
+            .await
+            .map_err(|e| anyhow::anyhow!("{tenant}: {e}"))?;
+        failed += usize::from(!r.verified);
+        println!(
+            "{tenant}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.verified,
+            r.records_checked,
+            r.first_seq,
+            r.last_seq,
+            r.checkpoints_checked,
+            r.failed_seq,
+            r.failure
+        );
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} tenant(s) whose archive does not verify"
+    );
+    Ok(())
 }
 
 /// `pdp calendar check FILE`: the file alone must be valid, and so must the shipped years with it.

@@ -105,6 +105,12 @@ pub mod pdp {
             include!(concat!(env!("OUT_DIR"), "/pdp.products.v1.events.rs"));
         }
     }
+    pub mod termination {
+        pub mod v1 {
+            tonic::include_proto!("pdp.termination.v1");
+            include!(concat!(env!("OUT_DIR"), "/pdp.termination.v1.events.rs"));
+        }
+    }
 }
 
 #[cfg(test)]

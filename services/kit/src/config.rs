@@ -38,6 +38,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub sandbox: SandboxConfig,
     pub products: ProductsConfig,
+    pub audit: AuditConfig,
     pub dev: DevConfig,
 }
 
@@ -58,6 +59,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             sandbox: SandboxConfig::default(),
             products: ProductsConfig::default(),
+            audit: AuditConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -413,6 +415,76 @@ impl ProductsConfig {
     }
 }
 
+/// The audit archive the termination service keeps (第十六条, 第二十九条).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The Ed25519 private key (PEM, PKCS#8: `openssl genpkey -algorithm ed25519`) the archive's
+    /// checkpoints are signed with. Required in cluster mode; in dev one is made in the data
+    /// directory.
+    pub signing_key: Option<Secret>,
+    /// How often a tenant's chain is checkpointed when it has grown.
+    pub checkpoint_every_secs: u64,
+    /// How long records are kept after the authorization period they belong to has ended: at
+    /// least two years (730 days, 第二十九条).
+    pub retention_days: u32,
+    /// A longer retention for some tenants, by tenant code.
+    pub tenant_retention_days: std::collections::BTreeMap<String, u32>,
+}
+
+/// 第二十九条: logs are kept at least two years.
+pub const MIN_AUDIT_RETENTION_DAYS: u32 = 730;
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            checkpoint_every_secs: 3600,
+            retention_days: MIN_AUDIT_RETENTION_DAYS,
+            tenant_retention_days: Default::default(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The retention of `tenant`'s records, in days.
+    pub fn retention_of(&self, tenant: &str) -> u32 {
+        self.tenant_retention_days
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.retention_days)
+            .max(self.retention_days)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let short = std::iter::once(("retention_days".to_string(), self.retention_days)).chain(
+            self.tenant_retention_days
+                .iter()
+                .map(|(t, d)| (format!("tenant_retention_days.{t}"), *d)),
+        );
+        for (key, days) in short {
+            if days < MIN_AUDIT_RETENTION_DAYS {
+                return Err(format!(
+                    "{key} = {days}: logs are kept at least two years ({MIN_AUDIT_RETENTION_DAYS} \
+                     days, 第二十九条)"
+                ));
+            }
+        }
+        for tenant in self.tenant_retention_days.keys() {
+            let known = tenant
+                .parse::<crate::identity::TenantCode>()
+                .is_ok_and(|t| crate::tenants::is_known(&t));
+            if !known {
+                return Err(format!(
+                    "tenant_retention_days names {tenant}, neither the province nor one of its \
+                     cities"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalendarConfig {
@@ -684,6 +756,11 @@ impl Config {
                 origin: String::new(),
                 message,
             })?;
+        config.audit.check().map_err(|message| ConfigError::Key {
+            key: "audit".to_string(),
+            origin: String::new(),
+            message,
+        })?;
         Ok(config)
     }
 

@@ -1,0 +1,11 @@
+DROP VIEW authorization_periods;
+DROP VIEW legal_holds;
+DROP VIEW audit_checkpoints;
+DROP VIEW audit_records;
+DROP FUNCTION pdp_audit_drop_partitions(text, timestamp);
+DROP FUNCTION pdp_audit_partition(text, timestamp);
+DROP TABLE authorization_periods_rows;
+DROP TABLE legal_holds_rows;
+DROP TABLE audit_checkpoints_rows;
+DROP TABLE audit_heads;
+DROP TABLE audit_records_rows;
