@@ -101,6 +101,17 @@ trades_topic = {{ .tradesTopic | quote }}
 public_key = {{ .publicKey | default "" | quote }}
 {{- end }}
 
+[audit]
+retention_days = {{ .Values.audit.retentionDays }}
+checkpoint_every_secs = {{ .Values.audit.checkpointEverySecs }}
+{{- with .Values.audit.tenantRetentionDays }}
+
+[audit.tenant_retention_days]
+{{- range $tenant, $days := . }}
+{{ $tenant | quote }} = {{ $days }}
+{{- end }}
+{{- end }}
+
 [gateway]
 audience = {{ .Values.gateway.audience | quote }}
 issuer = {{ .Values.gateway.issuer | quote }}

@@ -152,6 +152,17 @@ pub fn verify(key: &VerifyingKey, input: &[u8], signature: &str) -> bool {
     key.verify(input, &signature).is_ok()
 }
 
+/// Whether `signature` is the signature of the published key `public_key` (base64 of its 32
+/// bytes) over `input`: what a holder of a checkpoint runs.
+pub fn verify_published(public_key: &str, input: &str, signature: &str) -> bool {
+    let key = STANDARD
+        .decode(public_key)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
+    key.is_some_and(|key| verify(&key, input.as_bytes(), signature))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
