@@ -949,5 +949,26 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     assert_eq!(status, 200, "{answered}");
     assert_eq!(answered["answers"][0]["late"], json!(true), "{answered}");
 
+    // All of it is in Harbin's audit archive (第十六条): the bureau's agreement as the agreements
+    // service recorded it, and a chain that verifies.
+    let auditor = token(dir, "230100", "auditor", "harbin-audit-office");
+    let archived = eventually(60, "the agreement's creation archived", || {
+        let (status, found) = get(
+            &format!("{H}/audit/records?operation=agreement.created"),
+            Some(&auditor),
+        );
+        assert_eq!(status, 200, "{found}");
+        let records = found["records"].as_array()?.clone();
+        (!records.is_empty()).then_some(records)
+    });
+    assert_eq!(archived[0]["source"], "agreements", "{archived:?}");
+    assert_eq!(
+        archived[0]["organization"], "harbin-data-bureau",
+        "{archived:?}"
+    );
+    let (status, verified) = get(&format!("{H}/audit:verify"), Some(&auditor));
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["verified"], json!(true), "{verified}");
+
     assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
 }
