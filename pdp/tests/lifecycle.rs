@@ -949,6 +949,84 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     assert_eq!(status, 200, "{answered}");
     assert_eq!(answered["answers"][0]["late"], json!(true), "{answered}");
 
+    // The expiry opened the termination case (第二十九条): access was cut (the authorization,
+    // the grant, the product), beta's data destroyed and listed with digests; a supervisor
+    // witnesses it, the bureau receives the records of the period and acknowledges, then closes.
+    let case = eventually(60, "the case records the destruction", || {
+        let (_, listed) = get(&format!("{H}/termination-cases"), Some(&bureau));
+        let c = listed["cases"]
+            .as_array()?
+            .iter()
+            .find(|c| c["agreementId"] == json!(aid))?
+            .clone();
+        c["destruction"].is_object().then_some(c)
+    });
+    let cuts: Vec<&str> = case["accessCuts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    for kind in ["authorization", "grant", "product"] {
+        assert!(cuts.contains(&kind), "{kind}: {case}");
+    }
+    let destruction = &case["destruction"];
+    let objects = destruction["objects"].as_array().unwrap();
+    let workspace_dir = format!("tenants/230100/grants/{grant_id}/workspace");
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["location"].as_str().unwrap().starts_with(&workspace_dir)),
+        "the derived table's files: {case}"
+    );
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["sha256"].as_str().unwrap().len() == 64),
+        "{case}"
+    );
+    assert_eq!(
+        destruction["remaining"].as_str().unwrap_or("0"),
+        "0",
+        "{case}"
+    );
+    // Nothing of it is left to read: no file under the workspace, no table listed.
+    let left = walk_files(&data.path().join("sandbox").join(&workspace_dir));
+    assert!(left.is_empty(), "{left:?}");
+    let (status, tables) = get(&workspace, Some(&bureau));
+    assert_eq!(status, 200, "{tables}");
+    assert!(
+        tables["tables"].as_array().is_none_or(|t| t.is_empty()),
+        "{tables}"
+    );
+    let case_path = format!("{H}/termination-cases/{}", case["id"].as_str().unwrap());
+    let supervisor = token(dir, "230100", "supervisor", "harbin-cyberspace");
+    let (status, witnessed) = post(
+        &format!("{case_path}:witness-destruction"),
+        Some(&supervisor),
+        json!({"digest": destruction["digest"], "statement": "deletion observed"}),
+    );
+    assert_eq!(status, 200, "{witnessed}");
+    let (status, bundle) = get(&format!("{case_path}/handover"), Some(&bureau));
+    assert_eq!(status, 200, "{bundle}");
+    assert!(
+        pdp_termination::checkpoint::verify_published(
+            bundle["publicKey"].as_str().unwrap(),
+            bundle["manifest"].as_str().unwrap(),
+            bundle["signature"].as_str().unwrap(),
+        ),
+        "{bundle}"
+    );
+    let (status, acknowledged) = post(
+        &format!("{case_path}:acknowledge-handover"),
+        Some(&bureau),
+        json!({"manifest_digest": bundle["manifestDigest"]}),
+    );
+    assert_eq!(status, 200, "{acknowledged}");
+    let (status, closed) = post(&format!("{case_path}:close"), Some(&bureau), json!({}));
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["state"], "TERMINATION_CASE_STATE_CLOSED", "{closed}");
+
     // All of it is in Harbin's audit archive (第十六条): the bureau's agreement as the agreements
     // service recorded it, and a chain that verifies.
     let auditor = token(dir, "230100", "auditor", "harbin-audit-office");
@@ -971,4 +1049,22 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     assert_eq!(verified["verified"], json!(true), "{verified}");
 
     assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk_files(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }

@@ -430,6 +430,11 @@ pub struct AuditConfig {
     pub retention_days: u32,
     /// A longer retention for some tenants, by tenant code.
     pub tenant_retention_days: std::collections::BTreeMap<String, u32>,
+    /// Working days a termination case has, from its opening, to close: past them it is flagged
+    /// to the bureau and the supervisors.
+    pub case_deadline_working_days: u32,
+    /// Another deadline for some tenants, by tenant code.
+    pub tenant_case_deadline_working_days: std::collections::BTreeMap<String, u32>,
 }
 
 /// 第二十九条: logs are kept at least two years.
@@ -442,6 +447,8 @@ impl Default for AuditConfig {
             checkpoint_every_secs: 3600,
             retention_days: MIN_AUDIT_RETENTION_DAYS,
             tenant_retention_days: Default::default(),
+            case_deadline_working_days: 20,
+            tenant_case_deadline_working_days: Default::default(),
         }
     }
 }
@@ -454,6 +461,14 @@ impl AuditConfig {
             .copied()
             .unwrap_or(self.retention_days)
             .max(self.retention_days)
+    }
+
+    /// The working days a termination case of `tenant` has to close.
+    pub fn case_deadline_of(&self, tenant: &str) -> u32 {
+        self.tenant_case_deadline_working_days
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.case_deadline_working_days)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -470,13 +485,22 @@ impl AuditConfig {
                 ));
             }
         }
-        for tenant in self.tenant_retention_days.keys() {
+        let deadlines = std::iter::once(self.case_deadline_working_days)
+            .chain(self.tenant_case_deadline_working_days.values().copied());
+        if deadlines.into_iter().any(|d| d == 0) {
+            return Err("a case deadline is at least one working day".to_string());
+        }
+        let named = self
+            .tenant_retention_days
+            .keys()
+            .chain(self.tenant_case_deadline_working_days.keys());
+        for tenant in named {
             let known = tenant
                 .parse::<crate::identity::TenantCode>()
                 .is_ok_and(|t| crate::tenants::is_known(&t));
             if !known {
                 return Err(format!(
-                    "tenant_retention_days names {tenant}, neither the province nor one of its \
+                    "audit names tenant {tenant}, neither the province nor one of its \
                      cities"
                 ));
             }

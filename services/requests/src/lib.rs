@@ -7,6 +7,7 @@
 //! Laid out as `services/README.md` says.
 
 mod delivery;
+mod destruction;
 pub mod developer;
 mod developers;
 mod grpc;
@@ -31,6 +32,7 @@ use pdp_proto::pdp::agreements::v1 as agreements;
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::products::v1 as products;
 use pdp_proto::pdp::requests::v1 as api;
+use pdp_proto::pdp::termination::v1 as termination;
 
 use crate::request::{AgreementFacts, ResourceFacts};
 
@@ -43,7 +45,12 @@ pub const TOPIC: &str = "pdp.requests";
 /// The consumer group that follows the catalog's resources, the agreements, and the products it
 /// delivers.
 pub const FOLLOW_CONSUMER: &str = "requests-follow";
-const FOLLOWED: [&str; 3] = ["pdp.planning", "pdp.agreements", "pdp.products"];
+const FOLLOWED: [&str; 4] = [
+    "pdp.planning",
+    "pdp.agreements",
+    "pdp.products",
+    "pdp.termination",
+];
 
 pdp_kit::service_def!(SERVICE, start);
 
@@ -137,6 +144,13 @@ impl EventHandler for Follow {
             let trade = t.trade.unwrap_or_default();
             return delivery::follow_trade(conn, &scope, &trade);
         }
+        if let Some(c) = event.data_of(termination::CASE_OPENED)? {
+            scope.enter(conn)?;
+            // The case may arrive before the agreement's own end: its grants end here too.
+            service::end_grants_of_agreement(conn, &scope, &c.agreement_id, &c.cause, event.time)?;
+            let today = pdp_kit::calendar::civil_date(event.time);
+            return destruction::order(conn, &scope, &c.case_id, &c.agreement_id, today);
+        }
         Ok(())
     }
 }
@@ -220,12 +234,17 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
             async move { requests.run_schedule().await }
         },
     );
+    let requests_for_destruction = requests_for_datasets.clone();
     let datasets = context.every("datasets refreshed", move || {
         let requests = requests_for_datasets.clone();
         async move { requests.refresh_datasets().await }
     });
+    let destructions = context.every("operators' data destroyed", move || {
+        let requests = requests_for_destruction.clone();
+        async move { requests.destroy_ordered().await }
+    });
     Ok(Running {
         routes,
-        tasks: vec![follower, scheduler, datasets],
+        tasks: vec![follower, scheduler, datasets, destructions],
     })
 }

@@ -43,7 +43,7 @@ pub struct Requests {
     calendar: Arc<WorkingCalendar>,
     /// None where no store for the sandbox's data is configured (a cluster without
     /// `sandbox.store_url`): loads and queries are then refused.
-    sandbox: Option<Arc<Sandbox>>,
+    pub(crate) sandbox: Option<Arc<Sandbox>>,
 }
 
 impl Operations for Requests {
@@ -785,6 +785,10 @@ impl Requests {
         let due = self.store.run(move |conn| db::due(conn, today)).await?;
         let mut done = 0;
         for (tenant, item, action) in due {
+            // Destructions reach the sandbox's store: `destroy_ordered` carries them out.
+            if action == db::DESTROY {
+                continue;
+            }
             let Ok(tenant) = tenant.parse::<TenantCode>() else {
                 continue;
             };

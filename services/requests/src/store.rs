@@ -18,6 +18,7 @@ use crate::ticket::TicketState;
 
 /// A grant's workspace tables.
 pub mod delivery;
+pub mod destruction;
 pub mod workspace;
 
 diesel::table! {
@@ -433,6 +434,20 @@ pub fn list_grants(
 }
 
 /// The valid grants of `operator`, or of `agreement_id`.
+/// Every grant ever issued under `agreement_id`, whatever its state: (id, operator).
+pub fn grants_of_agreement(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    agreement_id: &str,
+) -> Result<Vec<(String, String)>> {
+    Ok(scope
+        .rows(grants::table)
+        .filter(grants::agreement_id.eq(agreement_id))
+        .order(grants::id)
+        .select((grants::id, grants::operator))
+        .load(conn)?)
+}
+
 pub fn valid_grants(
     conn: &mut AnyConnection,
     scope: &TenantScope,
@@ -1235,6 +1250,8 @@ pub const REVIEW_DUE: &str = "review_due";
 pub const GRANT_EXPIRES: &str = "grant_expires";
 /// A ticket's period has passed (item: the ticket id).
 pub const TICKET_DUE: &str = "ticket_due";
+/// A termination case ordered the destruction of an agreement's data (the item is the case).
+pub const DESTROY: &str = "destroy";
 
 pub fn schedule(
     conn: &mut AnyConnection,

@@ -156,7 +156,7 @@ pub(crate) fn record(
     Ok(())
 }
 
-fn changed(t: &api::WorkspaceTable, operator: &str) -> api::WorkspaceTableChanged {
+pub(crate) fn changed(t: &api::WorkspaceTable, operator: &str) -> api::WorkspaceTableChanged {
     api::WorkspaceTableChanged {
         grant_id: t.grant_id.clone(),
         operator: operator.to_string(),

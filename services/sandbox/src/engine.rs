@@ -249,6 +249,30 @@ impl Sandbox {
         Ok(self.objects(location).await?.iter().map(|o| o.size).sum())
     }
 
+    /// Every object under `location` with its size and SHA-256 (hex), read whole: what a
+    /// destruction record lists before the objects go.
+    pub async fn inventory(&self, location: &str) -> Result<Vec<StoredObject>, SandboxError> {
+        use object_store::ObjectStoreExt;
+        let mut out = Vec::new();
+        for meta in self.objects(location).await? {
+            let bytes = self
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(|e| SandboxError::Engine(e.to_string()))?
+                .bytes()
+                .await
+                .map_err(|e| SandboxError::Engine(e.to_string()))?;
+            let digest = Sha256::digest(&bytes);
+            out.push(StoredObject {
+                location: meta.location.to_string(),
+                size: meta.size,
+                sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Every object under `location`.
     async fn objects(&self, location: &str) -> Result<Vec<object_store::ObjectMeta>, SandboxError> {
         use futures::TryStreamExt;
@@ -682,6 +706,14 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// One stored object: where it lies, its size and its SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub location: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// A plan that reads `rows`, the result of `plan`, with `plan`'s schema (its qualifiers too),

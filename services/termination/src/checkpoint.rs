@@ -130,6 +130,11 @@ impl ArchiveKey {
         }
     }
 
+    /// The signature of `bytes` (a handover manifest).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> [u8; 64] {
+        self.key.sign(bytes).to_bytes()
+    }
+
     /// Whether `checkpoint`'s signature is this key's over its content.
     pub fn verifies(&self, checkpoint: &Checkpoint) -> bool {
         verify(

@@ -6,6 +6,8 @@ use pdp_proto::pdp::common::v1::PageResponse;
 use pdp_proto::pdp::termination::v1 as api;
 use tonic::{Request, Response};
 
+use crate::case::CaseState;
+use crate::cases::Cases;
 use crate::service::Archive;
 use crate::store::RecordFilter;
 
@@ -96,5 +98,74 @@ impl api::public_audit_service_server::PublicAuditService for Archive {
         let r = request.into_inner();
         let cursor = cursor(r.page.as_ref())?;
         ok(self.list_checkpoints(&who, &r.tenant, cursor).await)
+    }
+}
+
+#[tonic::async_trait]
+impl api::termination_service_server::TerminationService for Cases {
+    async fn list_termination_cases(
+        &self,
+        request: Request<api::ListTerminationCasesRequest>,
+    ) -> Answer<api::ListTerminationCasesResponse> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        let cursor = cursor(r.page.as_ref())?;
+        let state = CaseState::from_api(r.state);
+        let (cases, next) = self.list(&who, &r.tenant, state, cursor).await?;
+        Ok(Response::new(api::ListTerminationCasesResponse {
+            cases,
+            page: Some(PageResponse {
+                next_page_token: next,
+            }),
+        }))
+    }
+
+    async fn get_termination_case(
+        &self,
+        request: Request<api::GetTerminationCaseRequest>,
+    ) -> Answer<api::TerminationCase> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.get(&who, &r.tenant, r.id).await)
+    }
+
+    async fn witness_destruction(
+        &self,
+        request: Request<api::WitnessDestructionRequest>,
+    ) -> Answer<api::TerminationCase> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .witness(&who, &r.tenant, r.id, r.digest, r.statement)
+            .await)
+    }
+
+    async fn get_handover_bundle(
+        &self,
+        request: Request<api::GetHandoverBundleRequest>,
+    ) -> Answer<api::HandoverBundle> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.handover_bundle(&who, &r.tenant, r.id).await)
+    }
+
+    async fn acknowledge_handover(
+        &self,
+        request: Request<api::AcknowledgeHandoverRequest>,
+    ) -> Answer<api::TerminationCase> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self
+            .acknowledge(&who, &r.tenant, r.id, r.manifest_digest)
+            .await)
+    }
+
+    async fn close_termination_case(
+        &self,
+        request: Request<api::CloseTerminationCaseRequest>,
+    ) -> Answer<api::TerminationCase> {
+        let who = who(&request)?;
+        let r = request.into_inner();
+        ok(self.close(&who, &r.tenant, r.id).await)
     }
 }

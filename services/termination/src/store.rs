@@ -15,6 +15,8 @@ use crate::chain::{ArchivedRecord, GENESIS};
 use crate::checkpoint::{Checkpoint, Kind};
 use crate::retention::Period;
 
+pub mod cases;
+
 diesel::table! {
     audit_records (tenant, seq, archived_at) {
         tenant -> Text,

@@ -314,6 +314,44 @@ pub fn add_dataset_version(
     Ok((last + 1) as u32)
 }
 
+/// Every computed dataset of the products built on `grant_ids`: (product, version, the encoded
+/// answer).
+pub fn datasets_of_grants(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    grant_ids: &[String],
+) -> Result<Vec<(String, i32, Vec<u8>)>> {
+    let products: Vec<String> = scope
+        .rows(delivered_products::table)
+        .filter(delivered_products::grant_id.eq_any(grant_ids))
+        .select(delivered_products::product_id)
+        .load(conn)?;
+    Ok(scope
+        .rows(dataset_versions::table)
+        .filter(dataset_versions::product_id.eq_any(products))
+        .order((dataset_versions::product_id, dataset_versions::version))
+        .select((
+            dataset_versions::product_id,
+            dataset_versions::version,
+            dataset_versions::body,
+        ))
+        .load(conn)?)
+}
+
+/// Removes every computed dataset of `product_ids`.
+pub fn delete_datasets(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    product_ids: &[String],
+) -> Result<usize> {
+    Ok(diesel::delete(
+        scope
+            .rows(dataset_versions::table)
+            .filter(dataset_versions::product_id.eq_any(product_ids)),
+    )
+    .execute(conn)?)
+}
+
 /// The latest computation of dataset `product_id`: (version, when, the encoded answer).
 pub fn latest_dataset(
     conn: &mut AnyConnection,

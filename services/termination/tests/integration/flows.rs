@@ -309,3 +309,268 @@ pub async fn only_bureaus_supervisors_and_auditors_read_and_a_hold_names_what_it
         .unwrap();
     assert!(holds.is_empty(), "nothing was placed");
 }
+
+fn ended(agreement: &str) -> agreements::AgreementChanged {
+    agreements::AgreementChanged {
+        agreement_id: agreement.into(),
+        operator: "beta".into(),
+        first_day: "2026-12-01".into(),
+        last_day: "2029-11-30".into(),
+        reason: "rectification order 7 failed".into(),
+        ground: agreements::TerminationGround::BreachNotRectified as i32,
+        ..Default::default()
+    }
+}
+
+fn harbin() -> pdp_kit::identity::TenantCode {
+    HARBIN.parse().unwrap()
+}
+
+async fn terminated(i: &Instance, agreement: &str) -> api::TerminationCase {
+    use pdp_kit::clock::Clock;
+    let event = pdp_kit::events::Event::typed(
+        &harbin(),
+        agreements::AGREEMENT_TERMINATED,
+        agreement,
+        i.clock.now(),
+        &ended(agreement),
+    );
+    i.follows(event).await;
+    let (cases, _) = i
+        .cases
+        .list(
+            &caller("city_bureau", "harbin-bureau"),
+            HARBIN,
+            None,
+            first_page(),
+        )
+        .await
+        .unwrap();
+    cases
+        .into_iter()
+        .find(|c| c.agreement_id == agreement)
+        .unwrap()
+}
+
+pub async fn an_early_termination_cuts_access_destroys_under_witness_hands_over_and_closes(
+    backend: Backend,
+) {
+    use pdp_kit::clock::Clock;
+    use pdp_proto::pdp::products::v1 as products;
+    use pdp_proto::pdp::requests::v1 as requests;
+    let i = Instance::new(&backend);
+    let (bureau, supervisor) = (
+        caller("city_bureau", "harbin-bureau"),
+        caller("supervisor", "harbin-cyberspace"),
+    );
+    i.clock.set(at("2026-12-01 10:00"));
+    // Beta's records of the period, in the archive.
+    i.request(1, "beta").await;
+    i.request(2, "beta").await;
+    i.request(3, "gamma").await;
+    // Products withdraws beta's product on the same agreement event, before the case exists.
+    let now = i.clock.now();
+    let withdrawn = pdp_kit::events::Event::typed(
+        &harbin(),
+        products::PRODUCT_WITHDRAWN,
+        "p1",
+        now,
+        &products::ProductChanged {
+            product_id: "p1".into(),
+            operator: "beta".into(),
+            ..Default::default()
+        },
+    );
+    i.follows(withdrawn).await;
+    let c = terminated(&i, "a1").await;
+    assert_eq!(c.cause, "TERMINATED");
+    assert!(c.reason.contains("BREACH_NOT_RECTIFIED"), "{c:?}");
+    assert_eq!(c.deadline, "2026-12-29", "20 working days after 2026-12-01");
+    let kinds: Vec<_> = c.access_cuts.iter().map(|a| a.kind.as_str()).collect();
+    assert_eq!(kinds, ["authorization", "product"], "{c:?}");
+    // The grant ends when requests applies the same event.
+    i.advance(Duration::milliseconds(40));
+    let grant_ended = pdp_kit::events::Event::typed(
+        &harbin(),
+        requests::GRANT_ENDED,
+        "g1",
+        i.clock.now(),
+        &requests::GrantChanged {
+            grant_id: "g1".into(),
+            operator: "beta".into(),
+            agreement_id: "a1".into(),
+            ..Default::default()
+        },
+    );
+    i.follows(grant_ended).await;
+
+    // Nothing is witnessed before requests reports the destruction.
+    let err = i
+        .cases
+        .witness(
+            &supervisor,
+            HARBIN,
+            c.id.clone(),
+            String::new(),
+            String::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::FailedPrecondition);
+    assert!(err.to_string().contains("requests"), "{err}");
+    let destroyed = pdp_kit::events::Event::typed(
+        &harbin(),
+        requests::OPERATOR_DATA_DESTROYED,
+        &c.id,
+        i.clock.now(),
+        &requests::OperatorDataDestroyed {
+            case_id: c.id.clone(),
+            agreement_id: "a1".into(),
+            operator: "beta".into(),
+            grant_ids: vec!["g1".into()],
+            objects: vec![api::DestroyedObject {
+                location: "tenants/230100/grants/g1/workspace/by_stop/part-0.parquet".into(),
+                size_bytes: 2048,
+                sha256: "ab".repeat(32),
+            }],
+            remaining: 0,
+            destroyed_at: Some(pdp_kit::change::timestamp(i.clock.now())),
+        },
+    );
+    i.follows(destroyed.clone()).await;
+    i.follows(destroyed).await;
+
+    // Another operator does not see the case; beta sees its own.
+    let err = i
+        .cases
+        .get(&caller("operator", "gamma"), HARBIN, c.id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let c = i
+        .cases
+        .get(&caller("operator", "beta"), HARBIN, c.id.clone())
+        .await
+        .unwrap();
+    let d = c.destruction.clone().unwrap();
+    assert_eq!(d.objects.len(), 1);
+    assert_eq!(c.access_cuts.len(), 3, "{c:?}");
+
+    // The witness is a supervisor's, over the record's digest.
+    let err = i
+        .cases
+        .witness(
+            &bureau,
+            HARBIN,
+            c.id.clone(),
+            d.digest.clone(),
+            String::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::PermissionDenied);
+    let err = i
+        .cases
+        .witness(
+            &supervisor,
+            HARBIN,
+            c.id.clone(),
+            "00".repeat(32),
+            String::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    assert!(err.to_string().contains("digest"), "{err}");
+    let err = i
+        .cases
+        .close(&bureau, HARBIN, c.id.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(":witness-destruction"), "{err}");
+    let statement = "watched the deletion on site".to_string();
+    let c = i
+        .cases
+        .witness(
+            &supervisor,
+            HARBIN,
+            c.id.clone(),
+            d.digest.clone(),
+            statement,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.destruction.as_ref().unwrap().witness_organization,
+        "harbin-cyberspace"
+    );
+
+    // The handover: beta's records of the period, signed; acknowledged by its digest.
+    let bundle = i
+        .cases
+        .handover_bundle(&bureau, HARBIN, c.id.clone())
+        .await
+        .unwrap();
+    assert!(pdp_termination::checkpoint::verify_published(
+        &bundle.public_key,
+        &bundle.manifest,
+        &bundle.signature
+    ));
+    let records = bundle
+        .items
+        .iter()
+        .find(|i| i.name == "audit-records.json")
+        .unwrap();
+    let records: serde_json::Value = serde_json::from_str(&records.content).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 2, "beta's, not gamma's");
+    for item in &bundle.items {
+        assert!(bundle.manifest.contains(&item.sha256), "{}", item.name);
+    }
+    let err = i
+        .cases
+        .close(&bureau, HARBIN, c.id.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(":acknowledge-handover"), "{err}");
+    let err = i
+        .cases
+        .acknowledge(&bureau, HARBIN, c.id.clone(), "00".repeat(32))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidArgument);
+    i.cases
+        .acknowledge(
+            &bureau,
+            HARBIN,
+            c.id.clone(),
+            bundle.manifest_digest.clone(),
+        )
+        .await
+        .unwrap();
+    let closed = i.cases.close(&bureau, HARBIN, c.id.clone()).await.unwrap();
+    assert_eq!(closed.state, api::TerminationCaseState::Closed as i32);
+    i.clock.set(at("2027-06-01 10:00"));
+    assert_eq!(i.cases.flag_overdue().await.unwrap(), 0, "closed in time");
+    pdp_kit::testing::assert_events_documented(&i.store, pdp_termination::TOPIC).await;
+}
+
+pub async fn a_case_open_past_its_deadline_is_flagged_once(backend: Backend) {
+    let i = Instance::new(&backend);
+    i.clock.set(at("2026-12-01 10:00"));
+    let c = terminated(&i, "a2").await;
+    i.clock.set(at("2026-12-29 23:00"));
+    assert_eq!(
+        i.cases.flag_overdue().await.unwrap(),
+        0,
+        "the last day itself"
+    );
+    i.clock.set(at("2026-12-30 09:00"));
+    assert_eq!(i.cases.flag_overdue().await.unwrap(), 1);
+    assert_eq!(i.cases.flag_overdue().await.unwrap(), 0, "once");
+    let c = i
+        .cases
+        .get(&caller("auditor", "audit-office"), HARBIN, c.id)
+        .await
+        .unwrap();
+    assert!(c.overdue, "{c:?}");
+}

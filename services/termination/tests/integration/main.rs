@@ -12,4 +12,6 @@ on_both_stores!(
     checkpoints_are_signed_published_and_catch_a_rewritten_chain,
     records_stay_two_years_after_their_period_and_under_holds_and_the_chain_verifies_after,
     only_bureaus_supervisors_and_auditors_read_and_a_hold_names_what_it_lacks,
+    an_early_termination_cuts_access_destroys_under_witness_hands_over_and_closes,
+    a_case_open_past_its_deadline_is_flagged_once,
 );

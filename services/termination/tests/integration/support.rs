@@ -12,6 +12,7 @@ use pdp_kit::inbox::EventHandler;
 use pdp_kit::store::{Store, StoreError, TenantScope};
 pub use pdp_kit::testing::Backend;
 use pdp_proto::pdp::agreements::v1 as agreements;
+use pdp_termination::cases::Cases;
 use pdp_termination::checkpoint::ArchiveKey;
 use pdp_termination::store::audit_records;
 use pdp_termination::{Archive, Follow, Ingest};
@@ -37,6 +38,7 @@ pub fn caller(role: &str, org: &str) -> Identity {
 
 pub struct Instance {
     pub archive: Archive,
+    pub cases: Cases,
     pub store: Store,
     pub clock: ManualClock,
     pub key: Arc<ArchiveKey>,
@@ -58,6 +60,7 @@ impl Instance {
         };
         Self {
             archive: Archive::new(store.clone(), Arc::new(clock.clone()), key.clone(), config),
+            cases: Cases::new(store.clone(), Arc::new(clock.clone()), key.clone()),
             store,
             clock,
             key,
@@ -132,7 +135,19 @@ impl Instance {
                 ..Default::default()
             },
         );
-        self.apply(Follow, event).await;
+        self.apply(self.follow(), event).await;
+    }
+
+    pub fn follow(&self) -> Follow {
+        Follow {
+            calendar: Arc::new(pdp_kit::calendar::WorkingCalendar::shipped()),
+            config: AuditConfig::default(),
+        }
+    }
+
+    /// Applies `event` as termination's follower does.
+    pub async fn follows(&self, event: Event) {
+        self.apply(self.follow(), event).await;
     }
 
     /// Runs `sql`-like tampering on the tenant's records, as someone holding the database would.

@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS destructions;
+DROP TABLE IF EXISTS destructions_rows;
