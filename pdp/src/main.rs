@@ -565,7 +565,9 @@ fn missing(owner: &str, e: impl std::fmt::Display) -> anyhow::Error {
 
 /// `pdp events dead-letters` and `pdp events replay ID`, over the platform store and every
 /// service's.
-async fn events(config: Config, command: EventsCommand) -> anyhow::Result<()> {
+async fn events(mut config: Config, command: EventsCommand) -> anyhow::Result<()> {
+    // One connection per store is all a command needs.
+    config.store.pool_size = 1;
     let owners: Vec<&str> = std::iter::once(PLATFORM_STORE)
         .chain(SERVICES.iter().map(|s| s.name))
         .collect();
@@ -615,7 +617,8 @@ async fn events(config: Config, command: EventsCommand) -> anyhow::Result<()> {
 
 /// `pdp audit verify`: every tenant's chain (or one's) in the termination service's store, with
 /// the deployment's archive key.
-async fn audit(config: Config, command: AuditCommand) -> anyhow::Result<()> {
+async fn audit(mut config: Config, command: AuditCommand) -> anyhow::Result<()> {
+    config.store.pool_size = 1;
     let AuditCommand::Verify {
         tenant, from, to, ..
     } = command;

@@ -190,8 +190,13 @@ impl Store {
             ))
             .map_err(|e| StoreError::Open(e.to_string()))?;
         }
+        // Connections are opened as work needs them, up to `size`: a process holds a pool per
+        // store (eight in `pdp dev`), and opening every pool full at start would take most of
+        // PostgreSQL's 100 connections before a single call, leaving a CLI or a second
+        // process none.
         let pool = Pool::builder()
             .max_size(size)
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(Session {
                 backend,
