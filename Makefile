@@ -47,12 +47,14 @@ check: lint test chart-check
 ## the gateway's own overhead against direct gRPC calls to an empty service (in process); and a
 ## real read through the gateway of `pdp dev` against the same call straight to the service
 ## (wrk and h2load, from `bench-tools`); and the sandbox: a 10-million-row load (peak RSS) and
-## aggregate queries through disclosure control, on plain DataFusion and on DuckDB
+## aggregate queries through disclosure control, on plain DataFusion and on DuckDB; and the
+## audit archive: its ingest rate and verifying a million records
 bench: bench-tools
 	$(CARGO) bench -p pdp-kit --bench throughput
 	$(CARGO) bench -p pdp-gateway --bench overhead
 	$(CARGO) bench -p pdp --bench gateway
 	$(CARGO) bench -p pdp-sandbox --bench engine
+	$(CARGO) bench -p pdp-termination --bench archive
 
 ## bench-tools: the load tools of the gateway bench (Debian's wrk and nghttp2-client for h2load)
 ## and DuckDB (PyPI), which the sandbox bench compares with

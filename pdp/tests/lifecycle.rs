@@ -1048,6 +1048,39 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     assert_eq!(status, 200, "{verified}");
     assert_eq!(verified["verified"], json!(true), "{verified}");
 
+    // Two years and a day after the authorization ended, its records go (第二十九条), behind an
+    // anchor checkpoint the chain goes on from. On the broker, earlier runs' agreements may hold
+    // periods still open in Harbin, which rightly keep everything: that run shows the rest.
+    if !on_kafka {
+        let later = end_of_day(last) + Duration::days(731) + Duration::minutes(5);
+        ShiftedClock::shift_to(&shift, later).unwrap();
+        let anchor = eventually(60, "the period's records purged behind an anchor", || {
+            let (_, listed) = get(&format!("{H}/public/audit/checkpoints"), None);
+            let checkpoints = listed["checkpoints"].as_array()?.clone();
+            let anchor = checkpoints.iter().find(|c| c["kind"] == "ANCHOR")?.clone();
+            Some((anchor, listed["publicKey"].as_str()?.to_string()))
+        });
+        assert!(
+            pdp_termination::checkpoint::verify_published(
+                &anchor.1,
+                anchor.0["signingInput"].as_str().unwrap(),
+                anchor.0["signature"].as_str().unwrap(),
+            ),
+            "{anchor:?}"
+        );
+        let (_, gone) = get(
+            &format!("{H}/audit/records?operation=agreement.created"),
+            Some(&auditor),
+        );
+        assert!(
+            gone["records"].as_array().is_none_or(|r| r.is_empty()),
+            "{gone}"
+        );
+        let (status, verified) = get(&format!("{H}/audit:verify"), Some(&auditor));
+        assert_eq!(status, 200, "{verified}");
+        assert_eq!(verified["verified"], json!(true), "{verified}");
+    }
+
     assert_eq!(interrupt_and_wait(child, data.path()).code(), Some(0));
 }
 
