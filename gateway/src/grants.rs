@@ -113,6 +113,7 @@ pub async fn follow(
         topics: vec![TOPIC.into()],
         tenants: Vec::new(),
         batch_size: 100,
+        one_transaction: false,
     }
     .spawn(GrantFollower, shutdown.clone());
     tokio::spawn(async move {

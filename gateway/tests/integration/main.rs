@@ -12,6 +12,7 @@ pub const TESTING_DESCRIPTOR: &[u8] =
 
 mod auth;
 mod authz;
+mod grants;
 mod limits;
 mod openapi;
 mod policy;

@@ -145,6 +145,10 @@ pub struct InboxConsumer {
     /// instance serves them). Empty: every tenant.
     pub tenants: Vec<TenantCode>,
     pub batch_size: usize,
+    /// Applies each batch in one transaction (each event in a savepoint of it, parked alone if
+    /// its handler fails): one commit per batch instead of one per event, for a consumer whose
+    /// events are many and small (the audit archive). A store failure redelivers the batch.
+    pub one_transaction: bool,
 }
 
 impl InboxConsumer {
@@ -206,38 +210,55 @@ impl InboxConsumer {
         let consumer = self.consumer.clone();
         let tenants = self.tenants.clone();
         let batch = batch.to_vec();
+        let one_transaction = self.one_transaction;
         self.store
             .run(move |conn| {
-                for delivery in &batch {
-                    let event = &delivery.event;
-                    let outcome = if let Some(reason) = event.unreadable_reason() {
-                        dead_letter::park(conn, &consumer, delivery, reason, 1)?;
-                        Received::Parked
-                    } else if !tenants::is_known(&event.tenant) {
-                        let reason = format!(
-                            "tenant {} is neither the province nor one of its cities",
-                            event.tenant
-                        );
-                        dead_letter::park(conn, &consumer, delivery, &reason, 1)?;
-                        Received::Parked
-                    } else if !tenants.is_empty() && !tenants.contains(&event.tenant) {
-                        Received::Skipped
-                    } else {
-                        let (id, kind) = (&event.id, &event.event_type);
-                        let span =
-                            tracing::info_span!("apply", %consumer, event = %id, r#type = %kind);
-                        crate::telemetry::adopt_parent(
-                            &span,
-                            &crate::telemetry::RecordHeaders(&event.trace),
-                        );
-                        let _entered = span.enter();
-                        apply_or_park(conn, &consumer, delivery, handler.as_ref())?
-                    };
-                    count(conn, &consumer, outcome)?;
+                if one_transaction {
+                    conn.transaction(|conn| {
+                        Self::apply_each(conn, &consumer, &tenants, &batch, &*handler)
+                    })
+                } else {
+                    Self::apply_each(conn, &consumer, &tenants, &batch, &*handler)
                 }
-                Ok(())
             })
             .await
+    }
+
+    /// Applies each event of `batch` through the inbox, parking what cannot be applied.
+    fn apply_each<H: EventHandler>(
+        conn: &mut AnyConnection,
+        consumer: &str,
+        tenants: &[TenantCode],
+        batch: &[Delivery],
+        handler: &H,
+    ) -> Result<(), InboxError<H::Error>> {
+        for delivery in batch {
+            let event = &delivery.event;
+            let outcome = if let Some(reason) = event.unreadable_reason() {
+                dead_letter::park(conn, consumer, delivery, reason, 1)?;
+                Received::Parked
+            } else if !tenants::is_known(&event.tenant) {
+                let reason = format!(
+                    "tenant {} is neither the province nor one of its cities",
+                    event.tenant
+                );
+                dead_letter::park(conn, consumer, delivery, &reason, 1)?;
+                Received::Parked
+            } else if !tenants.is_empty() && !tenants.contains(&event.tenant) {
+                Received::Skipped
+            } else {
+                let (id, kind) = (&event.id, &event.event_type);
+                let span = tracing::info_span!("apply", %consumer, event = %id, r#type = %kind);
+                crate::telemetry::adopt_parent(
+                    &span,
+                    &crate::telemetry::RecordHeaders(&event.trace),
+                );
+                let _entered = span.enter();
+                apply_or_park(conn, consumer, delivery, handler)?
+            };
+            count(conn, consumer, outcome)?;
+        }
+        Ok(())
     }
 
     /// Applies the dead letters whose replay was asked for: a letter whose event now applies is

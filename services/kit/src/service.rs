@@ -43,6 +43,7 @@ impl Context {
             topics: topics.iter().map(|t| t.to_string()).collect(),
             tenants: self.config.instance.tenants.clone(),
             batch_size: 100,
+            one_transaction: false,
         }
     }
 

@@ -21,7 +21,7 @@ use pdp_kit::calendar::WorkingCalendar;
 use pdp_kit::clock::Clock;
 use pdp_kit::config::{AuditConfig, Config};
 use pdp_kit::events::Event;
-use pdp_kit::inbox::EventHandler;
+use pdp_kit::inbox::{EventHandler, InboxConsumer};
 use pdp_kit::service::{Context, Running};
 use pdp_kit::store::AnyConnection;
 use pdp_proto::pdp::agreements::v1 as agreements;
@@ -170,9 +170,13 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     let ingest = Ingest {
         clock: context.clock.clone(),
     };
-    let archiver = context
-        .consumer(ARCHIVE_CONSUMER, &[AUDIT_TOPIC])
-        .spawn(ingest, context.shutdown.clone());
+    // One commit per batch: the gateway writes a record per request, and one transaction per
+    // record (each locking the chain's head) would not keep up with it.
+    let archiver = InboxConsumer {
+        one_transaction: true,
+        ..context.consumer(ARCHIVE_CONSUMER, &[AUDIT_TOPIC])
+    }
+    .spawn(ingest, context.shutdown.clone());
     let follow = Follow {
         calendar: context.calendar.clone(),
         config: context.config.audit.clone(),

@@ -80,9 +80,12 @@ where
     }
 }
 
+/// With `one_transaction`, the consumer applies each batch in one transaction: the malformed
+/// event's savepoint is rolled back alone, and the events around it still commit.
 pub async fn a_malformed_event_is_parked_and_replayed_not_stored(
     stores: StoreBackend,
     logs: LogBackend,
+    one_transaction: bool,
 ) {
     let store = stores.open("consumer");
     store
@@ -124,6 +127,7 @@ pub async fn a_malformed_event_is_parked_and_replayed_not_stored(
         topics: vec![topic.clone()],
         tenants: Vec::new(),
         batch_size: 10,
+        one_transaction,
     };
     let task = tokio::spawn(consumer.run(handler.clone(), shutdown.clone()));
 
@@ -181,7 +185,14 @@ macro_rules! dead_letter_contract {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_malformed_event_is_parked_and_replayed_not_stored() {
-                super::a_malformed_event_is_parked_and_replayed_not_stored($stores, $logs).await
+                super::a_malformed_event_is_parked_and_replayed_not_stored($stores, $logs, false)
+                    .await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_same_with_each_batch_in_one_transaction() {
+                super::a_malformed_event_is_parked_and_replayed_not_stored($stores, $logs, true)
+                    .await
             }
         }
     };

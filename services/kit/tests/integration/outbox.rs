@@ -184,6 +184,7 @@ pub async fn a_relay_killed_mid_batch_loses_and_duplicates_nothing_downstream(
         topics: vec![topic.clone()],
         tenants: Vec::new(),
         batch_size: 20,
+        one_transaction: false,
     };
     let task = tokio::spawn(consumer.run(Arc::new(Recorder::default()), shutdown.clone()));
     let deadline = Instant::now() + Duration::from_secs(60);
