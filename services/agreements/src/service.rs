@@ -84,6 +84,7 @@ fn agreement_changed(a: &api::Agreement) -> api::AgreementChanged {
             None => a.suspension_reason.clone(),
         },
         ground: a.termination.as_ref().map_or(0, |t| t.ground),
+        decision: a.termination.as_ref().and_then(|t| t.decision.clone()),
     }
 }
 

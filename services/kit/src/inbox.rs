@@ -41,6 +41,16 @@ pub trait EventHandler: Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), Self::Error>;
+
+    /// Applies `events` in order, all or nothing: what a consumer that applies each batch in
+    /// one transaction (`InboxConsumer::one_transaction`) calls first; when it fails, the
+    /// consumer applies them one by one, parking the one that fails. By default, one by one.
+    fn handle_all(&self, conn: &mut AnyConnection, events: &[&Event]) -> Result<(), Self::Error> {
+        for event in events {
+            self.handle(conn, event)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,13 +225,86 @@ impl InboxConsumer {
             .run(move |conn| {
                 if one_transaction {
                     conn.transaction(|conn| {
-                        Self::apply_each(conn, &consumer, &tenants, &batch, &*handler)
+                        Self::apply_all(conn, &consumer, &tenants, &batch, &*handler)
                     })
                 } else {
                     Self::apply_each(conn, &consumer, &tenants, &batch, &*handler)
                 }
             })
             .await
+    }
+
+    /// Applies `batch` in the caller's transaction: the events to apply (readable, of a tenant
+    /// served, not applied before) recorded in the inbox and handed to the handler at once, in a
+    /// savepoint; should that fail, one by one as [`Self::apply_each`] does.
+    fn apply_all<H: EventHandler>(
+        conn: &mut AnyConnection,
+        consumer: &str,
+        tenants: &[TenantCode],
+        batch: &[Delivery],
+        handler: &H,
+    ) -> Result<(), InboxError<H::Error>> {
+        let applicable = |d: &&Delivery| {
+            let e = &d.event;
+            e.unreadable_reason().is_none()
+                && tenants::is_known(&e.tenant)
+                && (tenants.is_empty() || tenants.contains(&e.tenant))
+        };
+        let ids: Vec<&str> = batch
+            .iter()
+            .filter(applicable)
+            .map(|d| d.event.id.as_str())
+            .collect();
+        let seen: std::collections::HashSet<String> = pdp_inbox::table
+            .filter(pdp_inbox::consumer.eq(consumer))
+            .filter(pdp_inbox::event_id.eq_any(&ids))
+            .select(pdp_inbox::event_id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        let mut taken = std::collections::HashSet::new();
+        let fresh: Vec<&Delivery> = batch
+            .iter()
+            .filter(applicable)
+            .filter(|d| !seen.contains(&d.event.id) && taken.insert(d.event.id.as_str()))
+            .collect();
+        let events: Vec<&Event> = fresh.iter().map(|d| &d.event).collect();
+        let at_once = conn.transaction(|conn| {
+            record_applied(conn, consumer, &fresh)?;
+            handler
+                .handle_all(conn, &events)
+                .map_err(InboxError::Handler)
+        });
+        match at_once {
+            Ok(()) => {
+                let fresh: std::collections::HashSet<&str> =
+                    fresh.iter().map(|d| d.event.id.as_str()).collect();
+                let mut counted = std::collections::HashSet::new();
+                for d in batch {
+                    let id = d.event.id.as_str();
+                    if fresh.contains(id) && counted.insert(id) {
+                        count(conn, consumer, Received::Applied)?;
+                    } else if !applicable(&d) {
+                        // Parked or skipped exactly as one by one would.
+                        Self::apply_each(
+                            conn,
+                            consumer,
+                            tenants,
+                            std::slice::from_ref(d),
+                            handler,
+                        )?;
+                    } else {
+                        count(conn, consumer, Received::Duplicate)?;
+                    }
+                }
+                Ok(())
+            }
+            Err(InboxError::Handler(err)) => {
+                tracing::debug!(consumer, error = %err, "a batch failed at once; one by one");
+                Self::apply_each(conn, consumer, tenants, batch, handler)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Applies each event of `batch` through the inbox, parking what cannot be applied.
@@ -304,6 +387,46 @@ impl InboxConsumer {
             })
             .await
     }
+}
+
+/// Records `deliveries` as applied by `consumer` (one multi-row insert on PostgreSQL).
+fn record_applied(
+    conn: &mut AnyConnection,
+    consumer: &str,
+    deliveries: &[&Delivery],
+) -> Result<(), DieselError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now().naive_utc();
+    let row = |d: &&Delivery| {
+        (
+            pdp_inbox::consumer.eq(consumer.to_string()),
+            pdp_inbox::event_id.eq(d.event.id.clone()),
+            pdp_inbox::topic.eq(d.topic.clone()),
+            pdp_inbox::part.eq(d.partition),
+            pdp_inbox::event_offset.eq(d.offset),
+            pdp_inbox::applied_at.eq(now),
+        )
+    };
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            for chunk in deliveries.chunks(1000) {
+                let rows: Vec<_> = chunk.iter().map(row).collect();
+                diesel::insert_into(pdp_inbox::table)
+                    .values(rows)
+                    .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            for d in deliveries {
+                diesel::insert_into(pdp_inbox::table)
+                    .values(row(d))
+                    .execute(sqlite)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What became of an event a consumer received.

@@ -1,8 +1,9 @@
 //! `make bench`: the audit archive — how fast records are archived as they arrive, and how long
 //! verifying a million records takes — on PostgreSQL (`TEST_DATABASE_URL`) and on SQLite.
 //!
-//! 1. ingest: gateway records applied through the inbox, each in its own transaction, and in
-//!    batches of 100 per transaction as the archive's consumer applies them (`one_transaction`);
+//! 1. ingest: gateway records on an embedded log, archived by the archive's consumer (the inbox
+//!    and the chain) each in a transaction of its own, and in batches of 100 per transaction with
+//!    one append per tenant, as it runs (`one_transaction`); the embedded log's own cost is in;
 //! 2. verify: `BENCH_ARCHIVE_RECORDS` (default 1 000 000) records seeded as a linked chain, then
 //!    verified whole: every hash recomputed, every link and the head checked.
 //!
@@ -12,16 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use pdp_kit::clock::SystemClock;
 use pdp_kit::config::AuditConfig;
-use pdp_kit::events::{Delivery, Event};
-use pdp_kit::inbox::apply_once;
+use pdp_kit::events::{EmbeddedLog, Event, EventLog};
+use pdp_kit::inbox::InboxConsumer;
 use pdp_kit::store::{KIT_MIGRATIONS, Store, StoreError, TenantScope};
 use pdp_termination::chain::{ArchivedRecord, GENESIS};
 use pdp_termination::checkpoint::ArchiveKey;
-use pdp_termination::store::{audit_heads, audit_records};
 use pdp_termination::{Archive, Ingest};
+use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "230100";
 
@@ -58,49 +58,51 @@ fn gateway_record(i: u64, at: DateTime<Utc>) -> Event {
     )
 }
 
-/// Archives `n` gateway records through the inbox, as the archive's consumer does: batches of
-/// 100, each in one transaction (`one_transaction`), or each record in its own.
-async fn ingest(store: &Store, n: u64, batched: bool) {
-    let deliveries: Vec<Delivery> = (0..n)
-        .map(|i| Delivery {
-            topic: "pdp.audit".into(),
-            partition: 0,
-            offset: i as i64,
-            event: gateway_record(i, Utc::now()),
-        })
-        .collect();
+/// Archives `n` gateway records through the archive's consumer (the inbox, and the chain), in
+/// batches of 100 as it receives them: each batch in one transaction with one append per
+/// tenant (`one_transaction`), or each record in a transaction of its own.
+async fn ingest(store: &Store, log: Arc<dyn EventLog>, n: u64, batched: bool) {
+    let topic = unique("bench_audit");
+    log.create_topic(&topic).await.expect("topic");
+    let events: Vec<Event> = (0..n).map(|i| gateway_record(i, Utc::now())).collect();
+    for chunk in events.chunks(1000) {
+        log.publish(&topic, chunk).await.expect("publish");
+    }
+    let consumer = InboxConsumer {
+        store: store.clone(),
+        log,
+        consumer: "bench-archive".into(),
+        group: unique("bench"),
+        topics: vec![topic],
+        tenants: Vec::new(),
+        batch_size: 100,
+        one_transaction: batched,
+    };
+    let shutdown = CancellationToken::new();
+    let ingest = Ingest {
+        clock: Arc::new(SystemClock),
+    };
     let started = Instant::now();
-    store
-        .run(move |conn| {
-            let ingest = Ingest {
-                clock: Arc::new(SystemClock),
-            };
-            for batch in deliveries.chunks(100) {
-                let apply = |conn: &mut pdp_kit::store::AnyConnection| {
-                    for d in batch {
-                        apply_once(conn, "bench-archive", d, |c, e| {
-                            pdp_kit::inbox::EventHandler::handle(&ingest, c, e)
-                        })
-                        .map_err(|e| StoreError::Task(e.to_string()))?;
-                    }
-                    Ok::<_, StoreError>(())
-                };
-                if batched {
-                    conn.transaction(apply)?;
-                } else {
-                    apply(conn)?;
-                }
-            }
-            Ok::<_, StoreError>(())
-        })
-        .await
-        .expect("ingest");
+    let task = tokio::spawn(consumer.run(Arc::new(ingest), shutdown.clone()));
+    loop {
+        let head = store
+            .run(|conn| pdp_termination::store::head(conn, TENANT))
+            .await
+            .expect("head");
+        if head.is_some_and(|(seq, _)| seq >= n as i64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    task.await.expect("consumer").expect("consumer ran");
     let what = if batched {
         "  ingest, a transaction per batch of 100"
     } else {
         "  ingest, a transaction per record"
     };
-    report(what, n, started.elapsed());
+    report(what, n, elapsed);
 }
 
 /// `n` linked records written in large transactions (the chain as the consumer would leave it).
@@ -141,64 +143,12 @@ async fn seed(store: &Store, n: u64) {
             .transaction(move |conn| {
                 let scope = TenantScope::system(TENANT.parse().expect("tenant"));
                 scope.enter(conn)?;
-                if let pdp_kit::store::AnyConnection::Postgresql(pg) = conn {
-                    diesel::sql_query("SELECT pdp_audit_partition($1, $2)")
-                        .bind::<diesel::sql_types::Text, _>(TENANT)
-                        .bind::<diesel::sql_types::Timestamp, _>(at.naive_utc())
-                        .execute(pg)?;
-                }
-                for chunk in batch.chunks(1000) {
-                    let rows: Vec<_> = chunk
-                        .iter()
-                        .map(|r| {
-                            (
-                                audit_records::tenant.eq(&r.tenant),
-                                audit_records::seq.eq(r.seq),
-                                audit_records::event_id.eq(&r.event_id),
-                                audit_records::event_type.eq(&r.event_type),
-                                audit_records::time.eq(r.time.naive_utc()),
-                                audit_records::archived_at.eq(r.archived_at.naive_utc()),
-                                audit_records::source.eq(&r.source),
-                                audit_records::operation.eq(&r.operation),
-                                audit_records::target.eq(&r.target),
-                                audit_records::subject.eq(&r.subject),
-                                audit_records::organization.eq(&r.organization),
-                                audit_records::outcome.eq(&r.outcome),
-                                audit_records::data.eq(&r.data),
-                                (
-                                    audit_records::prev_hash.eq(&r.prev_hash),
-                                    audit_records::hash.eq(&r.hash),
-                                ),
-                            )
-                        })
-                        .collect();
-                    // A multi-row insert on PostgreSQL; SQLite takes them one by one (fast in
-                    // one transaction), as diesel batches no insert for both at once.
-                    match conn {
-                        pdp_kit::store::AnyConnection::Postgresql(pg) => {
-                            diesel::insert_into(audit_records::table)
-                                .values(rows)
-                                .execute(pg)?;
-                        }
-                        pdp_kit::store::AnyConnection::Sqlite(sqlite) => {
-                            for row in rows {
-                                diesel::insert_into(audit_records::table)
-                                    .values(row)
-                                    .execute(sqlite)?;
-                            }
-                        }
-                    }
-                }
-                diesel::delete(audit_heads::table.filter(audit_heads::tenant.eq(TENANT)))
-                    .execute(conn)?;
-                diesel::insert_into(audit_heads::table)
-                    .values((
-                        audit_heads::tenant.eq(TENANT),
-                        audit_heads::seq.eq(head.0),
-                        audit_heads::hash.eq(&head.1),
-                    ))
-                    .execute(conn)?;
-                Ok::<_, StoreError>(())
+                let seeded =
+                    pdp_termination::store::insert_records(conn, &scope, &batch).and_then(|()| {
+                        pdp_termination::store::lock_head(conn, TENANT)?;
+                        pdp_termination::store::set_head(conn, TENANT, head.0, &head.1)
+                    });
+                seeded.map_err(|e| StoreError::Task(e.to_string()))
             })
             .await
             .expect("seed");
@@ -254,8 +204,13 @@ fn main() {
         };
         for (name, postgres) in [("PostgreSQL", true), ("SQLite", false)] {
             println!("{name}");
-            ingest(&open(postgres, "bench_ingest"), events, false).await;
-            ingest(&open(postgres, "bench_ingest"), events, true).await;
+            for batched in [false, true] {
+                let log: Arc<dyn EventLog> = Arc::new(
+                    EmbeddedLog::open(&dir.path().join(unique("log")).to_string_lossy(), 1)
+                        .expect("embedded log"),
+                );
+                ingest(&open(postgres, "bench_ingest"), log, events, batched).await;
+            }
             let store = open(postgres, "bench_verify");
             seed(&store, records).await;
             verify(&store, records).await;

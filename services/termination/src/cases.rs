@@ -155,6 +155,7 @@ pub fn open(
         deadline: deadline.map(|d| d.to_string()).unwrap_or_default(),
         first_day: a.first_day.clone(),
         last_day: a.last_day.clone(),
+        decision: a.decision.clone(),
         ..Default::default()
     };
     store::insert(conn, &scope, &c)?;
@@ -301,6 +302,9 @@ fn bundle(
     let case = json!({
         "id": c.id, "agreement_id": c.agreement_id, "operator": c.operator, "cause": c.cause,
         "reason": c.reason, "first_day": c.first_day, "last_day": c.last_day,
+        "decision": c.decision.as_ref().map(|d| json!({
+            "title": d.title, "reference": d.reference, "digest": d.digest,
+        })),
         "ended_at": ended,
         "access_cuts": c.access_cuts.iter().map(|a| json!({
             "kind": a.kind, "subject": a.subject,

@@ -94,6 +94,14 @@ impl EventHandler for Ingest {
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), TerminationError> {
         service::append(conn, event, self.clock.now()).map(|_| ())
     }
+
+    fn handle_all(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[&Event],
+    ) -> Result<(), TerminationError> {
+        service::append_all(conn, events, self.clock.now())
+    }
 }
 
 /// Follows what ends an authorization and what it takes: each agreement's period (its records

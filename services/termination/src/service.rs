@@ -120,6 +120,40 @@ fn record_of(event: &Event, archived_at: DateTime<Utc>) -> ArchivedRecord {
     }
 }
 
+/// The chain position a page token carries (records and checkpoints page by position).
+fn position(cursor: &Cursor) -> Result<Option<i64>> {
+    cursor
+        .after
+        .as_deref()
+        .map(|token| {
+            token.parse::<i64>().map_err(|_| {
+                TerminationError::invalid(
+                    "page",
+                    vec![pdp_kit::error::FieldViolation::new(
+                        "page.page_token",
+                        "not a token this service issued",
+                    )],
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Stores hold `h` and records `ty` of it: its event and its audit record.
+fn put_hold(
+    conn: &mut AnyConnection,
+    change: &pdp_kit::change::Change<'_>,
+    ty: pdp_proto::EventType<api::LegalHoldChanged>,
+    h: api::LegalHold,
+) -> Result<api::LegalHold> {
+    db::put_hold(conn, change.scope, &h)?;
+    let event = api::LegalHoldChanged {
+        hold: Some(h.clone()),
+    };
+    change.emit(conn, ty, &h.id, &event)?;
+    Ok(h)
+}
+
 /// The gateway's record of one request.
 pub const GATEWAY_RECORD: &str = "pdp.gateway.request.audited";
 
@@ -134,6 +168,36 @@ pub fn append(conn: &mut AnyConnection, event: &Event, now: DateTime<Utc>) -> Re
     let record = record.link(&hash);
     db::append(conn, &scope, &record)?;
     Ok(record.seq)
+}
+
+/// Appends the records `events` carry, in order, each to its tenant's chain: per tenant one lock
+/// of the head, one multi-row insert, one move of the head. What the archive's consumer does
+/// with a batch.
+pub fn append_all(conn: &mut AnyConnection, events: &[&Event], now: DateTime<Utc>) -> Result<()> {
+    let now = now.trunc_subsecs(6);
+    let mut tenants: Vec<&TenantCode> = events.iter().map(|e| &e.tenant).collect();
+    tenants.sort();
+    tenants.dedup();
+    for tenant in tenants {
+        let scope = TenantScope::system(tenant.clone());
+        scope.enter(conn)?;
+        let (mut seq, mut hash) = db::lock_head(conn, tenant.as_str())?;
+        let records: Vec<ArchivedRecord> = events
+            .iter()
+            .filter(|e| &e.tenant == tenant)
+            .map(|e| {
+                let mut r = record_of(e, now);
+                seq += 1;
+                r.seq = seq;
+                let r = r.link(&hash);
+                hash = r.hash.clone();
+                r
+            })
+            .collect();
+        db::insert_records(conn, &scope, &records)?;
+        db::set_head(conn, tenant.as_str(), seq, &hash)?;
+    }
+    Ok(())
 }
 
 fn checkpoint_api(c: &Checkpoint) -> api::AuditCheckpoint {
@@ -264,18 +328,7 @@ impl Archive {
     ) -> Result<(Vec<api::AuditRecord>, String)> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         TerminationError::unless_role(who, READERS, "reading the audit archive")?;
-        let after = match cursor.after.as_deref() {
-            None => 0,
-            Some(token) => token.parse::<i64>().map_err(|_| {
-                TerminationError::invalid(
-                    "page",
-                    vec![pdp_kit::error::FieldViolation::new(
-                        "page.page_token",
-                        "not a token this service issued",
-                    )],
-                )
-            })?,
-        };
+        let after = position(&cursor)?.unwrap_or(0);
         self.in_scope(&scope, move |conn, scope, _| {
             let records = db::list_records(conn, scope, &filter, after, i64::from(cursor.size))?;
             let next = cursor.next_token_by(&records, |r| r.seq.to_string());
@@ -318,18 +371,7 @@ impl Archive {
         cursor: Cursor,
     ) -> Result<api::ListAuditCheckpointsResponse> {
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let before = match cursor.after.as_deref() {
-            None => None,
-            Some(token) => Some(token.parse::<i64>().map_err(|_| {
-                TerminationError::invalid(
-                    "page",
-                    vec![pdp_kit::error::FieldViolation::new(
-                        "page.page_token",
-                        "not a token this service issued",
-                    )],
-                )
-            })?),
-        };
+        let before = position(&cursor)?;
         let key = self.key.clone();
         self.in_scope(&scope, move |conn, scope, _| {
             let list = db::list_checkpoints(conn, scope, before, i64::from(cursor.size))?;
@@ -369,13 +411,8 @@ impl Archive {
                 released_by: String::new(),
                 released_at: None,
             };
-            db::put_hold(conn, scope, &h)?;
             let change = RECORDER.change(scope, Some(&who), now);
-            let event = api::LegalHoldChanged {
-                hold: Some(h.clone()),
-            };
-            change.emit(conn, api::LEGAL_HOLD_PLACED, &h.id, &event)?;
-            Ok(h)
+            put_hold(conn, &change, api::LEGAL_HOLD_PLACED, h)
         })
         .await
     }
@@ -401,13 +438,8 @@ impl Archive {
             h.state = api::LegalHoldState::Released as i32;
             h.released_by = who.subject.clone();
             h.released_at = Some(timestamp(now));
-            db::put_hold(conn, scope, &h)?;
             let change = RECORDER.change(scope, Some(&who), now);
-            let event = api::LegalHoldChanged {
-                hold: Some(h.clone()),
-            };
-            change.emit(conn, api::LEGAL_HOLD_RELEASED, &h.id, &event)?;
-            Ok(h)
+            put_hold(conn, &change, api::LEGAL_HOLD_RELEASED, h)
         })
         .await
     }

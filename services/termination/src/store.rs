@@ -120,7 +120,8 @@ pub fn head(conn: &mut AnyConnection, tenant: &str) -> Result<Option<(i64, Strin
         .optional()?)
 }
 
-fn set_head(conn: &mut AnyConnection, tenant: &str, seq: i64, hash: &str) -> Result<()> {
+/// Moves `tenant`'s head to `seq` and `hash`.
+pub fn set_head(conn: &mut AnyConnection, tenant: &str, seq: i64, hash: &str) -> Result<()> {
     diesel::update(audit_heads::table.find(tenant))
         .set((audit_heads::seq.eq(seq), audit_heads::hash.eq(hash)))
         .execute(conn)?;
@@ -129,32 +130,73 @@ fn set_head(conn: &mut AnyConnection, tenant: &str, seq: i64, hash: &str) -> Res
 
 /// Appends `record` (already linked) and moves the head to it.
 pub fn append(conn: &mut AnyConnection, scope: &TenantScope, r: &ArchivedRecord) -> Result<()> {
-    if let AnyConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT pdp_audit_partition($1, $2)")
-            .bind::<Text, _>(&r.tenant)
-            .bind::<Timestamp, _>(r.archived_at.naive_utc())
-            .execute(pg)?;
-    }
-    diesel::insert_into(audit_records::table)
-        .values((
-            audit_records::tenant.eq(scope.tenant().as_str()),
+    insert_records(conn, scope, std::slice::from_ref(r))?;
+    set_head(conn, &r.tenant, r.seq, &r.hash)
+}
+
+/// Writes linked records of `scope`'s tenant, making the monthly partitions they need
+/// (PostgreSQL): one multi-row insert per thousand there, one by one on SQLite, as diesel
+/// batches no insert for both backends at once.
+pub fn insert_records(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    records: &[ArchivedRecord],
+) -> Result<()> {
+    let tenant = scope.tenant().as_str();
+    let row = |r: &ArchivedRecord| {
+        (
+            audit_records::tenant.eq(tenant.to_string()),
             audit_records::seq.eq(r.seq),
-            audit_records::event_id.eq(&r.event_id),
-            audit_records::event_type.eq(&r.event_type),
+            audit_records::event_id.eq(r.event_id.clone()),
+            audit_records::event_type.eq(r.event_type.clone()),
             audit_records::time.eq(r.time.naive_utc()),
             audit_records::archived_at.eq(r.archived_at.naive_utc()),
-            audit_records::source.eq(&r.source),
-            audit_records::operation.eq(&r.operation),
-            audit_records::target.eq(&r.target),
-            audit_records::subject.eq(&r.subject),
-            audit_records::organization.eq(&r.organization),
-            audit_records::outcome.eq(&r.outcome),
-            audit_records::data.eq(&r.data),
-            audit_records::prev_hash.eq(&r.prev_hash),
-            audit_records::hash.eq(&r.hash),
-        ))
-        .execute(conn)?;
-    set_head(conn, &r.tenant, r.seq, &r.hash)
+            audit_records::source.eq(r.source.clone()),
+            audit_records::operation.eq(r.operation.clone()),
+            audit_records::target.eq(r.target.clone()),
+            audit_records::subject.eq(r.subject.clone()),
+            audit_records::organization.eq(r.organization.clone()),
+            audit_records::outcome.eq(r.outcome.clone()),
+            audit_records::data.eq(r.data.clone()),
+            (
+                audit_records::prev_hash.eq(r.prev_hash.clone()),
+                audit_records::hash.eq(r.hash.clone()),
+            ),
+        )
+    };
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            let mut months: Vec<_> = records
+                .iter()
+                .map(|r| r.archived_at.format("%Y-%m").to_string())
+                .collect();
+            months.dedup();
+            for month in months {
+                let first = records
+                    .iter()
+                    .find(|r| r.archived_at.format("%Y-%m").to_string() == month)
+                    .map(|r| r.archived_at.naive_utc());
+                diesel::sql_query("SELECT pdp_audit_partition($1, $2)")
+                    .bind::<Text, _>(tenant)
+                    .bind::<Timestamp, _>(first.unwrap_or_default())
+                    .execute(pg)?;
+            }
+            for chunk in records.chunks(1000) {
+                let rows: Vec<_> = chunk.iter().map(row).collect();
+                diesel::insert_into(audit_records::table)
+                    .values(rows)
+                    .execute(pg)?;
+            }
+        }
+        AnyConnection::Sqlite(sqlite) => {
+            for r in records {
+                diesel::insert_into(audit_records::table)
+                    .values(row(r))
+                    .execute(sqlite)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 type RecordRow = (

@@ -318,6 +318,11 @@ fn ended(agreement: &str) -> agreements::AgreementChanged {
         last_day: "2029-11-30".into(),
         reason: "rectification order 7 failed".into(),
         ground: agreements::TerminationGround::BreachNotRectified as i32,
+        decision: Some(agreements::Decision {
+            title: "Decision to terminate beta's authorization".into(),
+            reference: "哈数据〔2026〕12号".into(),
+            digest: String::new(),
+        }),
         ..Default::default()
     }
 }
@@ -385,6 +390,7 @@ pub async fn an_early_termination_cuts_access_destroys_under_witness_hands_over_
     let c = terminated(&i, "a1").await;
     assert_eq!(c.cause, "TERMINATED");
     assert!(c.reason.contains("BREACH_NOT_RECTIFIED"), "{c:?}");
+    assert_eq!(c.decision.as_ref().unwrap().reference, "哈数据〔2026〕12号");
     assert_eq!(c.deadline, "2026-12-29", "20 working days after 2026-12-01");
     let kinds: Vec<_> = c.access_cuts.iter().map(|a| a.kind.as_str()).collect();
     assert_eq!(kinds, ["authorization", "product"], "{c:?}");
@@ -573,4 +579,52 @@ pub async fn a_case_open_past_its_deadline_is_flagged_once(backend: Backend) {
         .await
         .unwrap();
     assert!(c.overdue, "{c:?}");
+}
+
+pub async fn a_batch_appends_each_tenants_records_to_its_own_chain(backend: Backend) {
+    use pdp_kit::inbox::EventHandler;
+    let i = Instance::new(&backend);
+    i.request(1, "beta").await;
+    // A batch as the consumer receives it: Harbin's and Qiqihar's records interleaved.
+    let events: Vec<pdp_kit::events::Event> = (0..6)
+        .map(|n| {
+            let tenant = if n % 2 == 0 { HARBIN } else { "230200" };
+            pdp_kit::events::Event::new(
+                "gateway",
+                &tenant.parse().unwrap(),
+                "request",
+                "audited",
+                format!("batch-{n}"),
+                chrono::Utc::now(),
+                serde_json::json!({"request_id": format!("batch-{n}"), "organization": "beta",
+                    "decision": "allow", "status": 200}),
+            )
+        })
+        .collect();
+    let ingest = pdp_termination::Ingest {
+        clock: std::sync::Arc::new(i.clock.clone()),
+    };
+    i.store
+        .transaction(move |conn| {
+            let refs: Vec<&pdp_kit::events::Event> = events.iter().collect();
+            ingest
+                .handle_all(conn, &refs)
+                .map_err(|e| pdp_kit::store::StoreError::Task(e.to_string()))
+        })
+        .await
+        .unwrap();
+    let harbin = verify(&i).await;
+    assert!(harbin.verified, "{harbin:?}");
+    assert_eq!(
+        (harbin.first_seq, harbin.last_seq),
+        (1, 4),
+        "one before, three in the batch"
+    );
+    let qiqihar = i
+        .archive
+        .verify_in(TenantScope::system("230200".parse().unwrap()), None, None)
+        .await
+        .unwrap();
+    assert!(qiqihar.verified, "{qiqihar:?}");
+    assert_eq!((qiqihar.first_seq, qiqihar.last_seq), (1, 3));
 }

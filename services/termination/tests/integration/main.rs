@@ -14,4 +14,5 @@ on_both_stores!(
     only_bureaus_supervisors_and_auditors_read_and_a_hold_names_what_it_lacks,
     an_early_termination_cuts_access_destroys_under_witness_hands_over_and_closes,
     a_case_open_past_its_deadline_is_flagged_once,
+    a_batch_appends_each_tenants_records_to_its_own_chain,
 );
