@@ -2,7 +2,7 @@
 //! of the one before it, so that altering, removing or reordering a record breaks every link
 //! after it; signed checkpoints ([`crate::checkpoint`]) pin the chain at points anyone can hold.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 /// The hash the first record of a chain follows.
@@ -30,25 +30,20 @@ pub struct ArchivedRecord {
     pub hash: String,
 }
 
-fn instant(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 impl ArchivedRecord {
     /// The hex SHA-256 of this record's content after `prev_hash`: every field, each with its
-    /// length, so that no two different records hash alike by shifting bytes between fields.
+    /// length, so that no two different records hash alike by shifting bytes between fields;
+    /// the position and instants as big-endian integers (microseconds).
     pub fn content_hash(&self, prev_hash: &str) -> String {
         let mut h = Sha256::new();
         h.update(prev_hash.as_bytes());
-        let seq = self.seq.to_string();
-        let (time, archived_at) = (instant(&self.time), instant(&self.archived_at));
+        h.update(self.seq.to_be_bytes());
+        h.update(self.time.timestamp_micros().to_be_bytes());
+        h.update(self.archived_at.timestamp_micros().to_be_bytes());
         for field in [
-            self.tenant.as_str(),
-            &seq,
+            &self.tenant,
             &self.event_id,
             &self.event_type,
-            &time,
-            &archived_at,
             &self.source,
             &self.operation,
             &self.target,
@@ -72,11 +67,13 @@ impl ArchivedRecord {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Why a record does not verify.
