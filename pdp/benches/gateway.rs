@@ -64,8 +64,8 @@ fn main() {
         ],
     );
     wait_ready(&mut child, http_port);
-    // A failed step must not leave `pdp dev` running behind the bench.
-    let mut dev = Running(Some(child));
+    // A failed step must not leave `pdp dev` running behind the bench: `Running` kills it.
+    let dev = child;
 
     let (status, resource) = call(
         http_port,
@@ -141,7 +141,7 @@ fn main() {
         );
         let mut compared = Rounds::default();
         // The load tools are processes of their own: the CPU is pdp's alone.
-        let pid = dev.0.as_ref().unwrap().id();
+        let pid = dev.id();
         for _ in 0..rounds {
             let before = Cpu::of(pid);
             let direct = h2load(&grpc_args(concurrency, seconds, log), log);
@@ -153,18 +153,7 @@ fn main() {
         }
         println!("{}", compared.summary());
     }
-    interrupt_and_wait(dev.0.take().unwrap(), data.path());
-}
-
-struct Running(Option<std::process::Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    interrupt_and_wait(dev, data.path());
 }
 
 /// The identity headers the gateway would send for the provider, signed with the dev key.

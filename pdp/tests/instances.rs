@@ -88,7 +88,7 @@ async fn province_filings(
 
 /// One `pdp serve <service>` process.
 struct Process {
-    child: std::process::Child,
+    child: Running,
     dir: tempfile::TempDir,
     http_port: u16,
     grpc: Channel,

@@ -47,24 +47,61 @@ pub fn get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     Some((status, text))
 }
 
-pub fn start_dev(data: &std::path::Path, port: u16) -> Child {
+/// A `pdp` process a test started, killed when dropped: a test that panics leaves nothing
+/// running (a `pdp dev` left behind holds its ports and PostgreSQL connections, and the tests
+/// after it fail for want of them).
+#[derive(Debug)]
+pub struct Running(Option<Child>);
+
+impl Running {
+    /// The process, no longer killed on drop.
+    pub fn into_child(mut self) -> Child {
+        self.0.take().expect("the process is held")
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("the process is held")
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the process is held")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn start_dev(data: &std::path::Path, port: u16) -> Running {
     start_dev_with(data, port, &[])
 }
 
 /// `pdp dev` with extra `PDP_*` variables.
-pub fn start_dev_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pdp"))
-        .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .env_clear()
-        // Services take free gRPC ports, so that dev processes of parallel tests do not meet.
-        .env("PDP_GRPC__LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        // A file, not a pipe nobody reads: a full pipe would block the process.
-        .stderr(std::fs::File::create(data.join("pdp.log")).unwrap())
-        .spawn()
-        .expect("pdp dev starts")
+pub fn start_dev_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Running {
+    Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_pdp"))
+            .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env_clear()
+            // Services take free gRPC ports, so that dev processes of parallel tests do not meet.
+            .env("PDP_GRPC__LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            // A file, not a pipe nobody reads: a full pipe would block the process.
+            .stderr(std::fs::File::create(data.join("pdp.log")).unwrap())
+            .spawn()
+            .expect("pdp dev starts"),
+    ))
 }
 
 /// The sandbox's Ballista cluster as processes: `pdp sandbox scheduler` and one
@@ -135,15 +172,17 @@ impl Drop for SandboxCluster {
 }
 
 /// `pdp serve <service>` with `PDP_*` variables; its log goes to `dir/pdp.log`.
-pub fn start_serve(dir: &std::path::Path, service: &str, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pdp"))
-        .args(["serve", service])
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("pdp.log")).unwrap())
-        .spawn()
-        .expect("pdp serve starts")
+pub fn start_serve(dir: &std::path::Path, service: &str, env: &[(&str, &str)]) -> Running {
+    Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_pdp"))
+            .args(["serve", service])
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("pdp.log")).unwrap())
+            .spawn()
+            .expect("pdp serve starts"),
+    ))
 }
 
 /// Polls `probe` every 200 ms until it returns `Some`, for at most `seconds`.
@@ -172,8 +211,8 @@ pub fn wait_ready(child: &mut Child, port: u16) -> String {
     panic!("pdp not ready within 30s");
 }
 
-pub fn interrupt_and_wait(child: Child, data: &std::path::Path) -> std::process::ExitStatus {
-    let status = interrupt_and_wait_inner(child);
+pub fn interrupt_and_wait(child: Running, data: &std::path::Path) -> std::process::ExitStatus {
+    let status = interrupt_and_wait_inner(child.into_child());
     if status.is_none() {
         let log = std::fs::read_to_string(data.join("pdp.log")).unwrap_or_default();
         panic!("pdp dev did not stop after Ctrl-C; its log:\n{log}");

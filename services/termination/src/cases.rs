@@ -227,13 +227,17 @@ fn with_cuts(
     scope: &TenantScope,
     mut c: api::TerminationCase,
 ) -> Result<api::TerminationCase> {
-    let since = instant(c.opened_at.as_ref()).unwrap_or_default();
-    c.access_cuts = store::cuts_since(conn, scope, &c.operator, since)?
+    // A grant's own last day is the agreement's, and its end (with its products' withdrawal)
+    // may be applied a moment before the agreement's: products count from the start of that
+    // day. Grants count by agreement, whenever they ended (one may have ended months before).
+    let opened = instant(c.opened_at.as_ref()).unwrap_or_default();
+    let since = start_of(&c.last_day).map_or(opened, |day| day.min(opened));
+    c.access_cuts = store::cuts_of(conn, scope, &c.operator)?
         .into_iter()
         .filter(|cut| match cut.kind.as_str() {
             AUTHORIZATION => cut.subject == c.agreement_id,
             GRANT => cut.agreement_id == c.agreement_id,
-            _ => true,
+            _ => cut.at >= since,
         })
         .map(|cut| api::AccessCut {
             kind: cut.kind,

@@ -200,17 +200,11 @@ pub struct Cut {
     pub at: DateTime<Utc>,
 }
 
-/// The cuts of `operator`'s access effective from `since`.
-pub fn cuts_since(
-    conn: &mut AnyConnection,
-    scope: &TenantScope,
-    operator: &str,
-    since: DateTime<Utc>,
-) -> Result<Vec<Cut>> {
+/// Every cut of `operator`'s access, oldest first.
+pub fn cuts_of(conn: &mut AnyConnection, scope: &TenantScope, operator: &str) -> Result<Vec<Cut>> {
     let rows: Vec<(String, String, String, NaiveDateTime)> = scope
         .rows(access_cuts::table)
         .filter(access_cuts::operator.eq(operator))
-        .filter(access_cuts::effective_at.ge(since.naive_utc()))
         .order((
             access_cuts::effective_at,
             access_cuts::kind,

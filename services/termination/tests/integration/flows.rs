@@ -368,6 +368,21 @@ pub async fn an_early_termination_cuts_access_destroys_under_witness_hands_over_
         caller("city_bureau", "harbin-bureau"),
         caller("supervisor", "harbin-cyberspace"),
     );
+    // A grant of the agreement that ended on its own weeks before: it counts too.
+    i.clock.set(at("2026-11-10 10:00"));
+    let earlier = pdp_kit::events::Event::typed(
+        &harbin(),
+        requests::GRANT_ENDED,
+        "g0",
+        i.clock.now(),
+        &requests::GrantChanged {
+            grant_id: "g0".into(),
+            operator: "beta".into(),
+            agreement_id: "a1".into(),
+            ..Default::default()
+        },
+    );
+    i.follows(earlier).await;
     i.clock.set(at("2026-12-01 10:00"));
     // Beta's records of the period, in the archive.
     i.request(1, "beta").await;
@@ -393,7 +408,7 @@ pub async fn an_early_termination_cuts_access_destroys_under_witness_hands_over_
     assert_eq!(c.decision.as_ref().unwrap().reference, "哈数据〔2026〕12号");
     assert_eq!(c.deadline, "2026-12-29", "20 working days after 2026-12-01");
     let kinds: Vec<_> = c.access_cuts.iter().map(|a| a.kind.as_str()).collect();
-    assert_eq!(kinds, ["authorization", "product"], "{c:?}");
+    assert_eq!(kinds, ["grant", "authorization", "product"], "{c:?}");
     // The grant ends when requests applies the same event.
     i.advance(Duration::milliseconds(40));
     let grant_ended = pdp_kit::events::Event::typed(
@@ -433,7 +448,7 @@ pub async fn an_early_termination_cuts_access_destroys_under_witness_hands_over_
             case_id: c.id.clone(),
             agreement_id: "a1".into(),
             operator: "beta".into(),
-            grant_ids: vec!["g1".into()],
+            grant_ids: vec!["g0".into(), "g1".into()],
             objects: vec![api::DestroyedObject {
                 location: "tenants/230100/grants/g1/workspace/by_stop/part-0.parquet".into(),
                 size_bytes: 2048,
@@ -460,7 +475,7 @@ pub async fn an_early_termination_cuts_access_destroys_under_witness_hands_over_
         .unwrap();
     let d = c.destruction.clone().unwrap();
     assert_eq!(d.objects.len(), 1);
-    assert_eq!(c.access_cuts.len(), 3, "{c:?}");
+    assert_eq!(c.access_cuts.len(), 4, "{c:?}");
 
     // The witness is a supervisor's, over the record's digest.
     let err = i
