@@ -1077,10 +1077,11 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
             ),
             "{anchor:?}"
         );
-        let (_, gone) = get(
+        let (status, gone) = get(
             &format!("{H}/audit/records?operation=agreement.created"),
             Some(&auditor),
         );
+        assert_eq!(status, 200, "{gone}");
         assert!(
             gone["records"].as_array().is_none_or(|r| r.is_empty()),
             "{gone}"

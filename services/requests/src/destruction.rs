@@ -38,13 +38,6 @@ pub fn order(
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Where a computed dataset lies, as the destruction record names it.
 fn dataset_location(tenant: &str, product_id: &str, version: i32) -> String {
     format!("db://requests/tenants/{tenant}/products/{product_id}/datasets/{version}")
@@ -108,7 +101,7 @@ impl Requests {
                     objects.push(DestroyedObject {
                         location: dataset_location(tenant.as_str(), product, *version),
                         size_bytes: body.len() as i64,
-                        sha256: hex(body),
+                        sha256: hex::encode(Sha256::digest(body)),
                     });
                 }
                 let inventory = api::OperatorDataDestroyed {

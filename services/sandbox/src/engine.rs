@@ -267,7 +267,7 @@ impl Sandbox {
             out.push(StoredObject {
                 location: meta.location.to_string(),
                 size: meta.size,
-                sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+                sha256: hex::encode(digest),
             });
         }
         Ok(out)

@@ -7,8 +7,6 @@ use pdp_kit::error::StepRefused;
 use pdp_proto::pdp::termination::v1 as api;
 use sha2::{Digest, Sha256};
 
-use crate::chain::hex;
-
 /// The state the API shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaseState {
@@ -140,7 +138,7 @@ pub fn destruction_digest(d: &api::DestructionRecord) -> String {
         h.update(format!("{}\n{}\n{}\n", o.location, o.size_bytes, o.sha256).as_bytes());
     }
     h.update(format!("remaining {}\n", d.remaining).as_bytes());
-    hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 #[cfg(test)]

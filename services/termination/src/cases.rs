@@ -26,7 +26,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::case::{CaseState, Stage, Step, destruction_digest};
-use crate::chain::hex;
 use crate::checkpoint::ArchiveKey;
 use crate::store::{self as db, RecordFilter, cases as store};
 use crate::{SERVICE, TOPIC, TerminationError};
@@ -202,10 +201,10 @@ pub fn record_destruction(
         tracing::warn!(case = %d.case_id, "destruction reported for a case this instance lacks");
         return Ok(());
     };
-    if Stage::of(&c) != Stage::AwaitingDestruction {
+    // Reported again (a redelivery, another replica): the record is there already.
+    if Stage::of(&c).after(Step::Destroyed, &subject(&c)).is_err() {
         return Ok(());
     }
-    Stage::of(&c).after(Step::Destroyed, &subject(&c))?;
     let mut record = api::DestructionRecord {
         objects: d.objects.clone(),
         grant_ids: d.grant_ids.clone(),
@@ -264,7 +263,7 @@ fn start_of(day: &str) -> Option<DateTime<Utc>> {
 fn item(name: &str, content: String) -> api::HandoverItem {
     api::HandoverItem {
         name: name.to_string(),
-        sha256: hex(&Sha256::digest(content.as_bytes())),
+        sha256: hex::encode(Sha256::digest(content.as_bytes())),
         content,
     }
 }
@@ -352,7 +351,7 @@ fn bundle(
     .to_string();
     Ok(api::HandoverBundle {
         items,
-        manifest_digest: hex(&Sha256::digest(manifest.as_bytes())),
+        manifest_digest: hex::encode(Sha256::digest(manifest.as_bytes())),
         signature: STANDARD.encode(key.sign_bytes(manifest.as_bytes())),
         manifest,
         public_key: key.public_key(),

@@ -55,7 +55,7 @@ impl ArchivedRecord {
             h.update((field.len() as u64).to_be_bytes());
             h.update(field.as_bytes());
         }
-        hex(&h.finalize())
+        hex::encode(h.finalize())
     }
 
     /// Links this record after `prev_hash`: sets its `prev_hash` and `hash`.
@@ -64,16 +64,6 @@ impl ArchivedRecord {
         self.prev_hash = prev_hash.to_string();
         self
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Why a record does not verify.

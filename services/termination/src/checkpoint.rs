@@ -9,8 +9,6 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::chain::hex;
-
 /// A regular checkpoint, or the anchor signed when the records up to it were purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -106,7 +104,7 @@ impl ArchiveKey {
 
     /// The first 16 hex digits of the public key's SHA-256.
     pub fn key_id(&self) -> String {
-        hex(&Sha256::digest(self.key.verifying_key().as_bytes()))[..16].to_string()
+        hex::encode(Sha256::digest(self.key.verifying_key().as_bytes()))[..16].to_string()
     }
 
     pub fn sign(

@@ -92,7 +92,7 @@ impl EventHandler for Ingest {
     type Error = TerminationError;
 
     fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), TerminationError> {
-        service::append(conn, event, self.clock.now()).map(|_| ())
+        service::append_all(conn, &[event], self.clock.now())
     }
 
     fn handle_all(

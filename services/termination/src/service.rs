@@ -157,22 +157,9 @@ fn put_hold(
 /// The gateway's record of one request.
 pub const GATEWAY_RECORD: &str = "pdp.gateway.request.audited";
 
-/// Appends the record `event` carries to its tenant's chain, in the caller's (inbox)
-/// transaction: archived exactly once.
-pub fn append(conn: &mut AnyConnection, event: &Event, now: DateTime<Utc>) -> Result<i64> {
-    let scope = TenantScope::system(event.tenant.clone());
-    scope.enter(conn)?;
-    let (seq, hash) = db::lock_head(conn, event.tenant.as_str())?;
-    let mut record = record_of(event, now.trunc_subsecs(6));
-    record.seq = seq + 1;
-    let record = record.link(&hash);
-    db::append(conn, &scope, &record)?;
-    Ok(record.seq)
-}
-
-/// Appends the records `events` carry, in order, each to its tenant's chain: per tenant one lock
-/// of the head, one multi-row insert, one move of the head. What the archive's consumer does
-/// with a batch.
+/// Appends the records `events` carry, in order, each to its tenant's chain, in the caller's
+/// (inbox) transaction: archived exactly once. Per tenant one lock of the head, one multi-row
+/// insert, one move of the head.
 pub fn append_all(conn: &mut AnyConnection, events: &[&Event], now: DateTime<Utc>) -> Result<()> {
     let now = now.trunc_subsecs(6);
     let mut tenants: Vec<&TenantCode> = events.iter().map(|e| &e.tenant).collect();

@@ -128,12 +128,6 @@ pub fn set_head(conn: &mut AnyConnection, tenant: &str, seq: i64, hash: &str) ->
     Ok(())
 }
 
-/// Appends `record` (already linked) and moves the head to it.
-pub fn append(conn: &mut AnyConnection, scope: &TenantScope, r: &ArchivedRecord) -> Result<()> {
-    insert_records(conn, scope, std::slice::from_ref(r))?;
-    set_head(conn, &r.tenant, r.seq, &r.hash)
-}
-
 /// Writes linked records of `scope`'s tenant, making the monthly partitions they need
 /// (PostgreSQL): one multi-row insert per thousand there, one by one on SQLite, as diesel
 /// batches no insert for both backends at once.
