@@ -636,16 +636,21 @@ async fn route_and_forward(
         Ok(claimed) => claimed,
         Err(answered) => return answered,
     };
-    let (status, json) = reply_json(
-        transcode::call(
-            &upstream,
-            route,
-            message,
-            metadata,
-            gateway.upstream_timeout,
-        )
-        .await,
-    );
+    let reply = transcode::call(
+        &upstream,
+        route,
+        message,
+        metadata,
+        gateway.upstream_timeout,
+    )
+    .await;
+    if retried.is_none()
+        && let Ok(body) = &reply
+        && let Some(page) = raw_answer(body)
+    {
+        return page;
+    }
+    let (status, json) = reply_json(reply);
     if let Some((key, fingerprint)) = retried {
         // A failure of ours is not kept: the retry runs again.
         let kept = (status < 500).then(|| idempotency::Answer {
@@ -801,6 +806,34 @@ fn streamed_answer(
             None,
         ),
     }
+}
+
+/// A reply that is a `google.api.HttpBody` (a printable page), answered as its own content
+/// type. What it holds may carry text others wrote: no script runs, nothing else loads, and the
+/// browser does not guess another type.
+fn raw_answer(reply: &prost_reflect::DynamicMessage) -> Option<HttpResponse> {
+    use prost_reflect::{ReflectMessage, Value};
+    if reply.descriptor().full_name() != transcode::routes::HTTP_BODY {
+        return None;
+    }
+    let content_type = match reply.get_field_by_name("content_type").as_deref() {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => "application/octet-stream".to_string(),
+    };
+    let data = match reply.get_field_by_name("data").as_deref() {
+        Some(Value::Bytes(b)) => b.clone(),
+        _ => Default::default(),
+    };
+    Some(
+        HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ))
+            .insert_header(("x-content-type-options", "nosniff"))
+            .body(data),
+    )
 }
 
 /// A service's reply as the HTTP status and JSON body the gateway answers with.

@@ -120,6 +120,13 @@ fn operation(route: &Route) -> (Value, Vec<MessageDescriptor>) {
             parameters.extend(query_parameters(&input, &bound, Some(name)));
         }
     }
+    // A `google.api.HttpBody` answer is its own content (a printable page), not JSON.
+    let answer = if output.full_name() == crate::transcode::routes::HTTP_BODY {
+        used.clear();
+        json!({"text/html": {"schema": {"type": "string"}}})
+    } else {
+        json!({"application/json": {"schema": reference(&output)}})
+    };
     let mut op = json!({
         "operationId": format!("{}_{}", route.rpc.parent_service().name(), route.rpc.name()),
         "tags": [route.rpc.parent_service().full_name()],
@@ -128,7 +135,7 @@ fn operation(route: &Route) -> (Value, Vec<MessageDescriptor>) {
         "responses": {
             "200": {
                 "description": "OK",
-                "content": {"application/json": {"schema": reference(&output)}},
+                "content": answer,
             },
             "default": {
                 "description": "An error: google.rpc.Status",

@@ -39,6 +39,7 @@ const SERVICES: &[ServiceDef] = &[
     pdp_requests::DEF,
     pdp_products::DEF,
     pdp_termination::DEF,
+    pdp_oversight::DEF,
 ];
 
 fn service_named(name: &str) -> anyhow::Result<&'static ServiceDef> {

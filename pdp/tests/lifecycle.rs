@@ -551,6 +551,54 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     let (status, refused) = post(&queries, Some(beta), rows);
     assert_eq!(status, 400, "{refused}");
     assert!(refused.to_string().contains("第二十二条"), "{refused}");
+    // Four more such refusals within the hour: oversight's rule raises one alert for the
+    // supervisors of its duty (第二十六条, 第二十七条); a supervisor inspects beta, records the
+    // finding and orders rectification within one working day.
+    for _ in 0..4 {
+        let rows = json!({"grant_id": grant_id, "sql": format!("SELECT * FROM \"{rid}\"")});
+        assert_eq!(post(&queries, Some(beta), rows).0, 400);
+    }
+    let supervisor = token(dir, "230100", "supervisor", "harbin-cyberspace");
+    let alert = eventually(60, "the refusals raise an alert", || {
+        let (status, listed) = get(&format!("{H}/alerts"), Some(&supervisor));
+        assert_eq!(status, 200, "{listed}");
+        listed["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["ruleId"] == "sandbox-refusals" && a["groupKey"] == beta_org.as_str())
+            .cloned()
+    });
+    assert_eq!(alert["severity"], "SEVERITY_HIGH", "{alert}");
+    assert_eq!(
+        alert["evidence"][0]["summary"],
+        format!("organization {beta_org}: query.ran")
+    );
+    let inspection = eventually(60, "oversight knows beta's agreement", || {
+        let (status, opened) = post(
+            &format!("{H}/inspections"),
+            Some(&supervisor),
+            json!({"target_kind": "operator", "target": beta_org, "agreement_id": aid,
+                "purpose": "repeated row-level queries", "department": "DEPARTMENT_CYBERSPACE"}),
+        );
+        (status == 200).then_some(opened)
+    });
+    let iid = inspection["id"].as_str().unwrap().to_string();
+    let (status, found) = post(
+        &format!("{H}/inspections/{iid}/findings"),
+        Some(&supervisor),
+        json!({"description": "analysts ran row-level queries on the grant",
+            "severity": "SEVERITY_HIGH", "alert_id": alert["id"]}),
+    );
+    assert_eq!(status, 200, "{found}");
+    let (status, order) = post(
+        &format!("{H}/rectification-orders"),
+        Some(&supervisor),
+        json!({"inspection_id": iid, "finding_id": found["findings"][0]["id"],
+            "requirement": "train the analysts; restrict row-level tools", "working_days": 1}),
+    );
+    assert_eq!(status, 200, "{order}");
+    assert_eq!(order["state"], "RECTIFICATION_STATE_ISSUED", "{order}");
+    let order_path = format!("{H}/rectification-orders/{}", order["id"].as_str().unwrap());
     // Row-level work stays inside: a table derived into the grant's workspace is named back,
     // never shown, and is read only as aggregates under the same control.
     let derive = json!({"grant_id": grant_id, "sql": format!(
@@ -932,6 +980,25 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     // The grant ended: the same query is refused.
     let (status, _) = post(&queries, Some(beta), aggregate);
     assert_eq!(status, 403, "beta is no longer an authorized operator");
+    // Beta never answered the order: past its deadline it failed, and the bureau is asked to
+    // terminate (第三十条).
+    let failed = eventually(30, "the unanswered order fails", || {
+        let (_, o) = get(&order_path, Some(&bureau));
+        (o["state"] == "RECTIFICATION_STATE_FAILED").then_some(o)
+    });
+    assert!(
+        failed["failure"].as_str().unwrap().contains("overdue"),
+        "{failed}"
+    );
+    let (_, alerts) = get(&format!("{H}/alerts"), Some(&bureau));
+    assert!(
+        alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["ruleId"] == "rectification-failed" && a["groupKey"] == aid.as_str()),
+        "{alerts}"
+    );
     // The ticket's period passed meanwhile: it is listed overdue, and a late answer says so.
     let overdue = eventually(30, "the ticket is overdue", || {
         let (_, listed) = get(
@@ -1056,6 +1123,49 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     let (status, verified) = get(&format!("{H}/audit:verify"), Some(&auditor));
     assert_eq!(status, 200, "{verified}");
     assert_eq!(verified["verified"], json!(true), "{verified}");
+
+    // The year's disclosure (第二十条(四)): the bureau generates the report from the records,
+    // reviews it and publishes it by its digest; anyone reads it, as JSON and as a page.
+    let reports = format!("{H}/annual-reports");
+    let (status, draft) = post(&reports, Some(&bureau), json!({"year": 2026}));
+    assert_eq!(status, 200, "{draft}");
+    assert!(
+        draft["authorizations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["agreementId"] == aid.as_str()),
+        "{draft}"
+    );
+    assert!(
+        draft["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["productId"] == pid.as_str()),
+        "{draft}"
+    );
+    let (status, public) = get(&format!("{H}/public/reports/2026"), None);
+    assert_eq!(status, 404, "not public before it is published: {public}");
+    let (status, published) = post(
+        &format!("{reports}/2026:publish"),
+        Some(&bureau),
+        json!({"digest": draft["digest"]}),
+    );
+    assert_eq!(status, 200, "{published}");
+    let (status, public) = get(&format!("{H}/public/reports/2026"), None);
+    assert_eq!(
+        (status, &public["digest"]),
+        (200, &draft["digest"]),
+        "{public}"
+    );
+    let (status, page) = support::get(port, &format!("{H}/public/reports/2026/page")).unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains(aid.as_str()),
+        "{page}"
+    );
+    assert!(!page.contains("<script"), "{page}");
 
     // Two years and a day after the authorization ended, its records go (第二十九条), behind an
     // anchor checkpoint the chain goes on from. On the broker, earlier runs' agreements may hold

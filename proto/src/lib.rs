@@ -111,6 +111,12 @@ pub mod pdp {
             include!(concat!(env!("OUT_DIR"), "/pdp.termination.v1.events.rs"));
         }
     }
+    pub mod oversight {
+        pub mod v1 {
+            tonic::include_proto!("pdp.oversight.v1");
+            include!(concat!(env!("OUT_DIR"), "/pdp.oversight.v1.events.rs"));
+        }
+    }
 }
 
 #[cfg(test)]

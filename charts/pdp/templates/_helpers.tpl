@@ -112,6 +112,21 @@ checkpoint_every_secs = {{ .Values.audit.checkpointEverySecs }}
 {{- end }}
 {{- end }}
 
+[oversight]
+expiring_within_days = {{ .Values.oversight.expiringWithinDays }}
+pass_mark = {{ .Values.oversight.passMark }}
+{{- with .Values.oversight.supervisorDepartments }}
+
+[oversight.supervisor_departments]
+{{- range $org, $departments := . }}
+{{ $org | quote }} = [{{ range $i, $d := $departments }}{{ if $i }}, {{ end }}{{ $d | quote }}{{ end }}]
+{{- end }}
+{{- end }}
+{{- with .Values.oversight.rulesToml }}
+
+{{ . }}
+{{- end }}
+
 [gateway]
 audience = {{ .Values.gateway.audience | quote }}
 issuer = {{ .Values.gateway.issuer | quote }}

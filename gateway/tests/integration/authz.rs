@@ -16,7 +16,7 @@ const CREATE_RESOURCE: (&str, Action) = (
     Action::Write,
 );
 const OPEN_INSPECTION: (&str, Action) = (
-    "pdp.oversight.v1.InspectionService/CreateInspection",
+    "pdp.oversight.v1.InspectionService/OpenInspection",
     Action::Write,
 );
 const REQUEST_DATA: (&str, Action) = (

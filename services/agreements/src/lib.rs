@@ -13,6 +13,7 @@ use pdp_kit::inbox::EventHandler;
 use pdp_kit::service::{Context, Running};
 use pdp_kit::store::{AnyConnection, TenantScope};
 use pdp_proto::pdp::agreements::v1 as api;
+use pdp_proto::pdp::oversight::v1 as oversight;
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as selection;
 
@@ -22,14 +23,15 @@ pub use service::Agreements;
 
 pub const SERVICE: &str = "agreements";
 pub const TOPIC: &str = "pdp.agreements";
-/// The consumer group that follows plans' scopes and concluded selections.
+/// The consumer group that follows plans' scopes, concluded selections and passed evaluations.
 pub const FOLLOW_CONSUMER: &str = "agreements-follow";
-const FOLLOWED: [&str; 2] = ["pdp.planning", "pdp.selection"];
+const FOLLOWED: [&str; 3] = ["pdp.planning", "pdp.selection", "pdp.oversight"];
 
 pdp_kit::service_def!(SERVICE, start);
 
-/// Keeps what agreements must know of other services: each effective plan's scope and each
-/// concluded selection's operators.
+/// Keeps what agreements must know of other services: each effective plan's scope, each
+/// concluded selection's operators, and each agreement's passed evaluations (a renewal needs
+/// one, 第二十八条).
 #[derive(Debug, Clone)]
 pub struct Follow;
 
@@ -57,14 +59,20 @@ impl EventHandler for Follow {
                 selection.plan_version as i32,
                 &selection.selected_organizations,
             )
+        } else if let Some(e) = event.data_of(oversight::EVALUATION_RECORDED)? {
+            if !e.passed || e.agreement_id.is_empty() {
+                return Ok(());
+            }
+            scope.enter(conn)?;
+            store::put_passed_evaluation(conn, &scope, &e.evaluation_id, &e.agreement_id)
         } else {
             Ok(())
         }
     }
 }
 
-/// Starts agreements: its gRPC services behind the identity check, the follower of planning
-/// and selection, and the scheduler of activations and expiries.
+/// Starts agreements: its gRPC services behind the identity check, the follower of planning,
+/// selection and oversight, and the scheduler of activations and expiries.
 pub async fn start(context: &Context) -> anyhow::Result<Running> {
     for topic in std::iter::once(TOPIC).chain(FOLLOWED) {
         context.log.create_topic(topic).await?;

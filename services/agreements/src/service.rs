@@ -366,6 +366,10 @@ impl Agreements {
             if !matches!(AgreementState::of(&current), AgreementState::Signed | AgreementState::Active) {
                 return Err(AgreementError::precondition(format!("agreements/{id}"), format!("only a signed or active agreement is renewed; it is {}", AgreementState::of(&current).name())));
             }
+            // 第二十八条: the result of the evaluation decides whether it is renewed.
+            if !db::evaluated(conn, scope, &id)? {
+                return Err(AgreementError::precondition(format!("agreements/{id}"), "a renewal needs a passed evaluation of the current term (第二十八条): the bureau records one first (POST …/evaluations, outcome CONTINUE)"));
+            }
             let (_, current_last) = term_of(&current);
             let first = current_last.checked_add_days(Days::new(1)).unwrap_or(current_last);
             // The uninterrupted term starts with the first agreement of the chain of renewals.

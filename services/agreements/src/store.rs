@@ -13,6 +13,14 @@ use crate::AgreementError;
 use crate::agreement::AgreementState;
 
 diesel::table! {
+    passed_evaluations (tenant, evaluation_id) {
+        tenant -> Text,
+        evaluation_id -> Text,
+        agreement_id -> Text,
+    }
+}
+
+diesel::table! {
     agreements (id) {
         id -> Text,
         tenant -> Text,
@@ -56,6 +64,7 @@ diesel::table! {
 tenant_table!(agreements::table, agreements::tenant);
 tenant_table!(plan_scopes::table, plan_scopes::tenant);
 tenant_table!(concluded_selections::table, concluded_selections::tenant);
+tenant_table!(passed_evaluations::table, passed_evaluations::tenant);
 
 type Result<T> = std::result::Result<T, AgreementError>;
 
@@ -323,4 +332,42 @@ pub fn take(conn: &mut AnyConnection, agreement_id: &str, action: &str) -> Resul
     )
     .execute(conn)?;
     Ok(n == 1)
+}
+
+/// Keeps that oversight's evaluation `evaluation_id` of `agreement_id` passed (once).
+pub fn put_passed_evaluation(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    evaluation_id: &str,
+    agreement_id: &str,
+) -> Result<()> {
+    let present = scope
+        .rows(passed_evaluations::table)
+        .filter(passed_evaluations::evaluation_id.eq(evaluation_id))
+        .count()
+        .get_result::<i64>(conn)?;
+    if present == 0 {
+        diesel::insert_into(passed_evaluations::table)
+            .values((
+                passed_evaluations::tenant.eq(scope.tenant().as_str()),
+                passed_evaluations::evaluation_id.eq(evaluation_id),
+                passed_evaluations::agreement_id.eq(agreement_id),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Whether agreement `agreement_id` has a passed evaluation.
+pub fn evaluated(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    agreement_id: &str,
+) -> Result<bool> {
+    let n = scope
+        .rows(passed_evaluations::table)
+        .filter(passed_evaluations::agreement_id.eq(agreement_id))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok(n > 0)
 }

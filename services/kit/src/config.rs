@@ -39,6 +39,7 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub products: ProductsConfig,
     pub audit: AuditConfig,
+    pub oversight: OversightConfig,
     pub dev: DevConfig,
 }
 
@@ -60,6 +61,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             products: ProductsConfig::default(),
             audit: AuditConfig::default(),
+            oversight: OversightConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -435,6 +437,78 @@ pub struct AuditConfig {
     pub case_deadline_working_days: u32,
     /// Another deadline for some tenants, by tenant code.
     pub tenant_case_deadline_working_days: std::collections::BTreeMap<String, u32>,
+}
+
+/// What the oversight service watches for and scores against. The shapes only: the oversight
+/// service reads their meaning (and refuses to start on a rule it cannot read); unset lists are
+/// its shipped defaults, which `pdp config` leaves out and `GET …/monitoring-rules` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OversightConfig {
+    /// The monitoring rules of every tenant; unset: the shipped ones.
+    pub rules: Option<Vec<MonitoringRuleConfig>>,
+    /// More rules for some tenants, by tenant code; a rule with the id of a general one replaces
+    /// it for that tenant.
+    pub tenant_rules: BTreeMap<String, Vec<MonitoringRuleConfig>>,
+    /// The departments (`CYBERSPACE`, `PUBLIC_SECURITY`, …) a supervising organization acts for,
+    /// by organization: a supervisor sees the alerts of its departments' duties.
+    pub supervisor_departments: BTreeMap<String, Vec<String>>,
+    /// An agreement ending within this many days with no passed evaluation raises an alert.
+    pub expiring_within_days: u32,
+    /// The published criteria of evaluations; unset: the shipped ones.
+    pub authorization_criteria: Option<Vec<CriterionConfig>>,
+    pub provider_criteria: Option<Vec<CriterionConfig>>,
+    /// The total (of 100) an authorization needs to continue.
+    pub pass_mark: u32,
+}
+
+impl Default for OversightConfig {
+    fn default() -> Self {
+        Self {
+            rules: None,
+            tenant_rules: BTreeMap::new(),
+            supervisor_departments: BTreeMap::new(),
+            expiring_within_days: 60,
+            authorization_criteria: None,
+            provider_criteria: None,
+            pass_mark: 60,
+        }
+    }
+}
+
+/// A monitoring rule as configured; see `pdp.oversight.v1.MonitoringRule`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringRuleConfig {
+    pub id: String,
+    pub title: String,
+    pub event_type: String,
+    pub conditions: Vec<ConditionConfig>,
+    pub group_by: String,
+    pub threshold: u32,
+    pub window_secs: u32,
+    pub usual_factor: f64,
+    pub baseline_windows: u32,
+    /// `LOW`, `MEDIUM`, `HIGH` or `CRITICAL`.
+    pub severity: String,
+    pub duties: Vec<String>,
+    pub article: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConditionConfig {
+    pub field: String,
+    pub op: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriterionConfig {
+    pub name: String,
+    pub description: String,
+    pub weight: u32,
 }
 
 /// 第二十九条: logs are kept at least two years.

@@ -92,6 +92,7 @@ pub fn initial(
     at: DateTime<Utc>,
     applied_on: NaiveDate,
     credit: &dyn CreditChecker,
+    recorded_incidents: &[NaiveDate],
 ) -> Vec<api::ConditionResult> {
     let texts = [
         (
@@ -115,7 +116,7 @@ pub fn initial(
             }
         })
         .collect();
-    results.push(incidents(evidence, at, applied_on));
+    results.push(incidents(evidence, recorded_incidents, at, applied_on));
     results.push(credit_condition(
         organization,
         evidence,
@@ -140,9 +141,11 @@ pub fn initial(
 }
 
 /// 近3年: an incident on a day after the same date three years before the application fails
-/// the condition at once; none declared leaves it to the staff, who check the declaration.
+/// the condition at once, declared or recorded by oversight (an operator's report to the
+/// supervisors); none leaves it to the staff, who check the declaration.
 fn incidents(
     evidence: &api::Evidence,
+    recorded: &[NaiveDate],
     at: DateTime<Utc>,
     applied_on: NaiveDate,
 ) -> api::ConditionResult {
@@ -157,6 +160,17 @@ fn incidents(
             Ok(_) => {}
             Err(_) => unreadable.push(incident.occurred_on.clone()),
         }
+    }
+    if let Some(day) = recorded.iter().find(|d| **d > horizon) {
+        return failed(
+            INCIDENTS,
+            format!(
+                "a security incident on {day} recorded on the platform (reported to the \
+                 supervisors), within three years before the application on {applied_on} \
+                 (第十二条(三))"
+            ),
+            at,
+        );
     }
     if let Some(day) = recent.first() {
         failed(
@@ -450,6 +464,7 @@ mod tests {
             at(),
             day("2026-11-26"),
             &RecordedByStaff,
+            &[],
         )
     }
 
@@ -475,6 +490,32 @@ mod tests {
             "{r:?}"
         );
         assert!(!all_passed(&r) && !any_failed(&r));
+    }
+
+    #[test]
+    fn an_incident_oversight_recorded_fails_whatever_the_application_declares() {
+        let recorded = [day("2025-06-01")];
+        let r = initial(
+            "acme",
+            &complete(),
+            &[],
+            at(),
+            day("2026-11-26"),
+            &RecordedByStaff,
+            &recorded,
+        );
+        assert_eq!(in_state(&r, api::ConditionState::Failed), [INCIDENTS]);
+        let old = [day("2023-11-20")];
+        let r = initial(
+            "acme",
+            &complete(),
+            &[],
+            at(),
+            day("2026-11-26"),
+            &RecordedByStaff,
+            &old,
+        );
+        assert!(in_state(&r, api::ConditionState::Failed).is_empty());
     }
 
     #[test]
@@ -595,7 +636,15 @@ mod tests {
                 Some(lookup(false))
             }
         }
-        let r = initial("acme", &complete(), &[], at(), day("2026-11-26"), &Listed);
+        let r = initial(
+            "acme",
+            &complete(),
+            &[],
+            at(),
+            day("2026-11-26"),
+            &Listed,
+            &[],
+        );
         assert_eq!(in_state(&r, api::ConditionState::Failed), [CREDIT]);
         let mut r = initial_of(&complete(), &[]);
         for c in STATUTORY_CONDITIONS

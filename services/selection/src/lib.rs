@@ -14,6 +14,7 @@ use pdp_kit::events::Event;
 use pdp_kit::inbox::EventHandler;
 use pdp_kit::service::{Context, Running};
 use pdp_kit::store::{AnyConnection, TenantScope};
+use pdp_proto::pdp::oversight::v1 as oversight;
 use pdp_proto::pdp::planning::v1 as planning;
 use pdp_proto::pdp::selection::v1 as api;
 
@@ -27,6 +28,9 @@ pub const TOPIC: &str = "pdp.selection";
 /// The consumer group that follows planning's effective plans.
 pub const PLANS_CONSUMER: &str = "selection-plans";
 const PLANNING_TOPIC: &str = "pdp.planning";
+/// The consumer group that follows the incidents oversight records (第十二条(三)).
+pub const INCIDENTS_CONSUMER: &str = "selection-incidents";
+const OVERSIGHT_TOPIC: &str = "pdp.oversight";
 
 pdp_kit::service_def!(SERVICE, start);
 
@@ -52,10 +56,28 @@ impl EventHandler for PlansInForce {
     }
 }
 
-/// Starts selection: its gRPC services behind the identity check, and the follower of
-/// planning's effective plans.
+/// Keeps the security incidents operators reported to oversight: an application fails the
+/// condition of 第十二条(三) on one within three years, whatever it declares.
+#[derive(Debug, Clone)]
+pub struct RecordedIncidents;
+
+impl EventHandler for RecordedIncidents {
+    type Error = SelectionError;
+
+    fn handle(&self, conn: &mut AnyConnection, event: &Event) -> Result<(), SelectionError> {
+        let Some(i) = event.data_of(oversight::INCIDENT_REPORTED)? else {
+            return Ok(());
+        };
+        let scope = TenantScope::system(event.tenant.clone());
+        scope.enter(conn)?;
+        store::put_incident(conn, &scope, &i.incident_id, &i.operator, &i.occurred_on)
+    }
+}
+
+/// Starts selection: its gRPC services behind the identity check, the follower of planning's
+/// effective plans and that of oversight's incidents.
 pub async fn start(context: &Context) -> anyhow::Result<Running> {
-    for topic in [TOPIC, PLANNING_TOPIC] {
+    for topic in [TOPIC, PLANNING_TOPIC, OVERSIGHT_TOPIC] {
         context.log.create_topic(topic).await?;
     }
     let selections = Selections::new(
@@ -75,8 +97,11 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     let follower = context
         .consumer(PLANS_CONSUMER, &[PLANNING_TOPIC])
         .spawn(PlansInForce, context.shutdown.clone());
+    let incidents = context
+        .consumer(INCIDENTS_CONSUMER, &[OVERSIGHT_TOPIC])
+        .spawn(RecordedIncidents, context.shutdown.clone());
     Ok(Running {
         routes,
-        tasks: vec![follower],
+        tasks: vec![follower, incidents],
     })
 }

@@ -370,6 +370,7 @@ impl Selections {
                 "application",
                 eligibility::document_violations(&evidence, &s.conditions),
             )?;
+            let recorded = db::incidents_of(conn, scope, &who.organization)?;
             let results = eligibility::initial(
                 &who.organization,
                 &evidence,
@@ -377,6 +378,7 @@ impl Selections {
                 now,
                 civil_date(now),
                 credit.as_ref(),
+                &recorded,
             );
             let application = api::Application {
                 id: Uuid::now_v7().to_string(),

@@ -13,6 +13,15 @@ use crate::SelectionError;
 use crate::selection::SelectionState;
 
 diesel::table! {
+    recorded_incidents (tenant, incident_id) {
+        tenant -> Text,
+        incident_id -> Text,
+        organization -> Text,
+        occurred_on -> Text,
+    }
+}
+
+diesel::table! {
     selections (id) {
         id -> Text,
         tenant -> Text,
@@ -59,6 +68,7 @@ tenant_table!(selections::table, selections::tenant);
 tenant_table!(applications::table, applications::tenant);
 tenant_table!(objections::table, objections::tenant);
 tenant_table!(effective_plans::table, effective_plans::tenant);
+tenant_table!(recorded_incidents::table, recorded_incidents::tenant);
 
 type Result<T> = std::result::Result<T, SelectionError>;
 
@@ -423,4 +433,47 @@ pub fn effective_plan(
         .select(effective_plans::version)
         .first::<i32>(conn)
         .optional()?)
+}
+
+/// Keeps an incident oversight recorded (once).
+pub fn put_incident(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    incident_id: &str,
+    organization: &str,
+    occurred_on: &str,
+) -> Result<()> {
+    let present = scope
+        .rows(recorded_incidents::table)
+        .filter(recorded_incidents::incident_id.eq(incident_id))
+        .count()
+        .get_result::<i64>(conn)?;
+    if present == 0 {
+        diesel::insert_into(recorded_incidents::table)
+            .values((
+                recorded_incidents::tenant.eq(scope.tenant().as_str()),
+                recorded_incidents::incident_id.eq(incident_id),
+                recorded_incidents::organization.eq(organization),
+                recorded_incidents::occurred_on.eq(occurred_on),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The days of the incidents oversight recorded of `organization`.
+pub fn incidents_of(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    organization: &str,
+) -> Result<Vec<chrono::NaiveDate>> {
+    let days: Vec<String> = scope
+        .rows(recorded_incidents::table)
+        .filter(recorded_incidents::organization.eq(organization))
+        .select(recorded_incidents::occurred_on)
+        .load(conn)?;
+    Ok(days
+        .iter()
+        .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .collect())
 }

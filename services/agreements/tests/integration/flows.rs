@@ -206,6 +206,14 @@ pub async fn renewal_stays_within_three_uninterrupted_years(backend: Backend) {
         "the first day has come: active at once"
     );
 
+    // Not without a passed evaluation of the term (第二十八条).
+    let err = i
+        .agreements
+        .renew(&bureau, HARBIN, a.id.clone(), "2028-11-25".into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("passed evaluation"), "{err}");
+    i.evaluated(&a.id).await;
     let err = i
         .agreements
         .renew(&bureau, HARBIN, a.id.clone(), "2029-11-26".into())
@@ -234,6 +242,7 @@ pub async fn renewal_stays_within_three_uninterrupted_years(backend: Backend) {
         .sign(&beta, HARBIN, renewed.id.clone(), api::Party::Operator)
         .await
         .unwrap();
+    i.evaluated(&renewed.id).await;
     // The chain started on 2026-11-26: a second renewal may reach 2029-11-25, not beyond.
     let err = i
         .agreements

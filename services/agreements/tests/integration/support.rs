@@ -52,6 +52,28 @@ impl Instance {
             .unwrap();
     }
 
+    /// Oversight's passed evaluation of agreement `id`, as its event tells.
+    pub async fn evaluated(&self, id: &str) {
+        use pdp_proto::pdp::oversight::v1 as oversight;
+        let harbin = "230100".parse().unwrap();
+        self.apply(Event::typed(
+            &harbin,
+            oversight::EVALUATION_RECORDED,
+            format!("eval-{id}"),
+            Utc::now(),
+            &oversight::EvaluationRecorded {
+                evaluation_id: format!("eval-{id}"),
+                kind: oversight::EvaluationKind::Authorization as i32,
+                agreement_id: id.into(),
+                outcome: oversight::EvaluationOutcome::Continue as i32,
+                passed: true,
+                total: 80,
+                ..Default::default()
+            },
+        ))
+        .await;
+    }
+
     /// Plan `plan-1` v1 of Harbin in force with resources r1 and r2, and selection `sel-1`
     /// concluded with `beta`, as planning's and selection's events tell.
     pub async fn concluded_selection(&self) {

@@ -1,0 +1,2 @@
+DROP VIEW IF EXISTS recorded_incidents;
+DROP TABLE IF EXISTS recorded_incidents_rows;
