@@ -10,6 +10,8 @@ NetworkPolicy, no secret value is inlined. Exits non-zero naming every failure.
 """
 
 import pathlib
+import re
+import tomllib
 import sys
 
 import jsonschema
@@ -196,6 +198,38 @@ def check_holidays_reach_the_services():
         fail(label, "the configuration does not name the holiday file")
 
 
+def check_oversight_readme_example():
+    """The README's oversight values render into a configuration that reads as TOML, with the
+    supervisors' departments and the Harbin rule in place."""
+    readme = (CHART / "README.md").read_text()
+    section = readme.split("## Oversight", 1)[-1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    label = "the README's oversight example"
+    if not block:
+        fail(label, "charts/pdp/README.md shows no oversight values")
+        return
+    values = yaml.safe_load(EXAMPLES[-1].read_text())
+    overlay = yaml.safe_load(block.group(1))["oversight"]
+    values["oversight"] = {**values.get("oversight", {}), **overlay,
+                           "expiringWithinDays": 60, "passMark": 60}
+    check_values(label, values, "pdp")
+    manifests = Chart.load(CHART).render(values, name="pdp", namespace="pdp", is_install=True,
+                                         is_upgrade=False, revision=1)
+    maps = [d for text in manifests.values() for d in yaml.safe_load_all(text)
+            if d and d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "pdp-config"]
+    try:
+        config = tomllib.loads(maps[0]["data"]["pdp.toml"])
+    except (IndexError, tomllib.TOMLDecodeError) as e:
+        fail(label, f"pdp.toml does not read: {e}")
+        return
+    oversight = config.get("oversight", {})
+    rules = oversight.get("tenant_rules", {}).get("230100", [])
+    if not rules or rules[0].get("threshold") != 3 or len(rules[0].get("conditions", [])) != 2:
+        fail(label, f"the Harbin rule did not reach pdp.toml: {oversight}")
+    if oversight.get("supervisor_departments", {}).get("harbin-cyberspace-office") != ["CYBERSPACE"]:
+        fail(label, f"the supervisors' departments did not reach pdp.toml: {oversight}")
+
+
 def values_release(label):
     return "pdp-harbin" if "harbin" in label else "pdp"
 
@@ -267,6 +301,7 @@ def main():
         namespace = "pdp-harbin" if "harbin" in example.name else "pdp"
         check_values(str(example.relative_to(ROOT)), values, namespace)
     check_holidays_reach_the_services()
+    check_oversight_readme_example()
     check_schema_bites()
     check_schema_describes_every_value()
     check_k8s_dir()

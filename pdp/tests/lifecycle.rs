@@ -1159,8 +1159,17 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
         (200, &draft["digest"]),
         "{public}"
     );
-    let (status, page) = support::get(port, &format!("{H}/public/reports/2026/page")).unwrap();
-    assert_eq!(status, 200, "{page}");
+    let (status, response) = support::get(port, &format!("{H}/public/reports/2026/page")).unwrap();
+    assert_eq!(status, 200, "{response}");
+    let (head, page) = response.split_once("\r\n\r\n").unwrap();
+    // A page others' text reaches: no script runs, nothing loads, no type is guessed.
+    for header in [
+        "content-type: text/html",
+        "content-security-policy: default-src 'none'",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(head.to_ascii_lowercase().contains(header), "{head}");
+    }
     assert!(
         page.starts_with("<!DOCTYPE html>") && page.contains(aid.as_str()),
         "{page}"

@@ -845,3 +845,44 @@ pub async fn applicants_see_the_result_only_as_the_notice_publishes_it(backend: 
         "the notice names the proposed, not their scores"
     );
 }
+
+pub async fn an_incident_oversight_recorded_fails_the_condition_whatever_is_declared(
+    backend: Backend,
+) {
+    let i = Instance::new(&backend);
+    let bureau = caller("city_bureau", HARBIN, "harbin-bureau");
+    let id = i.published(&bureau).await;
+    i.incident_recorded("delta", "2025-05-10").await;
+    i.incident_recorded("omega", "2021-05-10").await;
+    let delta = caller("operator", HARBIN, "delta");
+    let d = i
+        .selections
+        .apply(&delta, HARBIN, id.clone(), application(evidence()))
+        .await
+        .unwrap();
+    let failed: Vec<_> = d
+        .eligibility
+        .iter()
+        .filter(|r| r.state == api::ConditionState::Failed as i32)
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].condition, "no_security_incident_in_three_years");
+    assert!(
+        failed[0].reason.contains("2025-05-10") && failed[0].reason.contains("recorded"),
+        "{}",
+        failed[0].reason
+    );
+    // One more than three years before counts no more.
+    let omega = caller("operator", HARBIN, "omega");
+    let o = i
+        .selections
+        .apply(&omega, HARBIN, id, application(evidence()))
+        .await
+        .unwrap();
+    assert!(
+        !o.eligibility
+            .iter()
+            .any(|r| r.state == api::ConditionState::Failed as i32),
+        "{o:?}"
+    );
+}

@@ -15,4 +15,5 @@ on_both_stores!(
     only_named_evaluators_untied_to_applicants_evaluate,
     objections_are_bounded_paged_and_resolved_together,
     applicants_see_the_result_only_as_the_notice_publishes_it,
+    an_incident_oversight_recorded_fails_the_condition_whatever_is_declared,
 );

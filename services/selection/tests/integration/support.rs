@@ -92,6 +92,32 @@ impl Instance {
             .unwrap();
     }
 
+    /// Oversight's record of a security incident `organization` reported, occurred on `day`.
+    pub async fn incident_recorded(&self, organization: &str, day: &str) {
+        use pdp_proto::pdp::oversight::v1 as oversight;
+        let event = Event::typed(
+            &HARBIN.parse().unwrap(),
+            oversight::INCIDENT_REPORTED,
+            format!("incident-{organization}"),
+            Utc::now(),
+            &oversight::IncidentReported {
+                incident_id: format!("incident-{organization}"),
+                operator: organization.into(),
+                occurred_on: day.into(),
+                major: false,
+                kind: "data_leak".into(),
+            },
+        );
+        self.store
+            .transaction(move |conn| {
+                pdp_selection::RecordedIncidents
+                    .handle(conn, &event)
+                    .map_err(|e| StoreError::Task(e.to_string()))
+            })
+            .await
+            .unwrap();
+    }
+
     /// A published call for plan-1 (in force), taking applications until 2026-11-24 18:00: its id.
     pub async fn published(&self, bureau: &Identity) -> String {
         self.plan_event(HARBIN, "became_effective", "plan-1", 1)
