@@ -31,7 +31,8 @@ pdp_kit::service_def!(SERVICE, start);
 
 /// Keeps what agreements must know of other services: each effective plan's scope, each
 /// concluded selection's operators, and each agreement's passed evaluations (a renewal needs
-/// one, 第二十八条).
+/// one, 第二十八条) and failed rectifications (a termination for a breach not rectified rests on
+/// one, 第三十条).
 #[derive(Debug, Clone)]
 pub struct Follow;
 
@@ -65,6 +66,12 @@ impl EventHandler for Follow {
             }
             scope.enter(conn)?;
             store::put_passed_evaluation(conn, &scope, &e.evaluation_id, &e.agreement_id)
+        } else if let Some(r) = event.data_of(oversight::RECTIFICATION_FAILED)? {
+            if r.agreement_id.is_empty() {
+                return Ok(());
+            }
+            scope.enter(conn)?;
+            store::put_failed_rectification(conn, &scope, &r.order_id, &r.agreement_id)
         } else {
             Ok(())
         }

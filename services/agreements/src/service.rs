@@ -496,6 +496,17 @@ impl Agreements {
         self.in_scope(&scope, move |conn, scope, now| {
             let mut a = Self::load(conn, scope, &request.id)?;
             advance(&mut a, Step::Terminate)?;
+            // 第三十条: what ends an agreement for a breach is a rectification that failed.
+            if request.ground() == api::TerminationGround::BreachNotRectified
+                && !db::rectification_failed(conn, scope, &request.id)?
+            {
+                return Err(AgreementError::precondition(
+                    format!("agreements/{}", request.id),
+                    "a termination for a breach not rectified rests on a failed rectification of \
+                     this agreement, and oversight has recorded none (第三十条): order rectification \
+                     first (POST …/rectification-orders)",
+                ));
+            }
             a.suspension_reason.clear();
             a.termination = Some(api::Termination {
                 ground: request.ground,

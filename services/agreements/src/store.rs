@@ -13,6 +13,14 @@ use crate::AgreementError;
 use crate::agreement::AgreementState;
 
 diesel::table! {
+    failed_rectifications (tenant, order_id) {
+        tenant -> Text,
+        order_id -> Text,
+        agreement_id -> Text,
+    }
+}
+
+diesel::table! {
     passed_evaluations (tenant, evaluation_id) {
         tenant -> Text,
         evaluation_id -> Text,
@@ -65,6 +73,7 @@ tenant_table!(agreements::table, agreements::tenant);
 tenant_table!(plan_scopes::table, plan_scopes::tenant);
 tenant_table!(concluded_selections::table, concluded_selections::tenant);
 tenant_table!(passed_evaluations::table, passed_evaluations::tenant);
+tenant_table!(failed_rectifications::table, failed_rectifications::tenant);
 
 type Result<T> = std::result::Result<T, AgreementError>;
 
@@ -367,6 +376,44 @@ pub fn evaluated(
     let n = scope
         .rows(passed_evaluations::table)
         .filter(passed_evaluations::agreement_id.eq(agreement_id))
+        .count()
+        .get_result::<i64>(conn)?;
+    Ok(n > 0)
+}
+
+/// Keeps that oversight's rectification order `order_id` of `agreement_id` failed (once).
+pub fn put_failed_rectification(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    order_id: &str,
+    agreement_id: &str,
+) -> Result<()> {
+    let present = scope
+        .rows(failed_rectifications::table)
+        .filter(failed_rectifications::order_id.eq(order_id))
+        .count()
+        .get_result::<i64>(conn)?;
+    if present == 0 {
+        diesel::insert_into(failed_rectifications::table)
+            .values((
+                failed_rectifications::tenant.eq(scope.tenant().as_str()),
+                failed_rectifications::order_id.eq(order_id),
+                failed_rectifications::agreement_id.eq(agreement_id),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Whether a rectification ordered under `agreement_id` failed.
+pub fn rectification_failed(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    agreement_id: &str,
+) -> Result<bool> {
+    let n = scope
+        .rows(failed_rectifications::table)
+        .filter(failed_rectifications::agreement_id.eq(agreement_id))
         .count()
         .get_result::<i64>(conn)?;
     Ok(n > 0)

@@ -369,6 +369,16 @@ pub async fn the_bureau_suspends_resumes_and_terminates_on_a_decision(backend: B
         reference: "哈数据〔2027〕12号".into(),
         digest: format!("sha256:{}", "ab".repeat(32)),
     };
+    // For a breach, only once oversight recorded the rectification failed (第三十条).
+    let err = terminate(
+        api::TerminationGround::BreachNotRectified,
+        Some(decision.clone()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_status().code(), tonic::Code::FailedPrecondition);
+    assert!(err.to_string().contains("failed rectification"), "{err}");
+    i.rectification_failed(&id).await;
     let a = terminate(
         api::TerminationGround::BreachNotRectified,
         Some(decision.clone()),

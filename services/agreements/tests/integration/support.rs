@@ -52,6 +52,27 @@ impl Instance {
             .unwrap();
     }
 
+    /// Oversight's failed rectification under agreement `id`, as its event tells.
+    pub async fn rectification_failed(&self, id: &str) {
+        use pdp_proto::pdp::oversight::v1 as oversight;
+        let harbin = "230100".parse().unwrap();
+        self.apply(Event::typed(
+            &harbin,
+            oversight::RECTIFICATION_FAILED,
+            format!("order-{id}"),
+            Utc::now(),
+            &oversight::RectificationChanged {
+                order_id: format!("order-{id}"),
+                operator: "beta".into(),
+                agreement_id: id.into(),
+                state: oversight::RectificationState::Failed as i32,
+                failure: "rejected twice".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    }
+
     /// Oversight's passed evaluation of agreement `id`, as its event tells.
     pub async fn evaluated(&self, id: &str) {
         use pdp_proto::pdp::oversight::v1 as oversight;

@@ -1,2 +1,0 @@
-DROP VIEW IF EXISTS passed_evaluations;
-DROP TABLE IF EXISTS passed_evaluations_rows;

@@ -1,0 +1,2 @@
+DROP TABLE failed_rectifications;
+DROP TABLE passed_evaluations;
