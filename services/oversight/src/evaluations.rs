@@ -17,7 +17,7 @@ use crate::OversightError;
 use crate::follow::{AUTHORIZATION, RESOURCE_REGISTERED, TICKET_ANSWERED, TICKET_OVERDUE};
 use crate::items::PASSED;
 use crate::service::{BUREAU, Oversight, RECORDER, Result, check_document, new_id, party_filter};
-use crate::store::{self as db, Filter};
+use crate::store as db;
 
 fn criterion(name: &str, description: &str, weight: u32) -> CriterionConfig {
     CriterionConfig {
@@ -291,25 +291,20 @@ impl Oversight {
         agreement_id: String,
         cursor: Cursor,
     ) -> Result<(Vec<api::Evaluation>, String)> {
+        if agreement_id.is_empty() {
+            return self.page(who, tenant, String::new(), vec![], cursor).await;
+        }
+        // An agreement's evaluations are a handful: all of them, newest first.
         let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         let party = party_filter(who).map(str::to_string);
         self.in_scope(&scope, move |conn, scope, _| {
-            if !agreement_id.is_empty() {
-                let all: Vec<api::Evaluation> = db::by_reference(conn, scope, &agreement_id, &[])?;
-                let mine = all
-                    .into_iter()
-                    .filter(|e| party.as_ref().is_none_or(|p| *p == e.subject))
-                    .rev()
-                    .collect();
-                return Ok((mine, String::new()));
-            }
-            let filter = Filter {
-                party: party.as_deref(),
-                states: vec![],
-            };
-            let page = db::list::<api::Evaluation>(conn, scope, &filter, &cursor)?;
-            let next = cursor.next_token(&page, |e| &e.id);
-            Ok((page, next))
+            let all: Vec<api::Evaluation> = db::by_reference(conn, scope, &agreement_id, &[])?;
+            let seen = all
+                .into_iter()
+                .filter(|e| party.as_ref().is_none_or(|p| *p == e.subject))
+                .rev()
+                .collect();
+            Ok((seen, String::new()))
         })
         .await
     }

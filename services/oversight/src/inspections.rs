@@ -15,10 +15,9 @@ use pdp_proto::pdp::oversight::v1 as api;
 use crate::OversightError;
 use crate::rectification::{OrderState, Step, transition};
 use crate::service::{
-    Oversight, RECORDER, Result, SUPERVISING, Signal, check_document, new_id, own_evidence,
-    party_filter, raise,
+    Oversight, RECORDER, Result, SUPERVISING, Signal, check_document, new_id, own_evidence, raise,
 };
-use crate::store::{self as db, Filter};
+use crate::store::{self as db, Item};
 
 /// The longest a rectification may be given, in working days.
 pub const MAX_RECTIFICATION_WORKING_DAYS: u32 = 60;
@@ -244,15 +243,7 @@ impl Oversight {
         tenant: &str,
         id: String,
     ) -> Result<api::Inspection> {
-        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let mine = party_filter(who).map(str::to_string);
-        self.in_scope(&scope, move |conn, scope, _| {
-            match db::get::<api::Inspection>(conn, scope, &id)? {
-                Some(i) if mine.as_ref().is_none_or(|m| *m == i.target) => Ok(i),
-                _ => Err(OversightError::not_found("inspection", id)),
-            }
-        })
-        .await
+        self.visible(who, tenant, id, "inspection").await
     }
 
     pub async fn list_inspections(
@@ -262,23 +253,12 @@ impl Oversight {
         state: i32,
         cursor: Cursor,
     ) -> Result<(Vec<api::Inspection>, String)> {
-        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let party = party_filter(who).map(str::to_string);
-        let state = match api::InspectionState::try_from(state) {
-            Ok(api::InspectionState::Open) => vec!["OPEN"],
-            Ok(api::InspectionState::Closed) => vec!["CLOSED"],
-            _ => vec![],
+        let states = api::Inspection {
+            state,
+            ..Default::default()
         };
-        self.in_scope(&scope, move |conn, scope, _| {
-            let filter = Filter {
-                party: party.as_deref(),
-                states: state,
-            };
-            let page = db::list::<api::Inspection>(conn, scope, &filter, &cursor)?;
-            let next = cursor.next_token(&page, |i| &i.id);
-            Ok((page, next))
-        })
-        .await
+        let states = states.state_name().into_iter().collect();
+        self.page(who, tenant, String::new(), states, cursor).await
     }
 
     pub async fn record_finding(
@@ -438,15 +418,7 @@ impl Oversight {
         tenant: &str,
         id: String,
     ) -> Result<api::RectificationOrder> {
-        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let mine = party_filter(who).map(str::to_string);
-        self.in_scope(&scope, move |conn, scope, _| {
-            match db::get::<api::RectificationOrder>(conn, scope, &id)? {
-                Some(o) if mine.as_ref().is_none_or(|m| *m == o.operator) => Ok(o),
-                _ => Err(OversightError::not_found("rectification order", id)),
-            }
-        })
-        .await
+        self.visible(who, tenant, id, "rectification order").await
     }
 
     pub async fn list_orders(
@@ -456,25 +428,12 @@ impl Oversight {
         state: i32,
         cursor: Cursor,
     ) -> Result<(Vec<api::RectificationOrder>, String)> {
-        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let party = party_filter(who).map(str::to_string);
-        let states = OrderState::of(&api::RectificationOrder {
+        let order = api::RectificationOrder {
             state,
             ..Default::default()
-        })
-        .map(OrderState::name)
-        .into_iter()
-        .collect();
-        self.in_scope(&scope, move |conn, scope, _| {
-            let filter = Filter {
-                party: party.as_deref(),
-                states,
-            };
-            let page = db::list::<api::RectificationOrder>(conn, scope, &filter, &cursor)?;
-            let next = cursor.next_token(&page, |o| &o.id);
-            Ok((page, next))
-        })
-        .await
+        };
+        let states = order.state_name().into_iter().collect();
+        self.page(who, tenant, String::new(), states, cursor).await
     }
 
     pub async fn respond_to_order(

@@ -16,9 +16,9 @@ use pdp_proto::pdp::oversight::v1 as api;
 use crate::OversightError;
 use crate::service::{
     Oversight, RECORDER, Result, STAFF, SUPERVISING, Signal, check_document, new_id, own_evidence,
-    party_filter, raise,
+    raise,
 };
-use crate::store::{self as db, Filter, Item};
+use crate::store as db;
 
 fn major_incident() -> Signal {
     Signal::builtin(
@@ -105,31 +105,6 @@ impl Oversight {
         .await
     }
 
-    /// A page of `T`, of the caller's own organization unless it is staff, or of `party` when
-    /// staff name one.
-    async fn page_of<T: Item + Send + 'static>(
-        &self,
-        who: &Identity,
-        tenant: &str,
-        party: String,
-        cursor: Cursor,
-    ) -> Result<(Vec<T>, String)> {
-        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
-        let party = party_filter(who)
-            .map(str::to_string)
-            .or((!party.is_empty()).then_some(party));
-        self.in_scope(&scope, move |conn, scope, _| {
-            let filter = Filter {
-                party: party.as_deref(),
-                states: vec![],
-            };
-            let page = db::list::<T>(conn, scope, &filter, &cursor)?;
-            let next = cursor.next_token(&page, |t| t.id());
-            Ok((page, next))
-        })
-        .await
-    }
-
     pub async fn list_incidents(
         &self,
         who: &Identity,
@@ -137,7 +112,7 @@ impl Oversight {
         operator: String,
         cursor: Cursor,
     ) -> Result<(Vec<api::Incident>, String)> {
-        self.page_of(who, tenant, operator, cursor).await
+        self.page(who, tenant, operator, vec![], cursor).await
     }
 
     pub async fn file_document(
@@ -194,7 +169,7 @@ impl Oversight {
         operator: String,
         cursor: Cursor,
     ) -> Result<(Vec<api::SecurityDocument>, String)> {
-        self.page_of(who, tenant, operator, cursor).await
+        self.page(who, tenant, operator, vec![], cursor).await
     }
 
     pub async fn record_assessment(
@@ -276,6 +251,6 @@ impl Oversight {
         cursor: Cursor,
     ) -> Result<(Vec<api::RiskAssessment>, String)> {
         OversightError::unless_role(who, STAFF, "reading risk assessments")?;
-        self.page_of(who, tenant, String::new(), cursor).await
+        self.page(who, tenant, String::new(), vec![], cursor).await
     }
 }

@@ -11,14 +11,15 @@ use pdp_kit::clock::Clock;
 use pdp_kit::config::OversightConfig;
 use pdp_kit::error::FieldViolation;
 use pdp_kit::identity::{Identity, Role};
+use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
-use pdp_kit::store::{AnyConnection, Store, TenantScope};
+use pdp_kit::store::{Access, AnyConnection, Store, TenantScope};
 use pdp_proto::pdp::oversight::v1 as api;
 use uuid::Uuid;
 
 use crate::alert::AlertState;
 use crate::rules::{self, Rules};
-use crate::store as db;
+use crate::store::{self as db, Filter, Item};
 use crate::{OversightError, SERVICE, TOPIC};
 
 pub type Result<T> = std::result::Result<T, OversightError>;
@@ -98,6 +99,54 @@ impl Oversight {
             None => true,
             Some(mine) => duties.is_empty() || duties.iter().any(|d| mine.contains(d)),
         }
+    }
+}
+
+impl Oversight {
+    /// `T` `id` as `who` sees it: staff see every one, anyone else one of its own organization;
+    /// another's is not found.
+    pub(crate) async fn visible<T: Item + Send + 'static>(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        id: String,
+        kind: &'static str,
+    ) -> Result<T> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        let mine = party_filter(who).map(str::to_string);
+        self.in_scope(&scope, move |conn, scope, _| {
+            match db::get::<T>(conn, scope, &id)? {
+                Some(t) if mine.as_ref().is_none_or(|m| m == t.party()) => Ok(t),
+                _ => Err(OversightError::not_found(kind, id)),
+            }
+        })
+        .await
+    }
+
+    /// A page of `T` in `states` (any when empty), newest first: of the caller's own organization
+    /// unless it is staff, or of `party` when staff name one.
+    pub(crate) async fn page<T: Item + Send + 'static>(
+        &self,
+        who: &Identity,
+        tenant: &str,
+        party: String,
+        states: Vec<&'static str>,
+        cursor: Cursor,
+    ) -> Result<(Vec<T>, String)> {
+        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
+        let party = party_filter(who)
+            .map(str::to_string)
+            .or((!party.is_empty()).then_some(party));
+        self.in_scope(&scope, move |conn, scope, _| {
+            let filter = Filter {
+                party: party.as_deref(),
+                states,
+            };
+            let page = db::list::<T>(conn, scope, &filter, &cursor)?;
+            let next = cursor.next_token(&page, |t| t.id());
+            Ok((page, next))
+        })
+        .await
     }
 }
 
