@@ -406,6 +406,20 @@ pub fn shipped() -> Vec<MonitoringRuleConfig> {
         ),
         above_usual,
         rule(
+            "disclosure-threshold-probing",
+            "An operator's queries keep hitting the disclosure threshold (groups held back)",
+            SANDBOX,
+            &[
+                ("action", "eq", "query.ran"),
+                ("details.suppressed", "gt", "0"),
+            ],
+            "organization",
+            (10, 3600),
+            "MEDIUM",
+            SECURITY,
+            "第十八条, 第二十六条",
+        ),
+        rule(
             "gateway-denials",
             "Repeated refusals at the gateway for one subject",
             "pdp.gateway.request.audited",

@@ -214,6 +214,9 @@ pub async fn each_shipped_rule_fires_on_its_stream_and_stays_quiet_on_another(ba
     let sandbox = "pdp.requests.action.recorded";
     let refused = json!({"action": "query.ran", "organization": "op", "details": {"refused": "x"}});
     let answered = json!({"action": "query.ran", "organization": "op", "details": {}});
+    let probing =
+        json!({"action": "query.ran", "organization": "op", "details": {"suppressed": 2}});
+    let clean = json!({"action": "query.ran", "organization": "op", "details": {"suppressed": 0}});
     let denied = json!({"decision": "deny", "subject": "u1", "organization": "op", "status": 403});
     let allowed =
         json!({"decision": "allow", "subject": "u1", "organization": "op", "status": 200});
@@ -222,6 +225,11 @@ pub async fn each_shipped_rule_fires_on_its_stream_and_stays_quiet_on_another(ba
             "sandbox-refusals",
             repeat(5, ("requests", sandbox, refused.clone())),
             repeat(5, ("requests", sandbox, answered.clone())),
+        ),
+        (
+            "disclosure-threshold-probing",
+            repeat(10, ("requests", sandbox, probing)),
+            repeat(10, ("requests", sandbox, clean)),
         ),
         (
             "gateway-denials",
