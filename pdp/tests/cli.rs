@@ -196,6 +196,20 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
         metrics.contains("pdp_http_request_duration_seconds_count{method=\"GET\",status=\"200\"}"),
         "served requests are counted: {metrics}"
     );
+    // A call through the gateway is a call a service served: counted by method and status code.
+    let checkpoints = "/api/v1/tenants/230000/public/audit/checkpoints";
+    assert_eq!(get(port, checkpoints).unwrap().0, 200);
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    let served = metrics.lines().any(|l| {
+        l.starts_with("pdp_grpc_server_duration_seconds_count{")
+            && l.contains("code=\"Ok\"")
+            && l.contains("method=\"/pdp.termination.v1.PublicAuditService/ListAuditCheckpoints\"")
+    });
+    assert!(served, "gRPC calls are counted: {metrics}");
+    assert!(
+        metrics.contains("pdp_outbox_oldest_pending_age_seconds{"),
+        "the outbox's backlog has an age: {metrics}"
+    );
 
     let status = interrupt_and_wait(child, data.path());
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean stop");

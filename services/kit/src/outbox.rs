@@ -106,6 +106,16 @@ pub fn purge_sent(
     diesel::delete(pdp_outbox::table.filter(pdp_outbox::id.eq_any(&ids))).execute(conn)
 }
 
+/// When the oldest unpublished row was written (the relay publishes in id order).
+pub fn oldest_pending(conn: &mut AnyConnection) -> QueryResult<Option<chrono::NaiveDateTime>> {
+    pdp_outbox::table
+        .filter(pdp_outbox::sent_at.is_null())
+        .order(pdp_outbox::id)
+        .select(pdp_outbox::created_at)
+        .first(conn)
+        .optional()
+}
+
 pub fn pending(conn: &mut AnyConnection) -> QueryResult<i64> {
     pdp_outbox::table
         .filter(pdp_outbox::sent_at.is_null())
@@ -265,6 +275,12 @@ impl OutboxRelay {
                     }
                 }
                 Err(err) => {
+                    let label = self.store.schema().unwrap_or("sqlite").to_string();
+                    crate::telemetry::metrics::OUTBOX_RELAY_FAILURES
+                        .with_label_values(&[label.as_str()])
+                        .inc();
+                    // What waits grows while the relay fails: the backlog is what alerts read.
+                    self.record_pending().await;
                     tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "outbox relay failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -282,14 +298,24 @@ impl OutboxRelay {
 
     async fn record_pending(&self) {
         let label = self.store.schema().unwrap_or("sqlite").to_string();
-        if let Ok(n) = self
+        let seen = self
             .store
-            .run(|conn| pending(conn).map_err(StoreError::from))
-            .await
-        {
+            .run(|conn| {
+                let n = pending(conn)?;
+                let oldest = oldest_pending(conn)?;
+                Ok::<_, StoreError>((n, oldest))
+            })
+            .await;
+        if let Ok((n, oldest)) = seen {
             crate::telemetry::metrics::OUTBOX_PENDING
                 .with_label_values(&[label.as_str()])
                 .set(n);
+            let age = oldest.map_or(0.0, |at| {
+                (Utc::now().naive_utc() - at).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            crate::telemetry::metrics::OUTBOX_OLDEST_AGE
+                .with_label_values(&[label.as_str()])
+                .set(age);
         }
     }
 

@@ -177,6 +177,7 @@ pub async fn serve_grpc(
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(listen = %local, "grpc listening");
     tonic::transport::Server::builder()
+        .layer(crate::telemetry::grpc::GrpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(nodelay(listener), shutdown.cancelled_owned())
         .await?;

@@ -96,6 +96,48 @@ pub static OUTBOX_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Seconds the oldest unpublished outbox row has waited, as last seen: a relay that cannot
+/// publish shows here before anything else.
+pub static OUTBOX_OLDEST_AGE: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "pdp_outbox_oldest_pending_age_seconds",
+                "Age of the oldest outbox row not yet published (0 when none), as last seen",
+            ),
+            &["store"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static OUTBOX_RELAY_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "pdp_outbox_relay_failures_total",
+                "Relay batches that failed (the event log or the store refused); retried",
+            ),
+            &["store"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Every gRPC call a service served, by method and status code (see `telemetry::grpc`).
+pub static GRPC_SERVER: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "pdp_grpc_server_duration_seconds",
+                "gRPC calls served, by method and status code",
+            ),
+            &["method", "code"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Requests refused by their client address's rate limit before anything was recorded.
 pub static UNRECORDED_REFUSALS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     register(

@@ -4,6 +4,7 @@
 //! endpoint is configured, spans are exported as OpenTelemetry traces. W3C trace context crosses
 //! every boundary pdp has: HTTP headers, gRPC metadata and Kafka record headers.
 
+pub mod grpc;
 pub mod health;
 pub mod metrics;
 
