@@ -86,6 +86,8 @@ pub struct OutboxAudit {
 #[async_trait::async_trait]
 impl AuditSink for OutboxAudit {
     async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
+        let queued = self.sender.max_capacity() - self.sender.capacity();
+        pdp_kit::telemetry::metrics::GATEWAY_AUDIT_QUEUE.set(queued as i64);
         let (written, committed) = oneshot::channel();
         match tokio::time::timeout(WAIT, self.sender.send(Pending { record, written })).await {
             Ok(Ok(())) => {}
@@ -152,6 +154,15 @@ impl OutboxAudit {
 
 /// Writes a batch in one transaction, retrying a failure a few times; whether it is durable.
 async fn write(store: &Store, records: Vec<AuditRecord>) -> bool {
+    let started = std::time::Instant::now();
+    let ok = write_with_retries(store, records).await;
+    pdp_kit::telemetry::metrics::GATEWAY_AUDIT_WRITE
+        .with_label_values(&[if ok { "ok" } else { "failed" }])
+        .observe(started.elapsed().as_secs_f64());
+    ok
+}
+
+async fn write_with_retries(store: &Store, records: Vec<AuditRecord>) -> bool {
     let count = records.len();
     // Built once: a retry writes the very same events (same ids), never new ones.
     let events: Arc<Vec<Event>> = Arc::new(

@@ -334,7 +334,11 @@ impl JwtAuthenticator {
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = chrono::Utc::now().timestamp();
-        if let Some(claims) = self.verified.get(token, now) {
+        let cached = self.verified.get(token, now);
+        pdp_kit::telemetry::metrics::GATEWAY_TOKEN_CACHE
+            .with_label_values(&[if cached.is_some() { "hit" } else { "miss" }])
+            .inc();
+        if let Some(claims) = cached {
             return Ok(claims);
         }
         let claims = self.check(token)?;

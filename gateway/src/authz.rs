@@ -97,8 +97,10 @@ fn subject(role: &str, home: &TenantCode) -> String {
 impl CasbinAuthorizer {
     /// An enforcer over `policy` (CSV lines), with the groupings of `tenants`.
     pub async fn new(policy: &str, tenants: &Tenants) -> Result<Self, PolicyError> {
+        let enforcer = Self::enforcer(policy, tenants).await?;
+        pdp_kit::telemetry::metrics::loaded("policy");
         Ok(Self {
-            enforcer: RwLock::new(Self::enforcer(policy, tenants).await?),
+            enforcer: RwLock::new(enforcer),
             tenants: tenants.clone(),
             grants: RwLock::new(Default::default()),
             decisions: RwLock::new(HashMap::new()),
@@ -107,6 +109,7 @@ impl CasbinAuthorizer {
 
     /// Replaces the organizations authorized by active agreements.
     pub fn set_grants(&self, grants: crate::grants::Grants) {
+        pdp_kit::telemetry::metrics::loaded("grants");
         let mut current = self.grants.write().expect("grants lock");
         if *current != grants {
             tracing::info!(grants = grants.len(), "authorizations by agreement changed");
@@ -129,6 +132,7 @@ impl CasbinAuthorizer {
     pub async fn reload(&self, policy: &str) -> Result<(), PolicyError> {
         let fresh = Self::enforcer(policy, &self.tenants).await?;
         *self.enforcer.write().expect("policy lock") = fresh;
+        pdp_kit::telemetry::metrics::loaded("policy");
         self.decisions.write().expect("decision lock").clear();
         Ok(())
     }

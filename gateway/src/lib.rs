@@ -263,6 +263,9 @@ async fn limit(
     match gateway.limiter.admit(&key, limit).await {
         limits::Admission::Admitted => Ok(()),
         limits::Admission::Limited(retry_after) => {
+            pdp_kit::telemetry::metrics::GATEWAY_RATE_LIMITED
+                .with_label_values(&[scope])
+                .inc();
             Err(GatewayError::RateLimited { scope, retry_after })
         }
     }

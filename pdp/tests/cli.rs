@@ -210,6 +210,21 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
         metrics.contains("pdp_outbox_oldest_pending_age_seconds{"),
         "the outbox's backlog has an age: {metrics}"
     );
+    // What decides the gateway's capacity: its audit writes, what it loaded when, its token
+    // cache.
+    let plans = "/api/v1/tenants/230000/plans";
+    let refused = get_with(port, plans, "Authorization: Bearer not-a-token\r\n").unwrap();
+    assert_eq!(refused.0, 401, "{}", refused.1);
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    for family in [
+        "pdp_gateway_audit_write_seconds_count{outcome=\"ok\"}",
+        "pdp_gateway_loaded_timestamp_seconds{what=\"policy\"}",
+        "pdp_gateway_loaded_timestamp_seconds{what=\"grants\"}",
+        "pdp_gateway_token_cache_total{outcome=\"miss\"}",
+        "pdp_gateway_audit_queue_depth",
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
 
     let status = interrupt_and_wait(child, data.path());
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean stop");

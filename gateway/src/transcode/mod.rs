@@ -71,8 +71,12 @@ where
 async fn client(
     upstream: &Upstream,
 ) -> Result<tonic::client::Grpc<crate::upstream::Connection>, Status> {
-    let unavailable =
-        |e: &dyn std::fmt::Display| Status::unavailable(format!("upstream unavailable: {e}"));
+    let unavailable = |e: &dyn std::fmt::Display| {
+        pdp_kit::telemetry::metrics::GATEWAY_UPSTREAM_ERRORS
+            .with_label_values(&[upstream.origin().to_string().as_str()])
+            .inc();
+        Status::unavailable(format!("upstream unavailable: {e}"))
+    };
     let connection = upstream.connection().await.map_err(|e| unavailable(&e))?;
     let mut grpc = tonic::client::Grpc::with_origin(connection, upstream.origin().clone());
     grpc.ready().await.map_err(|e| unavailable(&e))?;

@@ -138,6 +138,93 @@ pub static GRPC_SERVER: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
+/// The gateway's audit records queued for the writer, as last seen.
+pub static GATEWAY_AUDIT_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "pdp_gateway_audit_queue_depth",
+            "Audit records waiting for the gateway's writer (requests wait for their commit)",
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static GATEWAY_AUDIT_WRITE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "pdp_gateway_audit_write_seconds",
+                "Batches of audit records written (outcome: ok, or failed after retries: their \
+                 requests were refused)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// When the authorization policy and the grants were last loaded (Unix seconds): their age is
+/// `time() - …`.
+pub static GATEWAY_LOADED_AT: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    register(
+        prometheus::GaugeVec::new(
+            Opts::new(
+                "pdp_gateway_loaded_timestamp_seconds",
+                "When the gateway last loaded what it decides with (what: policy, grants)",
+            ),
+            &["what"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Marks `what` (`policy`, `grants`) loaded now.
+pub fn loaded(what: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    GATEWAY_LOADED_AT.with_label_values(&[what]).set(now);
+}
+
+pub static GATEWAY_RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "pdp_gateway_rate_limited_total",
+                "Requests refused by a rate limit, by the limit's scope",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static GATEWAY_TOKEN_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "pdp_gateway_token_cache_total",
+                "Bearer tokens looked up in the verified-token cache (outcome: hit, miss)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+pub static GATEWAY_UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "pdp_gateway_upstream_unavailable_total",
+                "Calls the gateway could not deliver to a service (no connection), by upstream",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Requests refused by their client address's rate limit before anything was recorded.
 pub static UNRECORDED_REFUSALS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     register(
