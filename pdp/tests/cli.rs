@@ -225,6 +225,11 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
     ] {
         assert!(metrics.contains(family), "{family} in {metrics}");
     }
+    // Each consumer measures what waits for it once a second.
+    let lag = "pdp_consumer_lag{consumer=\"oversight-watch\",topic=\"pdp.audit\"}";
+    eventually(10, "the consumers' lag is measured", || {
+        get(port, "/metrics").and_then(|(_, m)| m.contains(lag).then_some(()))
+    });
 
     let status = interrupt_and_wait(child, data.path());
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean stop");

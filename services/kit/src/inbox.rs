@@ -181,6 +181,14 @@ impl InboxConsumer {
             if std::time::Instant::now() >= replays_due {
                 self.replay_requested(&handler).await?;
                 replays_due = std::time::Instant::now() + REPLAY_EVERY;
+                // A lag that only grows is a consumer that cannot keep up: measured as often.
+                if let Ok(lags) = subscription.lag().await {
+                    for (topic, lag) in lags {
+                        metrics::CONSUMER_LAG
+                            .with_label_values(&[self.consumer.as_str(), topic.as_str()])
+                            .set(lag);
+                    }
+                }
             }
             if batch.is_empty() {
                 continue;

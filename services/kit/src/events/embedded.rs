@@ -18,8 +18,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use tokio::sync::Notify;
 
 use super::{
-    Delivery, Event, EventHeaders, EventLog, EventLogError, Subscription, next_offsets,
-    partition_for,
+    Delivery, Event, EventHeaders, EventLog, EventLogError, Subscription, lag_by_topic,
+    next_offsets, partition_for,
 };
 use crate::store::{AnyConnection, Store, StoreError};
 
@@ -362,6 +362,27 @@ impl Subscription for EmbeddedSubscription {
             }
             let _ = tokio::time::timeout(nap, appended).await;
         }
+    }
+
+    async fn lag(&mut self) -> Result<Vec<(String, i64)>, EventLogError> {
+        self.refresh_assignment().await?;
+        let positions = self.positions.clone();
+        let parts = self
+            .log
+            .sqlite(move |conn| {
+                let mut out = Vec::new();
+                for ((topic, part), position) in positions {
+                    let last: Option<i64> = log_records::table
+                        .filter(log_records::topic.eq(&topic))
+                        .filter(log_records::part.eq(part))
+                        .select(diesel::dsl::max(log_records::record_offset))
+                        .first(conn)?;
+                    out.push((topic, last.map_or(0, |l| l + 1 - position)));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(lag_by_topic(parts))
     }
 
     async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), EventLogError> {

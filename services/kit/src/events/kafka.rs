@@ -17,7 +17,10 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Delivery, Event, EventHeaders, EventLog, EventLogError, Subscription, next_offsets};
+use super::{
+    Delivery, Event, EventHeaders, EventLog, EventLogError, Subscription, lag_by_topic,
+    next_offsets,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -225,6 +228,32 @@ impl Subscription for KafkaSubscription {
             }
         }
         Ok(out)
+    }
+
+    async fn lag(&mut self) -> Result<Vec<(String, i64)>, EventLogError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        // The log's end is the broker's answer (a short blocking call): asked from a worker that
+        // may block, never from a single-threaded runtime's only thread.
+        if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
+            return Ok(Vec::new());
+        }
+        let positions = self.consumer.position().map_err(unavailable)?;
+        let consumer = &self.consumer;
+        let parts = tokio::task::block_in_place(|| {
+            let mut parts = Vec::new();
+            for e in positions.elements() {
+                let Offset::Offset(position) = e.offset() else {
+                    continue;
+                };
+                let ends =
+                    consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1));
+                if let Ok((_, high)) = ends {
+                    parts.push((e.topic().to_string(), high - position));
+                }
+            }
+            parts
+        });
+        Ok(lag_by_topic(parts))
     }
 
     async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), EventLogError> {

@@ -79,6 +79,19 @@ pub trait Subscription: Send {
 
     /// Commits the group's position past each delivery given (per partition, the highest).
     async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), EventLogError>;
+
+    /// Events that wait in the partitions assigned to this member, per topic: the log's end less
+    /// the position it reads from (as last known to the client, for Kafka).
+    async fn lag(&mut self) -> Result<Vec<(String, i64)>, EventLogError>;
+}
+
+/// Sums per-partition lags by topic.
+pub(crate) fn lag_by_topic(parts: impl IntoIterator<Item = (String, i64)>) -> Vec<(String, i64)> {
+    let mut out: std::collections::BTreeMap<String, i64> = Default::default();
+    for (topic, lag) in parts {
+        *out.entry(topic).or_default() += lag.max(0);
+    }
+    out.into_iter().collect()
 }
 
 /// The partition of a key: FNV-1a, stable across processes and versions, so that one aggregate

@@ -45,6 +45,21 @@ pub static EVENTS_APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Events waiting for a consumer in the partitions one of its members reads, by topic.
+pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "pdp_consumer_lag",
+                "Events not yet consumed in the partitions this process's member of a consumer \
+                 group reads, by consumer and topic (sum over the replicas for the group)",
+            ),
+            &["consumer", "topic"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Dead letters a consumer holds (see `dead_letter`): anything above 0 needs a person.
 pub static DEAD_LETTERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(

@@ -195,6 +195,30 @@ pub async fn two_members_of_a_group_share_the_partitions(backend: LogBackend) {
     }
 }
 
+pub async fn a_member_knows_how_many_events_wait_for_it(backend: LogBackend) {
+    let log = backend.open();
+    let topic = topic(&log).await;
+    let batch: Vec<Event> = (0..10).map(|i| event("one-key", i)).collect();
+    log.publish(&topic, &batch).await.unwrap();
+    let mut sub = log
+        .subscribe(&unique("g"), &[topic.as_str()])
+        .await
+        .unwrap();
+    let got = read(&mut sub, 4, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 4);
+    // Kafka's client knows the log's end from its fetches: it may take one more poll.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lag = loop {
+        let lags = sub.lag().await.expect("lag is known");
+        let lag = lags.iter().find(|(t, _)| *t == topic).map(|(_, n)| *n);
+        if lag == Some(6) || Instant::now() > deadline {
+            break lag;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(lag, Some(6), "ten published, four read");
+}
+
 macro_rules! event_log_contract {
     ($name:ident, $backend:expr) => {
         mod $name {
@@ -223,6 +247,11 @@ macro_rules! event_log_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn uncommitted_events_are_delivered_again() {
                 super::uncommitted_events_are_delivered_again($backend).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_member_knows_how_many_events_wait_for_it() {
+                super::a_member_knows_how_many_events_wait_for_it($backend).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
