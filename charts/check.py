@@ -47,8 +47,77 @@ def crd_schema():
 TENANT_ROUTE = crd_schema()
 
 
+# The parts of the Prometheus Operator's PodMonitor and PrometheusRule (monitoring.coreos.com/v1)
+# the chart uses, with what the operator requires of them.
+MONITORING = {
+    "PodMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "spec": {
+                "type": "object",
+                "required": ["selector", "podMetricsEndpoints"],
+                "additionalProperties": False,
+                "properties": {
+                    "selector": {"type": "object", "required": ["matchLabels"]},
+                    "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
+                        "type": "object", "required": ["port", "path"],
+                        "additionalProperties": False,
+                        "properties": {"port": {"type": "string"}, "path": {"type": "string"},
+                                       "interval": {"type": "string",
+                                                    "pattern": "^[0-9]+(ms|s|m|h)$"}}}},
+                },
+            },
+        },
+    },
+    "PrometheusRule": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "spec": {"type": "object", "required": ["groups"], "additionalProperties": False,
+                     "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                         "type": "object", "required": ["name", "rules"],
+                         "additionalProperties": False,
+                         "properties": {"name": {"type": "string"}, "rules": {
+                             "type": "array", "minItems": 1, "items": {
+                                 "type": "object", "required": ["alert", "expr"],
+                                 "additionalProperties": False,
+                                 "properties": {
+                                     "alert": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9]*$"},
+                                     "expr": {"type": "string", "minLength": 1},
+                                     "for": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                     "labels": {"type": "object"},
+                                     "annotations": {"type": "object"}}}}}}}}},
+        },
+    },
+}
+
+
+def exported_metrics():
+    """The metric families pdp exports, from their registrations."""
+    text = (ROOT / "services" / "kit" / "src" / "telemetry" / "metrics.rs").read_text()
+    return set(re.findall(r'"(pdp_[a-z0-9_]+)"', text))
+
+
+def check_metric_names(where, text):
+    """Every pdp_* series a rule or panel reads is one pdp exports (histograms by their parts)."""
+    known = exported_metrics()
+    for name in set(re.findall(r"\b(pdp_[a-z0-9_]+)", text)):
+        family = re.sub(r"_(bucket|count|sum)$", "", name)
+        if name not in known and family not in known:
+            fail(where, f"reads {name}, which pdp does not export")
+
+
 def validate(where, doc):
     """One manifest against Kubernetes (strict) or, for our kinds, the CRD's schema."""
+    if doc.get("kind") in MONITORING:
+        try:
+            jsonschema.validate(doc, MONITORING[doc["kind"]])
+        except jsonschema.ValidationError as e:
+            fail(where, f"{doc['kind']}: {e.message}")
+        return
     if doc.get("kind") == "TenantRoute":
         try:
             jsonschema.validate(doc, TENANT_ROUTE)
@@ -230,6 +299,48 @@ def check_oversight_readme_example():
         fail(label, f"the supervisors' departments did not reach pdp.toml: {oversight}")
 
 
+def check_monitoring():
+    """With monitoring on, the PodMonitors, the PrometheusRule and the dashboard render and
+    validate, and read only metrics pdp exports; off, none of them renders."""
+    import json
+    values = yaml.safe_load(EXAMPLES[-1].read_text())
+    on = {"podMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "kps"}},
+          "prometheusRule": {"enabled": True, "labels": {}, "lagThreshold": 1000,
+                             "errorRatio": 0.05},
+          "dashboard": {"enabled": True, "labels": {"grafana_dashboard": "1"}}}
+    label = "monitoring on"
+    values["monitoring"] = on
+    check_values(label, values, "pdp")
+    manifests = Chart.load(CHART).render(values, name="pdp", namespace="pdp", is_install=True,
+                                         is_upgrade=False, revision=1)
+    docs = [d for text in manifests.values() for d in yaml.safe_load_all(text) if d]
+    kinds = [d["kind"] for d in docs]
+    if kinds.count("PodMonitor") != 2 or kinds.count("PrometheusRule") != 1:
+        fail(label, f"expected two PodMonitors and one PrometheusRule, got {kinds}")
+    for d in docs:
+        if d["kind"] == "PrometheusRule":
+            check_metric_names(label, yaml.safe_dump(d))
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard"):
+            try:
+                dashboard = json.loads(d["data"]["pdp.json"])
+            except (KeyError, json.JSONDecodeError) as e:
+                fail(label, f"the dashboard is no JSON: {e}")
+                continue
+            if not dashboard.get("panels"):
+                fail(label, "the dashboard has no panels")
+            check_metric_names(label, d["data"]["pdp.json"])
+    if not any(d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")
+               for d in docs):
+        fail(label, "no dashboard ConfigMap")
+    values["monitoring"] = {k: {**v, "enabled": False} for k, v in on.items()}
+    manifests = Chart.load(CHART).render(values, name="pdp", namespace="pdp", is_install=True,
+                                         is_upgrade=False, revision=1)
+    off = [d["kind"] for text in manifests.values() for d in yaml.safe_load_all(text)
+           if d and (d["kind"] in MONITORING or d["metadata"]["name"].endswith("-dashboard"))]
+    if off:
+        fail("monitoring off", f"still renders {off}")
+
+
 def values_release(label):
     return "pdp-harbin" if "harbin" in label else "pdp"
 
@@ -302,6 +413,7 @@ def main():
         check_values(str(example.relative_to(ROOT)), values, namespace)
     check_holidays_reach_the_services()
     check_oversight_readme_example()
+    check_monitoring()
     check_schema_bites()
     check_schema_describes_every_value()
     check_k8s_dir()
