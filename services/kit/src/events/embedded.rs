@@ -366,18 +366,26 @@ impl Subscription for EmbeddedSubscription {
 
     async fn lag(&mut self) -> Result<Vec<(String, i64)>, EventLogError> {
         self.refresh_assignment().await?;
-        let positions = self.positions.clone();
+        // As Kafka counts it: the log's end less what the group committed.
+        let assigned: Vec<(String, i32)> = self.positions.keys().cloned().collect();
+        let group = self.group.clone();
         let parts = self
             .log
             .sqlite(move |conn| {
                 let mut out = Vec::new();
-                for ((topic, part), position) in positions {
+                for (topic, part) in assigned {
                     let last: Option<i64> = log_records::table
                         .filter(log_records::topic.eq(&topic))
                         .filter(log_records::part.eq(part))
                         .select(diesel::dsl::max(log_records::record_offset))
                         .first(conn)?;
-                    out.push((topic, last.map_or(0, |l| l + 1 - position)));
+                    let committed = log_offsets::table
+                        .find((&group, &topic, part))
+                        .select(log_offsets::next_offset)
+                        .first::<i64>(conn)
+                        .optional()?
+                        .unwrap_or(0);
+                    out.push((topic, last.map_or(0, |l| l + 1 - committed)));
                 }
                 Ok(out)
             })

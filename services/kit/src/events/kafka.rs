@@ -4,6 +4,7 @@
 //! reorder a partition. Consumers never auto-commit: the caller commits after it applied the
 //! events, which is what makes delivery at-least-once rather than at-most-once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -145,7 +146,8 @@ impl EventLog for KafkaLog {
         group: &str,
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, EventLogError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let lags = LagStatistics::default();
+        let consumer: StreamConsumer<LagStatistics> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -154,10 +156,12 @@ impl EventLog for KafkaLog {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
-            .create()
+            // The client reports each partition's lag in its statistics: read without a call.
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(lags.clone())
             .map_err(unavailable)?;
         consumer.subscribe(topics).map_err(unavailable)?;
-        Ok(Box::new(KafkaSubscription { consumer }))
+        Ok(Box::new(KafkaSubscription { consumer, lags }))
     }
 
     async fn ping(&self) -> Result<(), EventLogError> {
@@ -176,8 +180,31 @@ impl EventLog for KafkaLog {
 }
 
 struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagStatistics>,
+    lags: LagStatistics,
 }
+
+/// The consumer's lag per topic as librdkafka's statistics last reported it (every 5 s): the
+/// broker's high watermark less the client's position, over the partitions it is assigned.
+#[derive(Debug, Clone, Default)]
+struct LagStatistics {
+    by_topic: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+}
+
+impl rdkafka::ClientContext for LagStatistics {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let parts = statistics.topics.into_iter().flat_map(|(topic, t)| {
+            t.partitions
+                .into_iter()
+                // -1 is librdkafka's unassigned partition; a lag of -1 is not known yet.
+                .filter(|(id, p)| *id >= 0 && p.consumer_lag >= 0)
+                .map(move |(_, p)| (topic.clone(), p.consumer_lag))
+        });
+        *self.by_topic.lock().expect("lag lock") = lag_by_topic(parts);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagStatistics {}
 
 impl KafkaSubscription {
     fn delivery(msg: &rdkafka::message::BorrowedMessage<'_>) -> Delivery {
@@ -231,29 +258,7 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn lag(&mut self) -> Result<Vec<(String, i64)>, EventLogError> {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        // The log's end is the broker's answer (a short blocking call): asked from a worker that
-        // may block, never from a single-threaded runtime's only thread.
-        if Handle::current().runtime_flavor() != RuntimeFlavor::MultiThread {
-            return Ok(Vec::new());
-        }
-        let positions = self.consumer.position().map_err(unavailable)?;
-        let consumer = &self.consumer;
-        let parts = tokio::task::block_in_place(|| {
-            let mut parts = Vec::new();
-            for e in positions.elements() {
-                let Offset::Offset(position) = e.offset() else {
-                    continue;
-                };
-                let ends =
-                    consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1));
-                if let Ok((_, high)) = ends {
-                    parts.push((e.topic().to_string(), high - position));
-                }
-            }
-            parts
-        });
-        Ok(lag_by_topic(parts))
+        Ok(self.lags.by_topic.lock().expect("lag lock").clone())
     }
 
     async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), EventLogError> {
