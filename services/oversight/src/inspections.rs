@@ -15,9 +15,10 @@ use pdp_proto::pdp::oversight::v1 as api;
 use crate::OversightError;
 use crate::rectification::{OrderState, Step, transition};
 use crate::service::{
-    Oversight, RECORDER, Result, SUPERVISING, Signal, check_document, new_id, own_evidence, raise,
+    Oversight, RECORDER, Result, SUPERVISING, Signal, asked_states, check_document, new_id,
+    own_evidence, raise,
 };
-use crate::store::{self as db, Item};
+use crate::store as db;
 
 /// The longest a rectification may be given, in working days.
 pub const MAX_RECTIFICATION_WORKING_DAYS: u32 = 60;
@@ -253,11 +254,11 @@ impl Oversight {
         state: i32,
         cursor: Cursor,
     ) -> Result<(Vec<api::Inspection>, String)> {
-        let states = api::Inspection {
+        let asked = api::Inspection {
             state,
             ..Default::default()
         };
-        let states = states.state_name().into_iter().collect();
+        let states = asked_states(&asked, state)?;
         self.page(who, tenant, String::new(), states, cursor).await
     }
 
@@ -428,11 +429,11 @@ impl Oversight {
         state: i32,
         cursor: Cursor,
     ) -> Result<(Vec<api::RectificationOrder>, String)> {
-        let order = api::RectificationOrder {
+        let asked = api::RectificationOrder {
             state,
             ..Default::default()
         };
-        let states = order.state_name().into_iter().collect();
+        let states = asked_states(&asked, state)?;
         self.page(who, tenant, String::new(), states, cursor).await
     }
 

@@ -15,8 +15,10 @@ use pdp_proto::pdp::oversight::v1 as api;
 use crate::OversightError;
 use crate::alert::{AlertState, Step, transition};
 use crate::rules::Rule;
-use crate::service::{Oversight, RECORDER, Result, STAFF, SUPERVISING, Signal, emit_alert, raise};
-use crate::store::{self as db, Filter};
+use crate::service::{
+    Oversight, RECORDER, Result, STAFF, SUPERVISING, Signal, asked_states, emit_alert, raise,
+};
+use crate::store as db;
 
 fn summary(rule: &Rule, group: &str, event: &Event) -> String {
     let what = ["action", "operation"]
@@ -117,34 +119,17 @@ impl Oversight {
         min_severity: i32,
         cursor: Cursor,
     ) -> Result<(Vec<api::Alert>, String)> {
-        let scope = TenantScope::for_call(who, tenant, Access::Read)?;
         OversightError::unless_role(who, STAFF, "reading alerts")?;
-        let state = match api::AlertState::try_from(state) {
-            Ok(api::AlertState::Unspecified) => None,
-            Ok(s) => Some(AlertState::of(&api::Alert {
-                state: s as i32,
-                ..Default::default()
-            })),
-            Err(_) => {
-                return Err(OversightError::invalid(
-                    "alert list",
-                    vec![FieldViolation::new("state", "not an alert state")],
-                ));
-            }
+        let asked = api::Alert {
+            state,
+            ..Default::default()
         };
-        let filter = Filter {
-            party: None,
-            states: state.flatten().map(AlertState::name).into_iter().collect(),
-        };
-        let page = self
-            .in_scope(&scope, move |conn, scope, _| {
-                db::list::<api::Alert>(conn, scope, &filter, &cursor).map(|p| (p, cursor))
-            })
+        let states = asked_states(&asked, state)?;
+        let (alerts, next) = self
+            .page::<api::Alert>(who, tenant, String::new(), states, cursor)
             .await?;
-        let (alerts, cursor) = page;
         // A supervisor sees its departments' duties: the page is filtered after reading, so it
         // may hold fewer than asked; the token goes on from the last row read.
-        let next = cursor.next_token(&alerts, |a| &a.id);
         let alerts = alerts
             .into_iter()
             .filter(|a| a.severity >= min_severity && self.sees(who, &a.duties))

@@ -150,6 +150,24 @@ impl Oversight {
     }
 }
 
+/// The states a list asks for: none (every state) for 0, else the one `probe` (a `T` holding
+/// that state) names; a number no state has is refused, naming `state`.
+pub fn asked_states<T: Item>(probe: &T, state: i32) -> Result<Vec<&'static str>> {
+    if state == 0 {
+        return Ok(Vec::new());
+    }
+    match probe.state_name() {
+        Some(name) => Ok(vec![name]),
+        None => Err(OversightError::invalid(
+            "list",
+            vec![FieldViolation::new(
+                "state",
+                format!("{state} is not a state of a {}", T::KIND),
+            )],
+        )),
+    }
+}
+
 /// Staff see every row; anyone else only what concerns its own organization (`party`).
 pub fn party_filter(who: &Identity) -> Option<&str> {
     (!who.has_any(STAFF)).then_some(who.organization.as_str())

@@ -634,6 +634,25 @@ pub async fn a_rectification_rejected_twice_fails_and_an_accepted_one_is_rectifi
         i.events("pdp.oversight.rectification.failed").await.len(),
         1
     );
+    // A state no order has is refused, named.
+    let e = i
+        .oversight
+        .list_orders(&supervisor, HARBIN, 99, first_page())
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&e), ["state"]);
+    let failed_only = i
+        .oversight
+        .list_orders(
+            &supervisor,
+            HARBIN,
+            api::RectificationState::Failed as i32,
+            first_page(),
+        )
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(failed_only.len(), 1);
     // Operators list their own orders only.
     let gamma = caller("operator", "gamma");
     assert_eq!(
