@@ -177,6 +177,10 @@ impl Operations for Agreements {
     }
 }
 
+/// 第二十八条: the result of the evaluation decides whether an agreement is renewed.
+const UNEVALUATED: &str = "a renewal needs a passed evaluation of the current term (第二十八条): \
+                           the bureau records one first (POST …/evaluations, outcome CONTINUE)";
+
 impl Agreements {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
@@ -368,7 +372,7 @@ impl Agreements {
             }
             // 第二十八条: the result of the evaluation decides whether it is renewed.
             if !db::evaluated(conn, scope, &id)? {
-                return Err(AgreementError::precondition(format!("agreements/{id}"), "a renewal needs a passed evaluation of the current term (第二十八条): the bureau records one first (POST …/evaluations, outcome CONTINUE)"));
+                return Err(AgreementError::precondition(format!("agreements/{id}"), UNEVALUATED));
             }
             let (_, current_last) = term_of(&current);
             let first = current_last.checked_add_days(Days::new(1)).unwrap_or(current_last);

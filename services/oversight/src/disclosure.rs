@@ -255,19 +255,36 @@ impl Oversight {
         let who = who.clone();
         self.in_scope(&scope, move |conn, scope, now| {
             let Some(mut r) = db::report(conn, scope, year)? else {
-                return Err(OversightError::precondition(subject(year), "no draft: generate it first (POST …/annual-reports)"));
+                return Err(OversightError::precondition(
+                    subject(year),
+                    "no draft: generate it first (POST …/annual-reports)",
+                ));
             };
             if r.state == api::ReportState::Published as i32 {
-                return Err(OversightError::precondition(subject(year), "published already"));
+                return Err(OversightError::precondition(
+                    subject(year),
+                    "published already",
+                ));
             }
             if r.digest != reviewed {
-                return Err(OversightError::precondition(subject(year), "the draft is not the one reviewed (its digest differs): review the current draft"));
+                return Err(OversightError::precondition(
+                    subject(year),
+                    "the draft is not the one reviewed (its digest differs): review the current \
+                     draft",
+                ));
             }
             r.state = api::ReportState::Published as i32;
             r.published_at = Some(timestamp(now));
             r.published_by = who.subject.clone();
             db::put_report(conn, scope, &r, PUBLISHED)?;
-            emit(conn, scope, Some(&who), now, api::ANNUAL_REPORT_PUBLISHED, &r)?;
+            emit(
+                conn,
+                scope,
+                Some(&who),
+                now,
+                api::ANNUAL_REPORT_PUBLISHED,
+                &r,
+            )?;
             Ok(r)
         })
         .await
@@ -372,6 +389,12 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The page's only style: a table per section, printable.
+const PAGE_STYLE: &str = "body{font-family:sans-serif;margin:2em}\
+    table{border-collapse:collapse;width:100%}\
+    td,th{border:1px solid #999;padding:4px;text-align:left}\
+    @media print{body{margin:0}}";
+
 fn yuan(fen: i64) -> String {
     format!("{}.{:02}", fen / 100, (fen % 100).abs())
 }
@@ -419,13 +442,10 @@ pub fn page(r: &api::AnnualReport) -> String {
             .unwrap_or_default()
     };
     let title = format!("公共数据资源授权运营年度公开 — {} — {}", r.tenant, r.year);
+    let title = escape(&title);
     let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
-         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}\
-         td,th{{border:1px solid #999;padding:4px;text-align:left}}@media print{{body{{margin:0}}}}</style>\n\
-         </head>\n<body>\n<h1>{}</h1>\n",
-        escape(&title),
-        escape(&title)
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>{title}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
     );
     let published = instant(r.published_at.as_ref())
         .map(|t| civil_date(t).to_string())

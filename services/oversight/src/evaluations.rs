@@ -3,7 +3,7 @@
 //! against the published criteria. A passed evaluation (continue, at least the pass mark) of an
 //! agreement is what its renewal needs; agreements follows `pdp.oversight.evaluation.recorded`.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use pdp_kit::change::timestamp;
 use pdp_kit::config::{CriterionConfig, OversightConfig};
 use pdp_kit::error::FieldViolation;
@@ -18,6 +18,10 @@ use crate::follow::{AUTHORIZATION, RESOURCE_REGISTERED, TICKET_ANSWERED, TICKET_
 use crate::items::PASSED;
 use crate::service::{BUREAU, Oversight, RECORDER, Result, check_document, new_id, party_filter};
 use crate::store as db;
+
+/// An evaluation names an authorization oversight has seen activated.
+const UNKNOWN_AGREEMENT: &str =
+    "no authorization by this id is known in the tenant (an agreement is evaluated once active)";
 
 fn criterion(name: &str, description: &str, weight: u32) -> CriterionConfig {
     CriterionConfig {
@@ -167,7 +171,7 @@ fn day(field: &str, value: &str, v: &mut Vec<FieldViolation>) -> Option<NaiveDat
 impl Oversight {
     pub fn criteria(&self, who: &Identity, tenant: &str) -> Result<api::EvaluationCriteria> {
         TenantScope::for_call(who, tenant, Access::Read)?;
-        criteria(&self.config).map_err(OversightError::Corrupt)
+        Ok((*self.criteria).clone())
     }
 
     pub async fn record_evaluation(
@@ -237,7 +241,11 @@ impl Oversight {
             api::EvaluationOutcome::Continue if total < published.pass_mark && v.is_empty() => {
                 v.push(FieldViolation::new(
                     "evaluation.outcome",
-                    format!("CONTINUE needs at least the pass mark {} ; the total is {total}: RECTIFY or TERMINATE (第二十八条)", published.pass_mark),
+                    format!(
+                        "CONTINUE needs at least the pass mark {}; the total is {total}: RECTIFY \
+                         or TERMINATE (第二十八条)",
+                        published.pass_mark
+                    ),
                 ));
             }
             _ => {}
@@ -252,10 +260,13 @@ impl Oversight {
         self.in_scope(&scope, move |conn, scope, now| {
             if kind == api::EvaluationKind::Authorization {
                 let Some(fact) = db::fact(conn, scope, AUTHORIZATION, &e.agreement_id)? else {
-                    return Err(OversightError::invalid("evaluation", vec![FieldViolation::new(
-                        "evaluation.agreement_id",
-                        "no authorization by this id is known in the tenant (an agreement is evaluated once active)",
-                    )]));
+                    return Err(OversightError::invalid(
+                        "evaluation",
+                        vec![FieldViolation::new(
+                            "evaluation.agreement_id",
+                            UNKNOWN_AGREEMENT,
+                        )],
+                    ));
                 };
                 e.subject = fact.party;
             } else {
@@ -278,7 +289,8 @@ impl Oversight {
                 total: e.total,
                 period_last_day: e.period_last_day.clone(),
             };
-            RECORDER.change(scope, Some(&who), now).emit(conn, api::EVALUATION_RECORDED, &e.id, &event)?;
+            let change = RECORDER.change(scope, Some(&who), now);
+            change.emit(conn, api::EVALUATION_RECORDED, &e.id, &event)?;
             Ok(e)
         })
         .await
@@ -326,11 +338,6 @@ fn contribution(
 /// Whether agreement `id` has a passed evaluation.
 pub fn passed(conn: &mut AnyConnection, scope: &TenantScope, id: &str) -> Result<bool> {
     Ok(!db::by_reference::<api::Evaluation>(conn, scope, id, &[PASSED])?.is_empty())
-}
-
-/// The evaluation's recorded instant (for the report's year).
-pub fn recorded_at(e: &api::Evaluation) -> Option<DateTime<Utc>> {
-    pdp_kit::change::instant(e.recorded_at.as_ref())
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use pdp_proto::pdp::oversight::v1 as api;
 use crate::OversightError;
 use crate::rectification::{OrderState, Step, transition};
 use crate::service::{
-    Oversight, RECORDER, Result, SUPERVISING, Signal, asked_states, check_document, new_id,
-    own_evidence, raise,
+    Oversight, RECORDER, Result, SUPERVISING, Signal, asked_states, check_document, is_severity,
+    new_id, own_evidence, raise,
 };
 use crate::store as db;
 
@@ -161,7 +161,7 @@ fn check_finding(f: &api::Finding) -> Vec<FieldViolation> {
     if f.description.trim().is_empty() {
         v.push(FieldViolation::new("finding.description", "required"));
     }
-    if !matches!(api::Severity::try_from(f.severity), Ok(s) if s != api::Severity::Unspecified) {
+    if !is_severity(f.severity) {
         v.push(FieldViolation::new(
             "finding.severity",
             "LOW, MEDIUM, HIGH or CRITICAL",
@@ -384,15 +384,25 @@ impl Oversight {
             let i = db::get::<api::Inspection>(conn, scope, &o.inspection_id)?
                 .ok_or_else(|| OversightError::not_found("inspection", o.inspection_id.clone()))?;
             if i.target_kind != "operator" {
-                return Err(OversightError::precondition(inspection_subject(&i.id), "rectification is ordered to an operator; this inspection is of a provider unit"));
+                return Err(OversightError::precondition(
+                    inspection_subject(&i.id),
+                    "rectification is ordered to an operator; this inspection is of a provider \
+                     unit",
+                ));
             }
             if !i.findings.iter().any(|f| f.id == o.finding_id) {
-                return Err(OversightError::invalid("rectification order", vec![FieldViolation::new("order.finding_id", format!("not a finding of inspection {}", i.id))]));
+                let wrong = format!("not a finding of inspection {}", i.id);
+                return Err(OversightError::invalid(
+                    "rectification order",
+                    vec![FieldViolation::new("order.finding_id", wrong)],
+                ));
             }
             let today = civil_date(now);
             let deadline = calendar
                 .working_days_after(today, o.working_days)
-                .map_err(|e| OversightError::precondition(inspection_subject(&i.id), e.to_string()))?;
+                .map_err(|e| {
+                    OversightError::precondition(inspection_subject(&i.id), e.to_string())
+                })?;
             o.id = new_id();
             o.operator = i.target.clone();
             o.agreement_id = i.agreement_id.clone();
@@ -407,7 +417,8 @@ impl Oversight {
             db::insert(conn, scope, &o)?;
             let due = deadline.checked_add_days(Days::new(1)).unwrap_or(deadline);
             db::schedule(conn, scope, ORDER_DUE, &o.id, due)?;
-            emit_order(conn, &RECORDER.change(scope, Some(&who), now), api::RECTIFICATION_ISSUED, &o)?;
+            let change = RECORDER.change(scope, Some(&who), now);
+            emit_order(conn, &change, api::RECTIFICATION_ISSUED, &o)?;
             Ok(o)
         })
         .await

@@ -63,14 +63,6 @@ impl EventHandler for Watch {
         follow::follow(conn, event, self.oversight.config.expiring_within_days)?;
         monitoring::watch(conn, &self.oversight, event, now)
     }
-
-    fn handle_all(
-        &self,
-        conn: &mut AnyConnection,
-        events: &[&Event],
-    ) -> Result<(), OversightError> {
-        events.iter().try_for_each(|e| self.handle(conn, e))
-    }
 }
 
 /// Starts oversight: its gRPC services behind the identity check, the watch over every topic,

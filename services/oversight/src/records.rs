@@ -15,8 +15,8 @@ use pdp_proto::pdp::oversight::v1 as api;
 
 use crate::OversightError;
 use crate::service::{
-    Oversight, RECORDER, Result, STAFF, SUPERVISING, Signal, check_document, new_id, own_evidence,
-    raise,
+    Oversight, RECORDER, Result, STAFF, SUPERVISING, Signal, check_document, is_severity, new_id,
+    own_evidence, raise,
 };
 use crate::store as db;
 
@@ -205,8 +205,7 @@ impl Oversight {
                 "required: who assessed",
             ));
         }
-        if !matches!(api::Severity::try_from(a.risk_level), Ok(s) if s != api::Severity::Unspecified)
-        {
+        if !is_severity(a.risk_level) {
             v.push(FieldViolation::new(
                 "assessment.risk_level",
                 "LOW, MEDIUM, HIGH or CRITICAL",

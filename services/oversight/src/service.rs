@@ -43,6 +43,8 @@ pub struct Oversight {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) calendar: Arc<WorkingCalendar>,
     pub(crate) rules: Arc<Rules>,
+    /// The published evaluation criteria, read once at start.
+    pub(crate) criteria: Arc<api::EvaluationCriteria>,
     pub(crate) config: Arc<OversightConfig>,
 }
 
@@ -66,12 +68,13 @@ impl Oversight {
         config: OversightConfig,
     ) -> std::result::Result<Self, String> {
         let rules = Rules::from_config(&config)?;
-        crate::evaluations::criteria(&config)?;
+        let criteria = crate::evaluations::criteria(&config)?;
         Ok(Self {
             store,
             clock,
             calendar,
             rules: Arc::new(rules),
+            criteria: Arc::new(criteria),
             config: Arc::new(config),
         })
     }
@@ -171,6 +174,11 @@ pub fn asked_states<T: Item>(probe: &T, state: i32) -> Result<Vec<&'static str>>
 /// Staff see every row; anyone else only what concerns its own organization (`party`).
 pub fn party_filter(who: &Identity) -> Option<&str> {
     (!who.has_any(STAFF)).then_some(who.organization.as_str())
+}
+
+/// Whether `severity` names one (LOW to CRITICAL).
+pub fn is_severity(severity: i32) -> bool {
+    matches!(api::Severity::try_from(severity), Ok(s) if s != api::Severity::Unspecified)
 }
 
 /// A new id: UUIDv7.

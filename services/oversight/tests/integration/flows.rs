@@ -727,7 +727,7 @@ fn evaluation(
     }
 }
 
-pub async fn evaluations_score_against_the_criteria_and_an_agreement_near_its_end_unevaluated_alerts(
+pub async fn evaluations_score_on_the_criteria_and_an_unevaluated_agreement_near_its_end_alerts(
     backend: Backend,
 ) {
     let i = Instance::new(&backend);
@@ -871,7 +871,7 @@ pub async fn evaluations_score_against_the_criteria_and_an_agreement_near_its_en
     assert_eq!(watch[0].group_key, "a2");
 }
 
-pub async fn the_years_report_lists_exactly_its_authorizations_and_products_and_goes_out_as_reviewed(
+pub async fn the_years_report_lists_its_authorizations_and_products_and_goes_out_as_reviewed(
     backend: Backend,
 ) {
     let i = Instance::new(&backend);
@@ -905,41 +905,41 @@ pub async fn the_years_report_lists_exactly_its_authorizations_and_products_and_
         state: products::ProductState::Registered as i32,
         ..Default::default()
     };
-    i.set("2025-08-01 10:00");
-    i.sees(Event::typed(
-        &harbin(),
-        products::PRODUCT_REGISTERED,
-        "gone",
-        i.clock.now(),
-        &product("gone", "HLJ-2025-1", 0),
-    ))
-    .await;
-    i.set("2025-09-01 10:00");
-    i.sees(Event::typed(
-        &harbin(),
-        products::PRODUCT_WITHDRAWN,
-        "gone",
-        i.clock.now(),
-        &product("gone", "", 0),
-    ))
-    .await;
-    i.set("2026-03-01 10:00");
-    i.sees(Event::typed(
-        &harbin(),
-        products::PRODUCT_REGISTERED,
-        "p1",
-        i.clock.now(),
-        &product("p1", "HLJ-2026-7", 0),
-    ))
-    .await;
-    i.sees(Event::typed(
-        &harbin(),
-        products::PRODUCT_PRICED,
-        "p1",
-        i.clock.now(),
-        &product("p1", "", 15_000),
-    ))
-    .await;
+    for (day, ty, id, code, price) in [
+        (
+            "2025-08-01 10:00",
+            products::PRODUCT_REGISTERED,
+            "gone",
+            "HLJ-2025-1",
+            0,
+        ),
+        (
+            "2025-09-01 10:00",
+            products::PRODUCT_WITHDRAWN,
+            "gone",
+            "",
+            0,
+        ),
+        (
+            "2026-03-01 10:00",
+            products::PRODUCT_REGISTERED,
+            "p1",
+            "HLJ-2026-7",
+            0,
+        ),
+        (
+            "2026-03-01 10:00",
+            products::PRODUCT_PRICED,
+            "p1",
+            "",
+            15_000,
+        ),
+    ] {
+        i.set(day);
+        let changed = product(id, code, price);
+        i.sees(Event::typed(&harbin(), ty, id, i.clock.now(), &changed))
+            .await;
+    }
     let listing = |id: &str, name: &str| products::ProductListing {
         product_id: id.into(),
         operator: "beta".into(),

@@ -102,7 +102,7 @@ impl Instance {
     pub async fn query(&self, org: &str, refused: bool) {
         let n = self.n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let details = if refused {
-            json!({"grant": "g1", "sql": "SELECT * FROM t", "refused": "row-level output is held back"})
+            json!({"grant": "g1", "sql": "SELECT * FROM t", "refused": "rows are held back"})
         } else {
             json!({"grant": "g1", "sql": "SELECT count(*) FROM t", "rows": 1})
         };
