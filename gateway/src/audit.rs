@@ -37,6 +37,16 @@ pub enum Decision {
     Refused,
 }
 
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub time: DateTime<Utc>,
@@ -74,6 +84,9 @@ pub trait AuditSink: Send + Sync {
 /// A record and the request waiting for its commit.
 struct Pending {
     record: AuditRecord,
+    /// The request's trace context: the record's event carries it to its consumers, which the
+    /// writer's own task could not give it.
+    trace: std::collections::BTreeMap<String, String>,
     written: oneshot::Sender<bool>,
 }
 
@@ -89,7 +102,14 @@ impl AuditSink for OutboxAudit {
         let queued = self.sender.max_capacity() - self.sender.capacity();
         pdp_kit::telemetry::metrics::GATEWAY_AUDIT_QUEUE.set(queued as i64);
         let (written, committed) = oneshot::channel();
-        match tokio::time::timeout(WAIT, self.sender.send(Pending { record, written })).await {
+        let mut trace = std::collections::BTreeMap::new();
+        pdp_kit::telemetry::inject_current(&mut pdp_kit::telemetry::RecordHeadersMut(&mut trace));
+        let pending = Pending {
+            record,
+            trace,
+            written,
+        };
+        match tokio::time::timeout(WAIT, self.sender.send(pending)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(AuditError::Stopping),
             Err(_) => return Err(AuditError::Unavailable("the writer is behind")),
@@ -131,7 +151,7 @@ impl OutboxAudit {
                     }
                     let (records, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut batch)
                         .into_iter()
-                        .map(|p| (p.record, p.written))
+                        .map(|p| ((p.record, p.trace), p.written))
                         .unzip();
                     let ok = write(&store, records).await;
                     for request in waiting {
@@ -153,7 +173,7 @@ impl OutboxAudit {
 }
 
 /// Writes a batch in one transaction, retrying a failure a few times; whether it is durable.
-async fn write(store: &Store, records: Vec<AuditRecord>) -> bool {
+async fn write(store: &Store, records: Vec<(AuditRecord, Trace)>) -> bool {
     let started = std::time::Instant::now();
     let ok = write_with_retries(store, records).await;
     pdp_kit::telemetry::metrics::GATEWAY_AUDIT_WRITE
@@ -162,22 +182,27 @@ async fn write(store: &Store, records: Vec<AuditRecord>) -> bool {
     ok
 }
 
-async fn write_with_retries(store: &Store, records: Vec<AuditRecord>) -> bool {
+/// A request's trace context, as record headers.
+type Trace = std::collections::BTreeMap<String, String>;
+
+async fn write_with_retries(store: &Store, records: Vec<(AuditRecord, Trace)>) -> bool {
     let count = records.len();
     // Built once: a retry writes the very same events (same ids), never new ones.
     let events: Arc<Vec<Event>> = Arc::new(
         records
-            .iter()
-            .map(|r| {
-                Event::new(
+            .into_iter()
+            .map(|(r, trace)| {
+                let mut event = Event::new(
                     "gateway",
                     &r.tenant,
                     "request",
                     "audited",
                     r.request_id.clone(),
                     r.time,
-                    serde_json::to_value(r).expect("audit records serialize"),
-                )
+                    serde_json::to_value(&r).expect("audit records serialize"),
+                );
+                event.trace = trace;
+                event
             })
             .collect(),
     );

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod policy;
 pub mod routing;
 mod start;
+mod trace;
 /// The tenants, kept in kit: every part of pdp knows them.
 pub use pdp_kit::tenants;
 pub mod transcode;
@@ -31,6 +32,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use pdp_kit::error::{ErrorCode, FieldViolation, ServiceError, status_to_http};
 use pdp_kit::identity::{Identity, IdentityKey, TenantCode};
 use tonic::metadata::MetadataMap;
+use tracing::Instrument as _;
 
 use audit::{AuditRecord, AuditSink, Decision};
 pub use start::{Handle, identity_secret, start};
@@ -300,6 +302,21 @@ async fn proxy(
         })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let span = trace::server_span(&request, &request_id);
+    answer_and_record(request, payload, gateway, request_id, started, span.clone())
+        .instrument(span)
+        .await
+}
+
+/// Answers a request and records it: what [`proxy`] does within the request's span.
+async fn answer_and_record(
+    request: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    request_id: String,
+    started: Instant,
+    span: tracing::Span,
+) -> HttpResponse {
     let mut outcome = Outcome {
         caller: None,
         // Until a route names it, the tenant is what the path says, if it is one.
@@ -313,6 +330,7 @@ async fn proxy(
         decision: Decision::Refused,
         client: client::address(&request, &gateway.trusted_proxies),
         unrecorded: false,
+        routed: false,
     };
     let mut response =
         route_and_forward(&request, payload, &gateway, &request_id, &mut outcome).await;
@@ -322,6 +340,24 @@ async fn proxy(
             value,
         );
     }
+    let status = response.status().as_u16();
+    let metric_operation = if outcome.routed {
+        outcome.operation.as_str()
+    } else {
+        "unrouted"
+    };
+    pdp_kit::telemetry::metrics::GATEWAY_REQUESTS
+        .with_label_values(&[
+            metric_operation,
+            pdp_kit::telemetry::metrics::status_class(status),
+        ])
+        .observe(started.elapsed().as_secs_f64());
+    trace::answered(
+        &span,
+        status,
+        outcome.tenant.as_ref().map(TenantCode::as_str),
+        outcome.decision.as_str(),
+    );
     if outcome.unrecorded {
         // Refused by the client address's limit before anything was worth recording: a flood
         // must not fill the audit trail. The refusals are counted instead.
@@ -340,12 +376,15 @@ async fn proxy(
     let record = AuditRecord {
         time: chrono::Utc::now(),
         request_id,
-        trace_id: request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split('-').nth(1))
-            .map(str::to_string),
+        // The trace the request's span belongs to; without an exporter, the caller's own.
+        trace_id: pdp_kit::telemetry::trace_id(&span).or_else(|| {
+            request
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split('-').nth(1))
+                .map(str::to_string)
+        }),
         subject: outcome
             .caller
             .as_ref()
@@ -402,6 +441,8 @@ struct Outcome {
     client: Option<std::net::IpAddr>,
     /// Refused by the address's limit: counted, not recorded.
     unrecorded: bool,
+    /// A route matched: `operation` names it (and may label a metric).
+    routed: bool,
 }
 
 /// How long a path or method an audit record keeps of a request that matched no route.
@@ -527,7 +568,9 @@ async fn route_and_forward(
         }
     };
     let operation = route.operation();
+    trace::matched(route);
     outcome.operation = operation.to_string();
+    outcome.routed = true;
     let tenant = match tenant_of(&vars) {
         Ok(t) if gateway.tenants.get(&t).is_some() => t,
         Ok(t) => {
@@ -736,12 +779,11 @@ async fn forward_stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<DynamicMessage>(4);
     let messages =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut call = tokio::spawn(transcode::call_streaming(
-        upstream,
-        route.clone(),
-        messages,
-        metadata,
-    ));
+    // Spawned, the call would leave the request's span behind.
+    let mut call = tokio::spawn(
+        transcode::call_streaming(upstream, route.clone(), messages, metadata)
+            .instrument(tracing::Span::current()),
+    );
     // The first message names the call before any byte arrives.
     let _ = tx.send(piece(first, web::Bytes::new())).await;
     let mut sent = 0u64;
@@ -987,7 +1029,8 @@ fn tenant_of(vars: &[(String, String)]) -> Result<TenantCode, GatewayError> {
         .map_err(|_| GatewayError::UnknownTenant(raw.to_string()))
 }
 
-/// The identity the service may trust (signed), the trace context and the request id.
+/// The identity the service may trust (signed) and the request id (the call adds its trace
+/// context).
 fn outgoing_metadata(
     gateway: &Gateway,
     caller: Option<&Identity>,
@@ -1012,7 +1055,6 @@ fn outgoing_metadata(
     gateway
         .identity_key
         .sign_into(caller.unwrap_or(&public), &mut metadata);
-    pdp_kit::telemetry::inject_current(&mut pdp_kit::telemetry::GrpcMetadata(&mut metadata));
     if let Ok(value) = request_id.parse() {
         metadata.insert("x-request-id", value);
     }

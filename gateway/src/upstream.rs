@@ -76,6 +76,11 @@ impl Upstream {
         &self.origin
     }
 
+    /// The endpoint's host, as a trace names the server.
+    pub fn host(&self) -> &str {
+        self.origin.host().unwrap_or_default()
+    }
+
     /// This thread's connection to the endpoint, opened on first use on this thread's runtime
     /// (so it must be called inside one, as every request handler is).
     pub async fn connection(&self) -> Result<Connection, std::io::Error> {

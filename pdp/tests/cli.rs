@@ -222,6 +222,14 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
         "pdp_gateway_loaded_timestamp_seconds{what=\"grants\"}",
         "pdp_gateway_token_cache_total{outcome=\"miss\"}",
         "pdp_gateway_audit_queue_depth",
+        "pdp_gateway_request_duration_seconds_count{operation=\"pdp.planning.v1.PlanService/\
+         ListPlans\",status_class=\"4xx\"}",
+        // The domain gauges, per tenant, from the start.
+        "pdp_plans{state=\"EFFECTIVE\",tenant=\"230100\"} 0",
+        "pdp_selections_open{tenant=\"230100\"} 0",
+        "pdp_notices_ending{tenant=\"230000\"} 0",
+        "pdp_agreements_expiring{tenant=\"230200\"} 0",
+        "pdp_overdue{tenant=\"230100\",what=\"quality_ticket\"} 0",
     ] {
         assert!(metrics.contains(family), "{family} in {metrics}");
     }

@@ -943,6 +943,20 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     assert_eq!(status, 200, "{ticket}");
     let tid = ticket["id"].as_str().unwrap().to_string();
 
+    // Ten days before the end, the operations desk's gauge counts the agreement as expiring.
+    let gauge = |series: &str| {
+        let (_, metrics) = get("/metrics", None);
+        metrics.as_str().and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(series))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
+    };
+    ShiftedClock::shift_to(&shift, end_of_day(last) - Duration::days(10)).unwrap();
+    eventually(30, "the agreement is counted as expiring", || {
+        gauge("pdp_agreements_expiring{tenant=\"230100\"}").filter(|n| *n >= 1)
+    });
+
     // The term ends: the scheduler expires the agreement and every gateway replica stops
     // authorizing beta.
     ShiftedClock::shift_to(&shift, end_of_day(last) + Duration::minutes(1)).unwrap();
@@ -1008,6 +1022,15 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
         (listed["tickets"][0]["id"] == json!(tid)).then_some(listed)
     });
     assert_eq!(overdue["tickets"][0]["overdue"], json!(true), "{overdue}");
+    let tickets = "pdp_overdue{tenant=\"230100\",what=\"quality_ticket\"}";
+    eventually(30, "the desk counts the overdue ticket", || {
+        gauge(tickets).filter(|n| *n == 1)
+    });
+    assert_eq!(
+        gauge("pdp_agreements_expiring{tenant=\"230100\"}"),
+        Some(0),
+        "an expired agreement no longer expires"
+    );
     let (status, answered) = post(
         &format!("{H}/quality-tickets/{tid}:answer"),
         Some(&provider),
@@ -1015,6 +1038,9 @@ fn lifecycle(on_ballista: bool, on_kafka: bool) {
     );
     assert_eq!(status, 200, "{answered}");
     assert_eq!(answered["answers"][0]["late"], json!(true), "{answered}");
+    eventually(30, "an answered ticket is no longer counted", || {
+        gauge(tickets).filter(|n| *n == 0)
+    });
 
     // The expiry opened the termination case (第二十九条): access was cut (the authorization,
     // the grant, the product), beta's data destroyed and listed with digests; a supervisor

@@ -119,21 +119,7 @@ fn a_harbin_plan_from_catalog_to_filing_and_amendment_through_the_gateway() {
     );
 
     let today = today_in_shanghai();
-    for (verb, body) in [
-        ("submit", json!({})),
-        (
-            "review",
-            json!({ "review": { "summary": "feasible", "departments_consulted": ["Transport Bureau"], "reviewed_on": today } }),
-        ),
-        (
-            "decide",
-            json!({ "decision": { "decided_on": today, "body": "bureau party group", "outcome": "DECISION_OUTCOME_AGREED" } }),
-        ),
-        (
-            "approve",
-            json!({ "approval": { "document_number": "哈政函〔2026〕88号", "approved_on": today, "effective_on": today } }),
-        ),
-    ] {
+    for (verb, body) in approval_steps(&today) {
         let (status, answer) = call(
             port,
             "POST",

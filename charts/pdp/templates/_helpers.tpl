@@ -70,6 +70,7 @@ replication_factor = {{ .Values.config.kafkaReplicationFactor }}
 log_format = "json"
 log_level = {{ .Values.config.logLevel | quote }}
 service_name = "pdp"
+domain_window_days = {{ .Values.config.domainWindowDays | default 30 }}
 {{- with .Values.config.otlpEndpoint }}
 otlp_endpoint = {{ . | quote }}
 {{- end }}

@@ -9,8 +9,9 @@ pub mod template;
 use std::time::Duration;
 
 use prost_reflect::DynamicMessage;
-use tonic::Status;
 use tonic::metadata::MetadataMap;
+use tonic::{Code, Status};
+use tracing::Instrument as _;
 
 use crate::upstream::Upstream;
 
@@ -26,8 +27,9 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<DynamicMessage, Status> {
     let path = route.grpc_path().clone();
+    let span = crate::trace::client_span(route, upstream.host());
     let mut request = tonic::Request::new(message);
-    *request.metadata_mut() = metadata;
+    *request.metadata_mut() = traced(metadata, &span);
     // The deadline is the gateway's own: when it passes, dropping the call resets the stream
     // and the service stops the work.
     let exchange = async {
@@ -36,13 +38,26 @@ pub async fn call(
             .unary(request, path, DynamicCodec::new(route.rpc.output()))
             .await
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(response) => Ok(response?.into_inner()),
+    let answer = match tokio::time::timeout(timeout, exchange.instrument(span.clone())).await {
+        Ok(response) => response.map(tonic::Response::into_inner),
         Err(_) => Err(Status::deadline_exceeded(format!(
             "upstream did not answer within {} ms",
             timeout.as_millis()
         ))),
-    }
+    };
+    crate::trace::returned(
+        &span,
+        answer.as_ref().map_or_else(Status::code, |_| Code::Ok),
+    );
+    answer
+}
+
+/// `metadata` with the trace context of the call's client span.
+fn traced(mut metadata: MetadataMap, span: &tracing::Span) -> MetadataMap {
+    span.in_scope(|| {
+        pdp_kit::telemetry::inject_current(&mut pdp_kit::telemetry::GrpcMetadata(&mut metadata));
+    });
+    metadata
 }
 
 /// Calls `route`'s client-streaming RPC on `upstream` with the messages of `messages`, as they
@@ -57,14 +72,24 @@ pub async fn call_streaming<S>(
 where
     S: futures::Stream<Item = DynamicMessage> + Send + 'static,
 {
+    let span = crate::trace::client_span(&route, upstream.host());
     let mut request = tonic::Request::new(messages);
-    *request.metadata_mut() = metadata;
+    *request.metadata_mut() = traced(metadata, &span);
     let path = route.grpc_path().clone();
-    let response = client(&upstream)
-        .await?
-        .client_streaming(request, path, DynamicCodec::new(route.rpc.output()))
-        .await?;
-    Ok(response.into_inner())
+    let answer = async {
+        client(&upstream)
+            .await?
+            .client_streaming(request, path, DynamicCodec::new(route.rpc.output()))
+            .await
+    }
+    .instrument(span.clone())
+    .await
+    .map(tonic::Response::into_inner);
+    crate::trace::returned(
+        &span,
+        answer.as_ref().map_or_else(Status::code, |_| Code::Ok),
+    );
+    answer
 }
 
 /// A gRPC client of `upstream`, ready to call.

@@ -269,6 +269,18 @@ pub fn call(
     token: Option<&str>,
     body: Option<&serde_json::Value>,
 ) -> (u16, serde_json::Value) {
+    call_with(port, method, path, token, body, "")
+}
+
+/// [`call`] with extra header lines (each ending in CRLF).
+pub fn call_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+    headers: &str,
+) -> (u16, serde_json::Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("gateway listens");
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
@@ -279,7 +291,7 @@ pub fn call(
         .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}{headers}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     )
@@ -431,4 +443,55 @@ pub fn plan_body(resource_id: &str) -> serde_json::Value {
             "other_matters": "none"
         }
     })
+}
+
+/// A resource of the tenant at `h` (`/api/v1/tenants/230100`) created, described and registered
+/// by `provider`; its id.
+pub fn registered_resource(port: u16, h: &str, provider: &str) -> String {
+    let (status, created) = call(
+        port,
+        "POST",
+        &format!("{h}/resources"),
+        Some(provider),
+        Some(&serde_json::json!({
+            "name": "Bus arrivals", "provider_unit": "Harbin Transport Bureau",
+            "sector": "transport", "schema": [{ "name": "stop_id", "type": "string" }],
+            "classification": "DATA_CLASS_GENERAL", "sensitivity": "SENSITIVITY_LOW",
+            "update_frequency": "UPDATE_FREQUENCY_DAILY", "quality_statement": "checked daily"
+        })),
+    );
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, registered) = call(
+        port,
+        "POST",
+        &format!("{h}/resources/{id}:register"),
+        Some(provider),
+        Some(&serde_json::json!({})),
+    );
+    assert_eq!(status, 200, "{registered}");
+    id
+}
+
+/// The steps of a plan's approval chain, in order, with the body each takes (dated `today`).
+pub fn approval_steps(today: &str) -> [(&'static str, serde_json::Value); 4] {
+    use serde_json::json;
+    [
+        ("submit", json!({})),
+        (
+            "review",
+            json!({ "review": { "summary": "feasible", "departments_consulted": ["Transport Bureau"],
+                    "reviewed_on": today } }),
+        ),
+        (
+            "decide",
+            json!({ "decision": { "decided_on": today, "body": "bureau party group",
+                    "outcome": "DECISION_OUTCOME_AGREED" } }),
+        ),
+        (
+            "approve",
+            json!({ "approval": { "document_number": "哈政函〔2026〕88号", "approved_on": today,
+                    "effective_on": today } }),
+        ),
+    ]
 }

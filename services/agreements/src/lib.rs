@@ -4,6 +4,7 @@
 //! public disclosure. Laid out as `services/README.md` says.
 
 pub mod agreement;
+mod gauges;
 mod grpc;
 pub mod service;
 pub mod store;
@@ -102,6 +103,6 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     });
     Ok(Running {
         routes,
-        tasks: vec![follower, scheduler],
+        tasks: vec![follower, scheduler, context.gauges(gauges::measure)],
     })
 }

@@ -418,3 +418,20 @@ pub fn rectification_failed(
         .get_result::<i64>(conn)?;
     Ok(n > 0)
 }
+
+/// How many agreements in force end on a day from `first` to `last`.
+pub fn active_ending_between(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    first: chrono::NaiveDate,
+    last: chrono::NaiveDate,
+) -> Result<i64> {
+    // Days are stored as YYYY-MM-DD, which order as the days do.
+    Ok(scope
+        .rows(agreements::table)
+        .filter(agreements::state.eq(crate::agreement::AgreementState::Active.name()))
+        .filter(agreements::last_day.ge(first.to_string()))
+        .filter(agreements::last_day.le(last.to_string()))
+        .count()
+        .get_result(conn)?)
+}

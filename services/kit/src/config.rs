@@ -164,6 +164,18 @@ impl InstanceConfig {
         self.tenants.is_empty() || self.tenants.contains(tenant)
     }
 
+    /// The tenants whose records this instance keeps: those it names, or every tenant.
+    pub fn served_tenants(&self) -> Vec<crate::identity::TenantCode> {
+        if self.tenants.is_empty() {
+            crate::tenants::SHIPPED_TENANTS
+                .all()
+                .map(|t| t.code.clone())
+                .collect()
+        } else {
+            self.tenants.clone()
+        }
+    }
+
     /// The consumer group of this instance's `consumer`: one group per instance and consumer.
     pub fn group(&self, consumer: &str) -> String {
         format!("{}.{consumer}", self.name)
@@ -258,6 +270,9 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of exported traces.
     pub service_name: String,
+    /// How far ahead the domain gauges look: notices ending and agreements expiring within this
+    /// many days (`pdp_notices_ending`, `pdp_agreements_expiring`).
+    pub domain_window_days: u32,
 }
 
 impl Default for TelemetryConfig {
@@ -267,6 +282,7 @@ impl Default for TelemetryConfig {
             log_level: "info".into(),
             otlp_endpoint: None,
             service_name: "pdp".into(),
+            domain_window_days: 30,
         }
     }
 }

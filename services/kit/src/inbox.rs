@@ -277,6 +277,8 @@ impl InboxConsumer {
             .filter(|d| !seen.contains(&d.event.id) && taken.insert(d.event.id.as_str()))
             .collect();
         let events: Vec<&Event> = fresh.iter().map(|d| &d.event).collect();
+        let span = batch_span(consumer, &fresh);
+        let _entered = span.enter();
         let at_once = conn.transaction(|conn| {
             record_applied(conn, consumer, &fresh)?;
             handler
@@ -339,13 +341,36 @@ impl InboxConsumer {
                 Received::Skipped
             } else {
                 let (id, kind) = (&event.id, &event.event_type);
-                let span = tracing::info_span!("apply", %consumer, event = %id, r#type = %kind);
+                // A consumer span (OpenTelemetry messaging conventions), child of the change
+                // that wrote the event: the trace goes on from the request that caused it.
+                let span = tracing::info_span!(
+                    "apply",
+                    %consumer,
+                    event = %id,
+                    r#type = %kind,
+                    otel.name = %format_args!("process {}", delivery.topic),
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.operation.type = "process",
+                    messaging.destination.name = %delivery.topic,
+                    messaging.destination.partition.id = delivery.partition,
+                    messaging.consumer.group.name = %consumer,
+                    messaging.message.id = %id,
+                    pdp.tenant = %event.tenant,
+                    pdp.outcome = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                );
                 crate::telemetry::adopt_parent(
                     &span,
                     &crate::telemetry::RecordHeaders(&event.trace),
                 );
                 let _entered = span.enter();
-                apply_or_park(conn, consumer, delivery, handler)?
+                let outcome = apply_or_park(conn, consumer, delivery, handler)?;
+                span.record("pdp.outcome", outcome.label());
+                if outcome == Received::Parked {
+                    span.record("otel.status_code", "error");
+                }
+                outcome
             };
             count(conn, consumer, outcome)?;
         }
@@ -493,13 +518,54 @@ fn apply_or_park<H: EventHandler>(
 }
 
 /// Counts what became of an event; after a parking, how many dead letters the consumer holds.
-fn count(conn: &mut AnyConnection, consumer: &str, outcome: Received) -> Result<(), StoreError> {
-    let label = match outcome {
-        Received::Applied => "applied",
-        Received::Duplicate => "duplicate",
-        Received::Skipped => "skipped",
-        Received::Parked => "parked",
+/// Links kept on one batch's span: a trace viewer shows a handful.
+const BATCH_LINKS: usize = 32;
+
+/// The consumer span of a batch applied at once (OpenTelemetry messaging conventions): its
+/// events come from many changes, so it links to them rather than having one for a parent.
+fn batch_span(consumer: &str, batch: &[&Delivery]) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let topic = match batch.first() {
+        Some(first) if batch.iter().all(|d| d.topic == first.topic) => first.topic.as_str(),
+        _ => "",
     };
+    let name = match topic {
+        "" => "process".to_string(),
+        topic => format!("process {topic}"),
+    };
+    let span = tracing::info_span!(
+        "apply",
+        %consumer,
+        otel.name = %name,
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = topic,
+        messaging.consumer.group.name = %consumer,
+        messaging.batch.message_count = batch.len(),
+    );
+    for delivery in batch.iter().take(BATCH_LINKS) {
+        let carrier = crate::telemetry::RecordHeaders(&delivery.event.trace);
+        if let Some(origin) = crate::telemetry::remote_span(&carrier) {
+            span.add_link(origin);
+        }
+    }
+    span
+}
+
+impl Received {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Skipped => "skipped",
+            Self::Parked => "parked",
+        }
+    }
+}
+
+fn count(conn: &mut AnyConnection, consumer: &str, outcome: Received) -> Result<(), StoreError> {
+    let label = outcome.label();
     metrics::EVENTS_APPLIED
         .with_label_values(&[consumer, label])
         .inc();

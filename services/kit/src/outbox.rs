@@ -38,6 +38,34 @@ diesel::table! {
     }
 }
 
+/// Links kept on one publish span: a batch is at most a few hundred events, and a trace viewer
+/// shows a handful.
+const PUBLISH_LINKS: usize = 32;
+
+/// A producer span (OpenTelemetry messaging conventions) for one batch sent to `topic`, linked
+/// to the changes that wrote its events: a batch has many parents, so none is its parent. The
+/// records themselves carry each change's context, and their consumers continue it.
+fn publish_span(topic: &str, events: &[Event]) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format_args!("send {topic}"),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %topic,
+        messaging.batch.message_count = events.len(),
+    );
+    for event in events.iter().take(PUBLISH_LINKS) {
+        if let Some(origin) =
+            crate::telemetry::remote_span(&crate::telemetry::RecordHeaders(&event.trace))
+        {
+            span.add_link(origin);
+        }
+    }
+    span
+}
+
 /// Records `event` for `topic` in the caller's transaction.
 pub fn enqueue(conn: &mut AnyConnection, topic: &str, event: &Event) -> QueryResult<()> {
     enqueue_all(conn, topic, std::slice::from_ref(event))
@@ -236,6 +264,8 @@ impl OutboxRelay {
                         }
                     }
                     for (topic, events) in &runs {
+                        let span = publish_span(topic, events);
+                        let _entered = span.enter();
                         runtime.block_on(log.publish(topic, events))?;
                     }
                     let now = Utc::now().naive_utc();

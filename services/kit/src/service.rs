@@ -75,6 +75,39 @@ impl Context {
     }
 }
 
+/// How a service counts its part of the domain gauges (`telemetry::metrics::PLANS` …) in one
+/// tenant: in that tenant's scope, at `now`, looking `window_days` ahead; it sets the gauges.
+pub type Measure<E> = fn(&mut AnyConnection, &TenantScope, DateTime<Utc>, u32) -> Result<(), E>;
+
+impl Context {
+    /// Refreshes the service's domain gauges every scheduler interval, one tenant at a time (those
+    /// the instance keeps), each in its own read of that tenant's scope. Every replica measures
+    /// alike: a dashboard takes the maximum over them.
+    pub fn gauges<E>(&self, measure: Measure<E>) -> JoinHandle<()>
+    where
+        E: From<StoreError> + From<diesel::result::Error> + std::fmt::Display + Send + 'static,
+    {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let tenants = self.config.instance.served_tenants();
+        let window = self.config.telemetry.domain_window_days;
+        self.every("domain gauges", move || {
+            let (store, clock, tenants) = (store.clone(), clock.clone(), tenants.clone());
+            async move {
+                for tenant in tenants {
+                    let scope = TenantScope::system(tenant);
+                    store
+                        .operate(&scope, clock.now(), move |conn, scope, now| {
+                            measure(conn, scope, now, window)
+                        })
+                        .await?;
+                }
+                Ok::<_, E>(0)
+            }
+        })
+    }
+}
+
 /// The operations of a domain service run alike: in one transaction in the caller's tenant, at the
 /// time of the service's clock. A service says where its store and clock are; `in_scope` is the
 /// rest.
@@ -177,7 +210,7 @@ pub async fn serve_grpc(
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(listen = %local, "grpc listening");
     tonic::transport::Server::builder()
-        .layer(crate::telemetry::grpc::GrpcMetricsLayer)
+        .layer(crate::telemetry::grpc::GrpcTelemetryLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(nodelay(listener), shutdown.cancelled_owned())
         .await?;

@@ -50,7 +50,7 @@ pub struct Tenants {
     counties: BTreeMap<TenantCode, County>,
 }
 
-static SHIPPED_TENANTS: LazyLock<Tenants> = LazyLock::new(Tenants::shipped);
+pub static SHIPPED_TENANTS: LazyLock<Tenants> = LazyLock::new(Tenants::shipped);
 
 /// Whether `code` is the province or one of its cities: an event or a configuration naming
 /// anything else is refused.

@@ -6,6 +6,7 @@
 //! their events and audit records), `store` the rows, `grpc` the API adapter, and this file the
 //! wiring that `pdp` calls.
 
+mod gauges;
 mod grpc;
 pub mod plan;
 pub mod resource;
@@ -73,6 +74,7 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         let planning = scheduler.clone();
         async move { planning.take_effect_due().await }
     })];
+    tasks.push(context.gauges(gauges::measure));
     if context.config.instance.serves_province() {
         // The province files the plans of every city, those of cities with their own instance
         // included: this consumer applies every tenant's events.

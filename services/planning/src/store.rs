@@ -369,6 +369,16 @@ pub fn list_plans(
         .collect()
 }
 
+/// How many plans are in each state (the latest version of each).
+pub fn plans_by_state(conn: &mut AnyConnection, scope: &TenantScope) -> Result<Vec<(String, i64)>> {
+    Ok(scope
+        .rows(plans::table)
+        .filter(plans::latest.eq(true))
+        .group_by(plans::state)
+        .select((plans::state, diesel::dsl::count_star()))
+        .load(conn)?)
+}
+
 pub fn insert_amendment(
     conn: &mut AnyConnection,
     scope: &TenantScope,

@@ -10,6 +10,7 @@ mod delivery;
 mod destruction;
 pub mod developer;
 mod developers;
+mod gauges;
 mod grpc;
 pub mod request;
 mod sandbox;
@@ -245,6 +246,12 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
     });
     Ok(Running {
         routes,
-        tasks: vec![follower, scheduler, datasets, destructions],
+        tasks: vec![
+            follower,
+            scheduler,
+            datasets,
+            destructions,
+            context.gauges(gauges::measure),
+        ],
     })
 }

@@ -1305,3 +1305,20 @@ pub fn take(conn: &mut AnyConnection, item: &str, action: &str) -> Result<bool> 
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// How many requests wait on an overdue review, and how many open tickets are past their
+/// deadline (the flags the scheduler sets; a request's clears once its reviews are answered).
+pub fn overdue_counts(conn: &mut AnyConnection, scope: &TenantScope) -> Result<(i64, i64)> {
+    let reviews = scope
+        .rows(data_requests::table)
+        .filter(data_requests::overdue.eq(true))
+        .count()
+        .get_result(conn)?;
+    let tickets = scope
+        .rows(quality_tickets::table)
+        .filter(quality_tickets::overdue.eq(true))
+        .filter(quality_tickets::state.eq(TicketState::Open.name()))
+        .count()
+        .get_result(conn)?;
+    Ok((reviews, tickets))
+}

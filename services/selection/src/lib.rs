@@ -3,6 +3,7 @@
 //! and the conclusion that names the operator (第十三条). Laid out as `services/README.md` says.
 
 mod eligibility;
+mod gauges;
 mod grpc;
 pub mod selection;
 pub mod service;
@@ -102,6 +103,6 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
         .spawn(RecordedIncidents, context.shutdown.clone());
     Ok(Running {
         routes,
-        tasks: vec![follower, incidents],
+        tasks: vec![follower, incidents, context.gauges(gauges::measure)],
     })
 }

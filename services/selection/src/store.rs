@@ -196,6 +196,21 @@ pub fn list_selections(
     decode_all(query.load::<Vec<u8>>(conn)?)
 }
 
+/// Every selection of the tenant in one of `states` (few are open at a time: the gauges count
+/// them).
+pub fn selections_in(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    states: &[SelectionState],
+) -> Result<Vec<api::Selection>> {
+    let rows = scope
+        .rows(selections::table)
+        .filter(selections::state.eq_any(states.iter().map(|s| s.name())))
+        .select(selections::body)
+        .load::<Vec<u8>>(conn)?;
+    decode_all(rows)
+}
+
 // --- applications ------------------------------------------------------------------------------
 
 /// Inserts an application; `false` when the organization already applied to that selection.

@@ -9,6 +9,7 @@ mod connection;
 mod tenant;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -25,6 +26,16 @@ pub use tenant::{Access, ScopeError, TenantScope, TenantTable};
 pub enum Backend {
     Postgres,
     Sqlite,
+}
+
+impl Backend {
+    /// The OpenTelemetry name of the database system.
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::Sqlite => "sqlite",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +101,8 @@ pub struct Store {
     backend: Backend,
     /// PostgreSQL schema of the owning service; `None` for SQLite.
     schema: Option<String>,
+    /// What a trace calls this store's work: `store planning`.
+    span_name: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -208,6 +221,7 @@ impl Store {
             pool,
             backend,
             schema,
+            span_name: format!("store {owner}").into(),
         })
     }
 
@@ -232,7 +246,18 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        // The work is part of the caller's trace: one span per unit of work, entered on the
+        // blocking thread, so that the events it writes carry it to their consumers.
+        let span = crate::telemetry::child_span(|| {
+            tracing::info_span!(
+                "store",
+                otel.name = &*self.span_name,
+                db.system.name = self.backend.system_name(),
+                db.namespace = self.schema().unwrap_or("main"),
+            )
+        });
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let mut conn = pool.get().map_err(StoreError::from)?;
             f(&mut conn)
         })

@@ -268,6 +268,79 @@ pub static HTTP_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
 });
 
+/// Requests through the gateway by operation (the route's gRPC method; `unrouted` for a path no
+/// route matches, so that invented paths are one series) and status class.
+pub static GATEWAY_REQUESTS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register(
+        HistogramVec::new(
+            HistogramOpts::new(
+                "pdp_gateway_request_duration_seconds",
+                "Requests the gateway answered, by operation and status class (2xx … 5xx)",
+            ),
+            &["operation", "status_class"],
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// `2xx` … `5xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        500.. => "5xx",
+        400..=499 => "4xx",
+        300..=399 => "3xx",
+        _ => "2xx",
+    }
+}
+
+// === the domain, as a bureau's operations desk watches it (refreshed by the owning service) ===
+
+fn tenant_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+pub static PLANS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    tenant_gauge(
+        "pdp_plans",
+        "Authorization plans by tenant and state",
+        &["tenant", "state"],
+    )
+});
+
+pub static SELECTIONS_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    tenant_gauge(
+        "pdp_selections_open",
+        "Selections announced and not yet concluded or cancelled, by tenant",
+        &["tenant"],
+    )
+});
+
+pub static NOTICES_ENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    tenant_gauge(
+        "pdp_notices_ending",
+        "Public notices (announcements, results) whose period ends within \
+         telemetry.domain_window_days, by tenant",
+        &["tenant"],
+    )
+});
+
+pub static AGREEMENTS_EXPIRING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    tenant_gauge(
+        "pdp_agreements_expiring",
+        "Agreements in force whose term ends within telemetry.domain_window_days, by tenant",
+        &["tenant"],
+    )
+});
+
+pub static OVERDUE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    tenant_gauge(
+        "pdp_overdue",
+        "Work past its deadline and still open, by tenant and kind (request_review, \
+         quality_ticket)",
+        &["tenant", "what"],
+    )
+});
+
 /// The text exposition of every registered metric.
 pub fn render() -> String {
     let mut buf = Vec::new();

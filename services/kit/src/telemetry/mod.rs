@@ -117,6 +117,40 @@ pub fn adopt_parent(span: &tracing::Span, carrier: &dyn Extractor) {
     let _ = span.set_parent(parent);
 }
 
+/// The span a carrier names, to link to (a batch published at once has many parents).
+pub fn remote_span(carrier: &dyn Extractor) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = TraceContextPropagator::new().extract(carrier);
+    let span = context.span().span_context().clone();
+    span.is_valid().then_some(span)
+}
+
+/// The trace `span` belongs to, as 32 hex digits, when traces are exported.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = span.context();
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| ids.trace_id().to_string())
+}
+
+/// Renames `span` once what it is became known (the route a request matched): a name recorded
+/// as `otel.name` after the span started does not reach the exported span.
+pub fn rename(span: &tracing::Span, name: String) {
+    use opentelemetry::trace::TraceContextExt as _;
+    span.context().span().update_name(name);
+}
+
+/// A span for work done on behalf of whatever the caller is tracing, or none when nothing is:
+/// background pollers (the relay, schedulers) would otherwise start a root span per poll.
+pub fn child_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        tracing::Span::none()
+    } else {
+        make()
+    }
+}
+
 /// HTTP headers (hyper, tonic's transport) as a carrier.
 #[derive(Debug)]
 pub struct HttpHeaders<'a>(pub &'a mut http::HeaderMap);
@@ -133,6 +167,20 @@ impl Injector for HttpHeaders<'_> {
 }
 
 impl Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// actix-web's request headers (the gateway's HTTP side) as a carrier to read.
+#[derive(Debug)]
+pub struct ActixHeaders<'a>(pub &'a actix_web::http::header::HeaderMap);
+
+impl Extractor for ActixHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.to_str().ok())
     }
