@@ -509,6 +509,7 @@ fn apply_or_park<H: EventHandler>(
                 return Ok(Received::Parked);
             }
             Err(InboxError::Handler(_)) => {
+                metrics::EVENTS_RETRIED.with_label_values(&[consumer]).inc();
                 std::thread::sleep(Duration::from_millis(50 * attempt as u64));
                 attempt += 1;
             }
@@ -517,7 +518,6 @@ fn apply_or_park<H: EventHandler>(
     }
 }
 
-/// Counts what became of an event; after a parking, how many dead letters the consumer holds.
 /// Links kept on one batch's span: a trace viewer shows a handful.
 const BATCH_LINKS: usize = 32;
 
@@ -564,6 +564,7 @@ impl Received {
     }
 }
 
+/// Counts what became of an event; after a parking, how many dead letters the consumer holds.
 fn count(conn: &mut AnyConnection, consumer: &str, outcome: Received) -> Result<(), StoreError> {
     let label = outcome.label();
     metrics::EVENTS_APPLIED

@@ -45,6 +45,20 @@ pub static EVENTS_APPLIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// A handler's failures that were tried again (a parked event counts its attempts here first).
+pub static EVENTS_RETRIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "pdp_events_retried_total",
+                "Events a consumer's handler failed on and tried again, by consumer",
+            ),
+            &["consumer"],
+        )
+        .expect("valid metric"),
+    )
+});
+
 /// Events waiting for a consumer in the partitions one of its members reads, by topic.
 pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(

@@ -152,6 +152,15 @@ pub async fn a_malformed_event_is_parked_and_replayed_not_stored(
         "kept as it came"
     );
     assert_eq!(parked[0].attempts, ATTEMPTS);
+    // Its attempts before the last were retries, and counted (other runs of this contract may
+    // add theirs: the counter is the process's).
+    let retried = pdp_kit::telemetry::metrics::EVENTS_RETRIED
+        .with_label_values(&["strict"])
+        .get();
+    assert!(
+        retried >= (ATTEMPTS - 1) as u64,
+        "{retried} retries counted"
+    );
     assert!(parked[0].error.contains("data.seq"), "{}", parked[0].error);
 
     // A release that understands it: a replay applies it and the letter goes.
