@@ -95,7 +95,7 @@ impl Context {
             let (store, clock, tenants) = (store.clone(), clock.clone(), tenants.clone());
             async move {
                 for tenant in tenants {
-                    let scope = TenantScope::system(tenant);
+                    let scope = TenantScope::system_read(tenant);
                     store
                         .operate(&scope, clock.now(), move |conn, scope, now| {
                             measure(conn, scope, now, window)

@@ -94,10 +94,17 @@ impl<DB: diesel::backend::Backend> diesel::migration::MigrationSource<DB> for So
     }
 }
 
+/// Read-only connections a SQLite store keeps beside its one writer: WAL lets them read while
+/// it writes, so concurrent reads no longer queue behind one connection.
+const SQLITE_READERS: u32 = 4;
+
 /// A pool of connections to one service's data.
 #[derive(Clone)]
 pub struct Store {
+    /// PostgreSQL: the pool. SQLite: the one writer.
     pool: Pool<ConnectionManager<AnyConnection>>,
+    /// SQLite only: the read-only connections that serve reading scopes, outside a transaction.
+    readers: Option<Pool<ConnectionManager<AnyConnection>>>,
     backend: Backend,
     /// PostgreSQL schema of the owning service; `None` for SQLite.
     schema: Option<String>,
@@ -118,6 +125,7 @@ impl std::fmt::Debug for Store {
 struct Session {
     backend: Backend,
     schema: Option<String>,
+    read_only: bool,
 }
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Session {
@@ -125,6 +133,10 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Session {
         let sql = match (self.backend, &self.schema) {
             (Backend::Postgres, Some(schema)) => format!("SET search_path TO \"{schema}\""),
             (Backend::Postgres, None) => String::new(),
+            // A reader refuses to write: a reading scope that writes is a bug, caught here.
+            (Backend::Sqlite, _) if self.read_only => {
+                "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;".to_string()
+            }
             // WAL lets readers run beside the writer; the busy timeout waits out a writer in
             // another process instead of failing at once.
             (Backend::Sqlite, _) => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
@@ -133,6 +145,37 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Session {
         };
         conn.batch_execute(&sql)
             .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Runs `f` in one transaction on `conn`: committed when it returns `Ok`, rolled back otherwise.
+/// SQLite's takes the write lock at its start (`BEGIN IMMEDIATE`): a transaction that read first
+/// and wrote later would otherwise fail at once (SQLITE_BUSY) when another process wrote between,
+/// instead of waiting its turn.
+fn in_transaction<F, R, E>(conn: &mut AnyConnection, f: F) -> Result<R, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<R, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::Connection;
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <AnyConnection as Connection>::TransactionManager;
+    match conn {
+        AnyConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        }
+        AnyConnection::Postgresql(_) => return conn.transaction(f),
+    }
+    // As diesel's own `transaction` ends one (the manager is the SQLite connection's).
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(err) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(err),
+            Err(rollback) => Err(rollback.into()),
+        },
     }
 }
 
@@ -207,18 +250,34 @@ impl Store {
         // store (eight in `pdp dev`), and opening every pool full at start would take most of
         // PostgreSQL's 100 connections before a single call, leaving a CLI or a second
         // process none.
+        let session = |read_only| Session {
+            backend,
+            schema: schema.clone(),
+            read_only,
+        };
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(Session {
-                backend,
-                schema: schema.clone(),
-            }))
-            .build(ConnectionManager::<AnyConnection>::new(url))
+            .connection_customizer(Box::new(session(false)))
+            .build(ConnectionManager::<AnyConnection>::new(url.clone()))
             .map_err(|e| StoreError::Open(e.to_string()))?;
+        // Opened after the writer, which has put the file in WAL mode.
+        let readers = match backend {
+            Backend::Sqlite => Some(
+                Pool::builder()
+                    .max_size(SQLITE_READERS)
+                    .min_idle(Some(0))
+                    .connection_timeout(Duration::from_secs(10))
+                    .connection_customizer(Box::new(session(true)))
+                    .build(ConnectionManager::<AnyConnection>::new(url))
+                    .map_err(|e| StoreError::Open(e.to_string()))?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
+            readers,
             backend,
             schema,
             span_name: format!("store {owner}").into(),
@@ -245,7 +304,33 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        self.run_on(&self.pool, f).await
+    }
+
+    /// Runs `f` on a read-only connection where the store has them (SQLite), else as [`run`].
+    ///
+    /// [`run`]: Self::run
+    pub async fn run_reading<F, R, E>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run_on(self.readers.as_ref().unwrap_or(&self.pool), f)
+            .await
+    }
+
+    async fn run_on<F, R, E>(
+        &self,
+        pool: &Pool<ConnectionManager<AnyConnection>>,
+        f: F,
+    ) -> Result<R, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let pool = pool.clone();
         // The work is part of the caller's trace: one span per unit of work, entered on the
         // blocking thread, so that the events it writes carry it to their consumers.
         let span = crate::telemetry::child_span(|| {
@@ -272,11 +357,7 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + From<diesel::result::Error> + Send + 'static,
     {
-        self.run(move |conn| {
-            use diesel::Connection;
-            conn.transaction(f)
-        })
-        .await
+        self.run(move |conn| in_transaction(conn, f)).await
     }
 
     /// Runs `f` in one transaction in the tenant of `scope`: the way to read and write tenant rows.
@@ -286,6 +367,12 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + From<diesel::result::Error> + Send + 'static,
     {
+        // A reading scope on SQLite reads on a read-only connection, statement by statement: no
+        // BEGIN/COMMIT, and never behind the writer. PostgreSQL reads in a transaction, where
+        // the tenant setting the isolation views check lives.
+        if scope.access() == Access::Read && self.readers.is_some() {
+            return self.run_reading(f).await;
+        }
         let scope = scope.clone();
         self.transaction(move |conn| {
             scope.enter(conn)?;

@@ -23,10 +23,12 @@ use diesel::sql_types::Text;
 use crate::identity::{Identity, TenantCode};
 use crate::store::AnyConnection;
 
-/// The tenant a unit of work acts in.
+/// The tenant a unit of work acts in, and whether it only reads (which the store may serve from
+/// a read-only connection, outside a transaction).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantScope {
     tenant: TenantCode,
+    access: Access,
 }
 
 /// What a call does in a tenant.
@@ -81,7 +83,10 @@ impl TenantScope {
         let allowed = identity.tenant == requested
             || (identity.tenant.is_province() && access == Access::Read);
         if allowed {
-            Ok(Self { tenant: requested })
+            Ok(Self {
+                tenant: requested,
+                access,
+            })
         } else {
             Err(ScopeError::OtherTenant {
                 home: identity.tenant.clone(),
@@ -93,11 +98,26 @@ impl TenantScope {
     /// The scope of work that no caller started (schedulers, event handlers): the tenant comes
     /// from the event or the row being processed.
     pub fn system(tenant: TenantCode) -> Self {
-        Self { tenant }
+        Self {
+            tenant,
+            access: Access::Write,
+        }
+    }
+
+    /// The scope of work no caller started that only reads (counting for the gauges).
+    pub fn system_read(tenant: TenantCode) -> Self {
+        Self {
+            tenant,
+            access: Access::Read,
+        }
     }
 
     pub fn tenant(&self) -> &TenantCode {
         &self.tenant
+    }
+
+    pub fn access(&self) -> Access {
+        self.access
     }
 
     /// Makes this the tenant of the current transaction (PostgreSQL's `pdp.tenant` setting, which

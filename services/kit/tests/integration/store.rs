@@ -124,6 +124,65 @@ pub async fn a_failed_transaction_leaves_nothing(backend: StoreBackend) {
     assert_eq!(count_in(&store, "230100").await, 2);
 }
 
+/// A read in a reading scope goes on while a writer holds its transaction open, and sees what
+/// was committed before, not what the writer has yet to commit.
+pub async fn a_read_is_not_held_up_by_a_writer(backend: StoreBackend) {
+    let store = backend.open("readers");
+    with_widgets(&store).await;
+    let (holding, held) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .scoped(&TenantScope::system(tenant("230100")), move |conn| {
+                    diesel::insert_into(widgets::table)
+                        .values((
+                            widgets::id.eq("h3"),
+                            widgets::tenant.eq("230100"),
+                            widgets::name.eq("w"),
+                        ))
+                        .execute(conn)?;
+                    holding.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok::<_, StoreError>(())
+                })
+                .await
+        })
+    };
+    tokio::task::spawn_blocking(move || held.recv().unwrap())
+        .await
+        .unwrap();
+    let scope = TenantScope::system_read(tenant("230100"));
+    let inner = scope.clone();
+    let read = store.scoped(&scope, move |conn| {
+        Ok::<_, StoreError>(inner.rows(widgets::table).count().get_result::<i64>(conn)?)
+    });
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    release.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+    let seen = seen.expect("the read waited for the writer").unwrap();
+    assert_eq!(seen, 2, "the uncommitted widget is not seen");
+    assert_eq!(count_in(&store, "230100").await, 3);
+}
+
+/// SQLite serves reading scopes from read-only connections: a reading scope that writes fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_write_in_a_reading_scope() {
+    let backend = StoreBackend::sqlite();
+    let store = backend.open("read_only");
+    with_widgets(&store).await;
+    let written = store
+        .scoped(&TenantScope::system_read(tenant("230100")), |conn| {
+            diesel::delete(widgets::table).execute(conn)?;
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    let err = written.expect_err("a reading scope may not write");
+    assert!(err.to_string().contains("readonly"), "{err}");
+    assert_eq!(count_in(&store, "230100").await, 2);
+}
+
 pub async fn migrations_apply_once(backend: StoreBackend) {
     let store = backend.open("migrations");
     // `open` migrated already: nothing is pending on a second run, nor after a restart.
@@ -276,6 +335,11 @@ macro_rules! store_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_failed_transaction_leaves_nothing() {
                 super::a_failed_transaction_leaves_nothing($backend).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_read_is_not_held_up_by_a_writer() {
+                super::a_read_is_not_held_up_by_a_writer($backend).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
