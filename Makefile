@@ -46,7 +46,8 @@ check: lint test chart-check
 ## bench: producer, outbox relay and embedded log throughput (needs PostgreSQL and the broker);
 ## the gateway's own overhead against direct gRPC calls to an empty service (in process); and a
 ## real read through the gateway of `pdp dev` against the same call straight to the service
-## (wrk and h2load, from `bench-tools`); and the sandbox: a 10-million-row load (peak RSS) and
+## (wrk and h2load, from `bench-tools`), with nginx as a plain proxy beside it for CPU per
+## request; and the sandbox: a 10-million-row load (peak RSS) and
 ## aggregate queries through disclosure control, on plain DataFusion and on DuckDB; and the
 ## audit archive: its ingest rate and verifying a million records
 bench: bench-tools
@@ -56,10 +57,14 @@ bench: bench-tools
 	$(CARGO) bench -p pdp-sandbox --bench engine
 	$(CARGO) bench -p pdp-termination --bench archive
 
-## bench-tools: the load tools of the gateway bench (Debian's wrk and nghttp2-client for h2load)
-## and DuckDB (PyPI), which the sandbox bench compares with
+## bench-tools: the load tools of the gateway bench (Debian's wrk and nghttp2-client for h2load),
+## nginx (Debian's nginx-light, which the gateway's CPU per request is compared with; apt is kept
+## from starting it as a service) and DuckDB (PyPI), which the sandbox bench compares with
 bench-tools:
-	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq wrk nghttp2-client; }
+	@command -v wrk >/dev/null && command -v h2load >/dev/null && command -v nginx >/dev/null || \
+		{ apt-get update -qq; made=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nghttp2-client nginx-light; \
+		  status=$$?; [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 	@python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet "duckdb==1.4.2" \
 		|| python3 -m pip install --quiet --break-system-packages "duckdb==1.4.2"

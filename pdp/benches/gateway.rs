@@ -8,6 +8,9 @@
 //! calls). Both load tools are C programs outside the process under test; `make bench-tools`
 //! installs them. The figures are each tool's own.
 //!
+//! Beside them, nginx as a plain reverse proxy under the same wrk load (`nginx.rs`): the line
+//! `nginx comparison …` sets the gateway's CPU per request against nginx's worker's.
+//!
 //! `BENCH_CONCURRENCY` (default `1,32`), `BENCH_ROUNDS` (default 3) and `BENCH_SECONDS` (default
 //! 5) set the load, as in the gateway's own bench (`gateway/benches/common/rounds.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench that cannot go on should stop
@@ -33,8 +36,11 @@ const GET_RESOURCE: &str = "/pdp.planning.v1.ResourceService/GetResource";
 mod rounds;
 use rounds::{Cpu, Figures, Rounds, concurrencies, setting};
 
+#[path = "common/nginx.rs"]
+mod nginx;
+
 fn main() {
-    for tool in ["wrk", "h2load"] {
+    for tool in ["wrk", "h2load", "nginx"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -131,9 +137,12 @@ fn main() {
     let log = data.path().join("h2load.log");
     let log = log.to_str().unwrap();
 
-    // Warm both paths (connections, caches, SQLite pages), then measure.
+    let nginx = nginx::Nginx::start(free_port(), free_port());
+
+    // Warm every path (connections, caches, SQLite pages), then measure.
     h2load(&grpc_args(32, 1, log), log);
     wrk(&http_args(32, 1));
+    nginx.round(32, 1);
     for concurrency in concurrencies() {
         println!(
             "GetResource at concurrency {concurrency}, {rounds} rounds of {seconds} s per path \
@@ -150,8 +159,13 @@ fn main() {
             let gateway = wrk(&http_args(concurrency, seconds));
             let gateway = gateway.with_cpu(before, Cpu::of(pid), seconds);
             compared.add(&direct, &gateway);
+            compared.add_nginx(&nginx.round(concurrency, seconds));
         }
+        let against_nginx = compared.nginx_comparison(concurrency);
         println!("{}", compared.summary());
+        if let Some(line) = against_nginx {
+            println!("{line}");
+        }
     }
     interrupt_and_wait(dev, data.path());
 }
@@ -253,7 +267,7 @@ fn h2load(args: &[String], log: &str) -> Figures {
 }
 
 /// wrk's own rate and latency distribution. Every answer must be a 2xx.
-fn wrk(args: &[String]) -> Figures {
+pub(crate) fn wrk(args: &[String]) -> Figures {
     let text = run("wrk", args);
     assert!(
         !text.contains("Non-2xx") && !text.contains("Socket errors"),

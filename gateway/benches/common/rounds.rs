@@ -66,6 +66,7 @@ pub fn report(name: &str, f: &Figures) {
         (Some(all), Some(gateway)) => {
             format!("  CPU/request {all:>5.1} µs (gateway workers {gateway:>4.1} µs)")
         }
+        (Some(all), None) => format!("  CPU/request {all:>5.1} µs"),
         _ => String::new(),
     };
     println!(
@@ -134,6 +135,10 @@ pub struct Rounds {
     p99_overheads: Vec<f64>,
     cpu_overheads: Vec<f64>,
     gateway_cpu: Vec<f64>,
+    /// nginx's worker CPU per request, where the bench runs it beside (`pdp/benches/common/
+    /// nginx.rs`; the gateway's in-process bench has no nginx).
+    #[allow(dead_code)]
+    nginx_cpu: Vec<f64>,
 }
 
 impl Rounds {
@@ -151,6 +156,35 @@ impl Rounds {
             self.cpu_overheads.push(g - d);
             self.gateway_cpu.push(workers);
         }
+    }
+
+    /// Reports nginx's round beside the gateway's and keeps its CPU per request.
+    #[allow(dead_code)]
+    pub fn add_nginx(&mut self, nginx: &Figures) {
+        report(
+            &format!("  {}: nginx (plain proxy)", self.ratios.len()),
+            nginx,
+        );
+        self.nginx_cpu.extend(nginx.cpu_us);
+    }
+
+    /// The gateway's CPU per request against nginx's, medians of the rounds: its HTTP workers
+    /// alone, and the whole path (everything the process spends beyond a direct call).
+    #[allow(dead_code)]
+    pub fn nginx_comparison(&self, concurrency: u64) -> Option<String> {
+        if self.nginx_cpu.is_empty() || self.cpu_overheads.is_empty() {
+            return None;
+        }
+        let nginx = median(self.nginx_cpu.clone());
+        let workers = median(self.gateway_cpu.clone());
+        let whole = median(self.cpu_overheads.clone());
+        Some(format!(
+            "nginx comparison at concurrency {concurrency}: nginx worker {nginx:.1} µs/request; \
+             gateway HTTP workers {workers:.1} µs ({:.1}×); whole gateway path {whole:.1} µs; \
+             ratio {:.1}",
+            workers / nginx,
+            whole / nginx
+        ))
     }
 
     pub fn summary(self) -> String {
