@@ -13,6 +13,9 @@ use crate::transcode::routes::Route;
 
 /// The server span of one request, before any route is known.
 pub fn server_span(request: &HttpRequest, request_id: &str) -> tracing::Span {
+    if !pdp_kit::telemetry::exporting() {
+        return tracing::Span::none();
+    }
     let method = request.method().as_str();
     let span = tracing::info_span!(
         "http",
@@ -35,6 +38,9 @@ pub fn server_span(request: &HttpRequest, request_id: &str) -> tracing::Span {
 
 /// Names the current server span by the route that matched: `POST /api/v1/…/plans/{id}:approve`.
 pub fn matched(route: &Route) {
+    if !pdp_kit::telemetry::exporting() {
+        return;
+    }
     let span = tracing::Span::current();
     let template = route.template.to_string();
     pdp_kit::telemetry::rename(&span, format!("{} {template}", route.method));
@@ -59,17 +65,19 @@ pub fn answered(span: &tracing::Span, status: u16, tenant: Option<&str>, decisio
 pub fn client_span(route: &Route, upstream: &str) -> tracing::Span {
     let operation = route.operation();
     let (service, method) = operation.split_once('/').unwrap_or((operation, ""));
-    tracing::info_span!(
-        "grpc",
-        otel.name = operation,
-        otel.kind = "client",
-        otel.status_code = Empty,
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-        rpc.grpc.status_code = Empty,
-        server.address = upstream,
-    )
+    pdp_kit::telemetry::exported_span(|| {
+        tracing::info_span!(
+            "grpc",
+            otel.name = operation,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            server.address = upstream,
+        )
+    })
 }
 
 /// The call's status on its client span.

@@ -525,6 +525,9 @@ const BATCH_LINKS: usize = 32;
 /// events come from many changes, so it links to them rather than having one for a parent.
 fn batch_span(consumer: &str, batch: &[&Delivery]) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !crate::telemetry::exporting() {
+        return tracing::Span::none();
+    }
     let topic = match batch.first() {
         Some(first) if batch.iter().all(|d| d.topic == first.topic) => first.topic.as_str(),
         _ => "",

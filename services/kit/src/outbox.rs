@@ -47,6 +47,9 @@ const PUBLISH_LINKS: usize = 32;
 /// records themselves carry each change's context, and their consumers continue it.
 fn publish_span(topic: &str, events: &[Event]) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !crate::telemetry::exporting() {
+        return tracing::Span::none();
+    }
     let span = tracing::info_span!(
         "publish",
         otel.name = %format_args!("send {topic}"),

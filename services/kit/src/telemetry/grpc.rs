@@ -33,6 +33,9 @@ pub struct GrpcTelemetry<S> {
 /// the trace context the caller sent. The request id is the gateway's (or the caller's own,
 /// which is all the service knows).
 fn server_span(path: &str, headers: &mut http::HeaderMap) -> tracing::Span {
+    if !super::exporting() {
+        return tracing::Span::none();
+    }
     let operation = path.trim_start_matches('/');
     let (service, method) = operation.split_once('/').unwrap_or((operation, ""));
     let request_id = headers
