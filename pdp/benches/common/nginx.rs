@@ -17,8 +17,11 @@ pub struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master stops its worker on the way out; killed outright, it
+        // would leave the worker behind, holding the port.
         for child in [&mut self.proxy, &mut self.upstream] {
-            let _ = child.kill();
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
         }
     }
