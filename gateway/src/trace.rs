@@ -63,25 +63,29 @@ pub fn answered(span: &tracing::Span, status: u16, tenant: Option<&str>, decisio
 /// The client span of the gRPC call `route` makes to `upstream`; its context goes in the call's
 /// metadata (inject it while this span is entered).
 pub fn client_span(route: &Route, upstream: &str) -> tracing::Span {
+    if !pdp_kit::telemetry::exporting() {
+        return tracing::Span::none();
+    }
     let operation = route.operation();
-    let (service, method) = operation.split_once('/').unwrap_or((operation, ""));
-    pdp_kit::telemetry::exported_span(|| {
-        tracing::info_span!(
-            "grpc",
-            otel.name = operation,
-            otel.kind = "client",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = method,
-            rpc.grpc.status_code = Empty,
-            server.address = upstream,
-        )
-    })
+    let (service, method) = pdp_kit::telemetry::grpc::service_and_method(operation);
+    tracing::info_span!(
+        "grpc",
+        otel.name = operation,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = Empty,
+        server.address = upstream,
+    )
 }
 
 /// The call's status on its client span.
-pub fn returned(span: &tracing::Span, code: tonic::Code) {
+pub fn returned<T>(span: &tracing::Span, answer: &Result<T, tonic::Status>) {
+    let code = answer
+        .as_ref()
+        .map_or_else(tonic::Status::code, |_| tonic::Code::Ok);
     span.record("rpc.grpc.status_code", code as i64);
     if pdp_kit::telemetry::grpc::failed(code) {
         span.record("otel.status_code", "error");

@@ -224,15 +224,20 @@ fn dev_serves_health_and_stops_cleanly_on_ctrl_c() {
         "pdp_gateway_audit_queue_depth",
         "pdp_gateway_request_duration_seconds_count{operation=\"pdp.planning.v1.PlanService/\
          ListPlans\",status_class=\"4xx\"}",
-        // The domain gauges, per tenant, from the start.
+    ] {
+        assert!(metrics.contains(family), "{family} in {metrics}");
+    }
+    // The domain gauges, per tenant, once each service has counted (at its start).
+    let gauges = [
         "pdp_plans{state=\"EFFECTIVE\",tenant=\"230100\"} 0",
         "pdp_selections_open{tenant=\"230100\"} 0",
         "pdp_notices_ending{tenant=\"230000\"} 0",
         "pdp_agreements_expiring{tenant=\"230200\"} 0",
         "pdp_overdue{tenant=\"230100\",what=\"quality_ticket\"} 0",
-    ] {
-        assert!(metrics.contains(family), "{family} in {metrics}");
-    }
+    ];
+    eventually(10, "the domain gauges are counted", || {
+        get(port, "/metrics").and_then(|(_, m)| gauges.iter().all(|g| m.contains(g)).then_some(()))
+    });
     // Each consumer measures what waits for it once a second.
     let lag = "pdp_consumer_lag{consumer=\"oversight-watch\",topic=\"pdp.audit\"}";
     eventually(10, "the consumers' lag is measured", || {

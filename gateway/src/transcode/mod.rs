@@ -9,8 +9,8 @@ pub mod template;
 use std::time::Duration;
 
 use prost_reflect::DynamicMessage;
+use tonic::Status;
 use tonic::metadata::MetadataMap;
-use tonic::{Code, Status};
 use tracing::Instrument as _;
 
 use crate::upstream::Upstream;
@@ -45,10 +45,7 @@ pub async fn call(
             timeout.as_millis()
         ))),
     };
-    crate::trace::returned(
-        &span,
-        answer.as_ref().map_or_else(Status::code, |_| Code::Ok),
-    );
+    crate::trace::returned(&span, &answer);
     answer
 }
 
@@ -85,10 +82,7 @@ where
     .instrument(span.clone())
     .await
     .map(tonic::Response::into_inner);
-    crate::trace::returned(
-        &span,
-        answer.as_ref().map_or_else(Status::code, |_| Code::Ok),
-    );
+    crate::trace::returned(&span, &answer);
     answer
 }
 

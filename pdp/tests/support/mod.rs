@@ -480,8 +480,8 @@ pub fn approval_steps(today: &str) -> [(&'static str, serde_json::Value); 4] {
         ("submit", json!({})),
         (
             "review",
-            json!({ "review": { "summary": "feasible", "departments_consulted": ["Transport Bureau"],
-                    "reviewed_on": today } }),
+            json!({ "review": { "summary": "feasible", "reviewed_on": today,
+                    "departments_consulted": ["Transport Bureau"] } }),
         ),
         (
             "decide",

@@ -518,13 +518,9 @@ fn apply_or_park<H: EventHandler>(
     }
 }
 
-/// Links kept on one batch's span: a trace viewer shows a handful.
-const BATCH_LINKS: usize = 32;
-
 /// The consumer span of a batch applied at once (OpenTelemetry messaging conventions): its
 /// events come from many changes, so it links to them rather than having one for a parent.
 fn batch_span(consumer: &str, batch: &[&Delivery]) -> tracing::Span {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if !crate::telemetry::exporting() {
         return tracing::Span::none();
     }
@@ -547,12 +543,7 @@ fn batch_span(consumer: &str, batch: &[&Delivery]) -> tracing::Span {
         messaging.consumer.group.name = %consumer,
         messaging.batch.message_count = batch.len(),
     );
-    for delivery in batch.iter().take(BATCH_LINKS) {
-        let carrier = crate::telemetry::RecordHeaders(&delivery.event.trace);
-        if let Some(origin) = crate::telemetry::remote_span(&carrier) {
-            span.add_link(origin);
-        }
-    }
+    crate::telemetry::link_origins(&span, batch.iter().map(|d| &d.event.trace));
     span
 }
 

@@ -38,15 +38,10 @@ diesel::table! {
     }
 }
 
-/// Links kept on one publish span: a batch is at most a few hundred events, and a trace viewer
-/// shows a handful.
-const PUBLISH_LINKS: usize = 32;
-
 /// A producer span (OpenTelemetry messaging conventions) for one batch sent to `topic`, linked
 /// to the changes that wrote its events: a batch has many parents, so none is its parent. The
 /// records themselves carry each change's context, and their consumers continue it.
 fn publish_span(topic: &str, events: &[Event]) -> tracing::Span {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if !crate::telemetry::exporting() {
         return tracing::Span::none();
     }
@@ -59,13 +54,7 @@ fn publish_span(topic: &str, events: &[Event]) -> tracing::Span {
         messaging.destination.name = %topic,
         messaging.batch.message_count = events.len(),
     );
-    for event in events.iter().take(PUBLISH_LINKS) {
-        if let Some(origin) =
-            crate::telemetry::remote_span(&crate::telemetry::RecordHeaders(&event.trace))
-        {
-            span.add_link(origin);
-        }
-    }
+    crate::telemetry::link_origins(&span, events.iter().map(|e| &e.trace));
     span
 }
 

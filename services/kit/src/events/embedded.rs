@@ -113,6 +113,21 @@ impl EmbeddedLog {
     }
 }
 
+/// The next offset `group` will read in a partition: what it committed, or the start.
+fn committed_offset(
+    conn: &mut SqliteConnection,
+    group: &str,
+    topic: &str,
+    part: i32,
+) -> diesel::QueryResult<i64> {
+    Ok(log_offsets::table
+        .find((group, topic, part))
+        .select(log_offsets::next_offset)
+        .first::<i64>(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
 fn topic_partitions(conn: &mut SqliteConnection, topic: &str) -> Result<i32, EventLogError> {
     log_topics::table
         .find(topic)
@@ -273,12 +288,7 @@ impl EmbeddedSubscription {
             .sqlite(move |conn| {
                 let mut out = Vec::new();
                 for (topic, part) in wanted {
-                    let next = log_offsets::table
-                        .find((&group, &topic, part))
-                        .select(log_offsets::next_offset)
-                        .first::<i64>(conn)
-                        .optional()?
-                        .unwrap_or(0);
+                    let next = committed_offset(conn, &group, &topic, part)?;
                     out.push(((topic, part), next));
                 }
                 Ok(out)
@@ -379,12 +389,7 @@ impl Subscription for EmbeddedSubscription {
                         .filter(log_records::part.eq(part))
                         .select(diesel::dsl::max(log_records::record_offset))
                         .first(conn)?;
-                    let committed = log_offsets::table
-                        .find((&group, &topic, part))
-                        .select(log_offsets::next_offset)
-                        .first::<i64>(conn)
-                        .optional()?
-                        .unwrap_or(0);
+                    let committed = committed_offset(conn, &group, &topic, part)?;
                     out.push((topic, last.map_or(0, |l| l + 1 - committed)));
                 }
                 Ok(out)

@@ -29,6 +29,12 @@ pub struct GrpcTelemetry<S> {
     inner: S,
 }
 
+/// `pdp.planning.v1.PlanService` and `ApprovePlan` of `pdp.planning.v1.PlanService/ApprovePlan`:
+/// the `rpc.service` and `rpc.method` of a span.
+pub fn service_and_method(operation: &str) -> (&str, &str) {
+    operation.split_once('/').unwrap_or((operation, ""))
+}
+
 /// The server span of a call to `path` (`/pdp.planning.v1.PlanService/ApprovePlan`), child of
 /// the trace context the caller sent. The request id is the gateway's (or the caller's own,
 /// which is all the service knows).
@@ -37,7 +43,7 @@ fn server_span(path: &str, headers: &mut http::HeaderMap) -> tracing::Span {
         return tracing::Span::none();
     }
     let operation = path.trim_start_matches('/');
-    let (service, method) = operation.split_once('/').unwrap_or((operation, ""));
+    let (service, method) = service_and_method(operation);
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

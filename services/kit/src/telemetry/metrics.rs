@@ -324,7 +324,7 @@ pub static PLANS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 pub static SELECTIONS_OPEN: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     tenant_gauge(
         "pdp_selections_open",
-        "Selections announced and not yet concluded or cancelled, by tenant",
+        "Selections announced and not yet concluded, by tenant",
         &["tenant"],
     )
 });

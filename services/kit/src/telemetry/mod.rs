@@ -131,12 +131,23 @@ pub fn adopt_parent(span: &tracing::Span, carrier: &dyn Extractor) {
     let _ = span.set_parent(parent);
 }
 
-/// The span a carrier names, to link to (a batch published at once has many parents).
-pub fn remote_span(carrier: &dyn Extractor) -> Option<opentelemetry::trace::SpanContext> {
+/// Links kept on one span of a batch: a trace viewer shows a handful.
+const LINKS: usize = 32;
+
+/// Links `span` to the changes whose events a batch carries (their record headers): a batch has
+/// many origins, so none is its parent.
+pub fn link_origins<'a>(
+    span: &tracing::Span,
+    traces: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+) {
     use opentelemetry::trace::TraceContextExt as _;
-    let context = TraceContextPropagator::new().extract(carrier);
-    let span = context.span().span_context().clone();
-    span.is_valid().then_some(span)
+    for trace in traces.into_iter().take(LINKS) {
+        let context = TraceContextPropagator::new().extract(&RecordHeaders(trace));
+        let origin = context.span().span_context().clone();
+        if origin.is_valid() {
+            span.add_link(origin);
+        }
+    }
 }
 
 /// The trace `span` belongs to, as 32 hex digits, when traces are exported.
@@ -153,15 +164,6 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
 pub fn rename(span: &tracing::Span, name: String) {
     use opentelemetry::trace::TraceContextExt as _;
     span.context().span().update_name(name);
-}
-
-/// A span of the request path, made only when spans are exported (see [`EXPORTING`]).
-pub fn exported_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
-    if exporting() {
-        make()
-    } else {
-        tracing::Span::none()
-    }
 }
 
 /// A span for work done on behalf of whatever the caller is tracing, or none when nothing is:
