@@ -1,8 +1,10 @@
 //! `Idempotency-Key` on creates and other writes: a client that retries a request (a timeout, a
 //! dropped connection) with the same key gets the first answer again instead of a second row.
 //! Keys are per caller, tenant and operation, and kept a day; the same key with another body is
-//! refused, and so is a key whose first request is still running. Kept in Redis when the gateway
-//! has one (every replica sees every key), in the process otherwise.
+//! refused, and so is a key whose first request is still running. A running claim is held only
+//! as long as its request may run: a gateway that dies mid-request (`kill -9`, a node lost) never
+//! completes it, and its key must not refuse the client's retries for the rest of the day. Kept
+//! in Redis when the gateway has one (every replica sees every key), in the process otherwise.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,8 +45,10 @@ pub enum Claim {
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` for a request whose body has `fingerprint`.
-    async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, String>;
+    /// Claims `key` for a request whose body has `fingerprint` and which runs at most `running`
+    /// (after that the claim lapses, as if the request had failed).
+    async fn claim(&self, key: &str, fingerprint: &str, running: Duration)
+    -> Result<Claim, String>;
     /// Keeps the answer of a claimed key, or (`None`) releases the key so that a retry runs again.
     async fn complete(&self, key: &str, fingerprint: &str, answer: Option<Answer>);
 }
@@ -69,17 +73,22 @@ pub struct LocalIdempotency {
 
 #[async_trait]
 impl IdempotencyStore for LocalIdempotency {
-    async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, String> {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        running: Duration,
+    ) -> Result<Claim, String> {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("idempotency lock");
         entries.retain(|_, (_, until)| *until > now);
         if let Some((entry, _)) = entries.get(key) {
             return Ok(judge(entry, fingerprint));
         }
-        let running = Entry::Running {
+        let claimed = Entry::Running {
             fingerprint: fingerprint.to_string(),
         };
-        entries.insert(key.to_string(), (running, now + KEPT));
+        entries.insert(key.to_string(), (claimed, now + running));
         Ok(Claim::New)
     }
 
@@ -127,19 +136,24 @@ impl RedisIdempotency {
 
 #[async_trait]
 impl IdempotencyStore for RedisIdempotency {
-    async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, String> {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        running: Duration,
+    ) -> Result<Claim, String> {
         let mut connection = self.connection.clone();
-        let running = serde_json::to_string(&Entry::Running {
+        let claimed = serde_json::to_string(&Entry::Running {
             fingerprint: fingerprint.to_string(),
         })
         .expect("entries serialize");
         // SET NX: of two replicas claiming one key at once, one wins.
         let set: Option<String> = redis::cmd("SET")
             .arg(Self::key(key))
-            .arg(&running)
+            .arg(&claimed)
             .arg("NX")
-            .arg("EX")
-            .arg(KEPT.as_secs())
+            .arg("PX")
+            .arg(running.as_millis().max(1) as u64)
             .query_async(&mut connection)
             .await
             .map_err(|e| e.to_string())?;
@@ -154,7 +168,7 @@ impl IdempotencyStore for RedisIdempotency {
         match held.and_then(|text| serde_json::from_str::<Entry>(&text).ok()) {
             Some(entry) => Ok(judge(&entry, fingerprint)),
             // It expired between the two commands: claim it again.
-            None => Box::pin(self.claim(key, fingerprint)).await,
+            None => Box::pin(self.claim(key, fingerprint, running)).await,
         }
     }
 

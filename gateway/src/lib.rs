@@ -950,7 +950,14 @@ async fn claim_idempotency(
             Some(http),
         )
     };
-    match gateway.idempotency.claim(&scoped, &fingerprint).await {
+    // The claim lapses when the request can no longer be running: past the upstream timeout,
+    // with a margin for the gateway's own work either side of the call.
+    let running = gateway.upstream_timeout + Duration::from_secs(5);
+    match gateway
+        .idempotency
+        .claim(&scoped, &fingerprint, running)
+        .await
+    {
         Ok(Claim::New) => Ok(Some((scoped, fingerprint))),
         Ok(Claim::Replay(first)) => {
             let mut replay = json_answer(first.status, first.body);

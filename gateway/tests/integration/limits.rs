@@ -63,9 +63,14 @@ async fn redis_limiter_shared_by_two_replicas() {
 }
 
 mod idempotency {
+    use std::time::Duration;
+
     use pdp_gateway::idempotency::{
         Answer, Claim, IdempotencyStore, LocalIdempotency, RedisIdempotency,
     };
+
+    /// How long a claimed request may run in these tests.
+    const RUNS: Duration = Duration::from_secs(60);
 
     async fn a_key_replays_its_first_answer(
         first: &dyn IdempotencyStore,
@@ -76,27 +81,54 @@ mod idempotency {
             status: 200,
             body: br#"{"id":"w-1"}"#.to_vec(),
         };
-        assert_eq!(first.claim(&key, "body-a").await.unwrap(), Claim::New);
+        assert_eq!(first.claim(&key, "body-a", RUNS).await.unwrap(), Claim::New);
         assert_eq!(
-            second.claim(&key, "body-a").await.unwrap(),
+            second.claim(&key, "body-a", RUNS).await.unwrap(),
             Claim::Running,
             "a retry while the first runs is told so, on any replica"
         );
         first.complete(&key, "body-a", Some(answer.clone())).await;
         assert_eq!(
-            second.claim(&key, "body-a").await.unwrap(),
+            second.claim(&key, "body-a", RUNS).await.unwrap(),
             Claim::Replay(answer)
         );
         assert_eq!(
-            second.claim(&key, "body-b").await.unwrap(),
+            second.claim(&key, "body-b", RUNS).await.unwrap(),
             Claim::Mismatch,
             "the same key with another body"
         );
         // A request that failed on our side releases its key: the retry runs.
         let other = super::key();
-        assert_eq!(first.claim(&other, "x").await.unwrap(), Claim::New);
+        assert_eq!(first.claim(&other, "x", RUNS).await.unwrap(), Claim::New);
         first.complete(&other, "x", None).await;
-        assert_eq!(second.claim(&other, "x").await.unwrap(), Claim::New);
+        assert_eq!(second.claim(&other, "x", RUNS).await.unwrap(), Claim::New);
+        // A gateway that died mid-request never completes its claim: once the request could no
+        // longer be running, a retry runs instead of being told to wait for the rest of the day.
+        let orphan = super::key();
+        let short = Duration::from_millis(300);
+        assert_eq!(first.claim(&orphan, "y", short).await.unwrap(), Claim::New);
+        assert_eq!(
+            second.claim(&orphan, "y", short).await.unwrap(),
+            Claim::Running
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(second.claim(&orphan, "y", short).await.unwrap(), Claim::New);
+        // A completed answer is kept for the day, whatever the claim's hold was.
+        second
+            .complete(
+                &orphan,
+                "y",
+                Some(Answer {
+                    status: 200,
+                    body: b"{}".to_vec(),
+                }),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(matches!(
+            first.claim(&orphan, "y", short).await.unwrap(),
+            Claim::Replay(_)
+        ));
     }
 
     #[tokio::test]
