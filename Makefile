@@ -5,7 +5,7 @@ export TEST_KAFKA_BROKERS ?= 127.0.0.1:9092
 export TEST_REDIS_URL ?= redis://127.0.0.1:6379
 export TEST_S3_ENDPOINT ?= http://127.0.0.1:9000
 
-.PHONY: run fmt lint test check bench bench-tools chart-check image asyncapi
+.PHONY: run fmt lint test check bench bench-tools chart-check image asyncapi chaos
 
 ## run: pdp on the embedded defaults (SQLite and the embedded log under ./data), http on :8080
 run:
@@ -22,6 +22,17 @@ lint:
 ## test: every test, against the real PostgreSQL and Kafka-compatible broker
 test:
 	$(CARGO) test --workspace --lib --bins --tests
+
+## chaos: the whole authorization on separate processes of two instances (tests/chaos.rs), run
+## CHAOS_RUNS (20) times with seeded faults — kill -9 of every process, broker, PostgreSQL and
+## Redis crashes — none started after CHAOS_MINUTES (120), CHAOS_SEED to replay one; each run
+## starts its own servers: tansu (`.ci/run` builds it), PostgreSQL's server programs,
+## redis-server and moto's S3 server (all of which `.ci/run` installs). Prints the table.
+CHAOS_RUNS ?= 20
+CHAOS_MINUTES ?= 120
+chaos:
+	CHAOS_RUNS=$(CHAOS_RUNS) CHAOS_MINUTES=$(CHAOS_MINUTES) \
+	  $(CARGO) test --workspace --test chaos -- --ignored --nocapture
 
 ## chart-check: the Helm chart and k8s/ manifests, rendered by the real Helm engine and validated
 ## against the Kubernetes schemas (helm-python-sdk, kubernetes-validate; `.ci/run` installs them)

@@ -24,7 +24,7 @@ use pdp_proto::pdp::planning::v1::{DataResource, GetResourceRequest};
 use prost::Message as _;
 use serde_json::json;
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../../tests/support/mod.rs"]
 mod support;
 use support::*;
 

@@ -1,6 +1,7 @@
 //! The `pdp` binary as IT teams and developers run it.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 use support::*;
 

@@ -2,6 +2,9 @@
 //! so the tests speak to the gateway exactly as a front end's HTTP stack would).
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod cluster;
+pub mod servers;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
@@ -239,12 +242,15 @@ pub fn interrupt_and_wait_inner(mut child: Child) -> Option<std::process::ExitSt
 
 /// A fresh PostgreSQL database `<name>_<pid>` (dropped first if a run left it); its URL.
 pub fn database(name: &str) -> String {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    database_at(&servers::Servers::from_env().database, name)
+}
+
+/// [`database`] on the server of `url` (a database its user may create databases from).
+pub fn database_at(url: &str, name: &str) -> String {
     let db = format!("{name}_{}", std::process::id());
     let admin = Command::new("psql")
         .args([
-            &url,
+            url,
             "-q",
             "-c",
             &format!("DROP DATABASE IF EXISTS {db}"),
@@ -281,10 +287,22 @@ pub fn call_with(
     body: Option<&serde_json::Value>,
     headers: &str,
 ) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("gateway listens");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
+    try_call_with(port, method, path, token, body, headers)
+        .unwrap_or_else(|e| panic!("{method} {path}: no answer from the gateway: {e}"))
+}
+
+/// [`call_with`], or the error of a connection that failed or closed without an answer (a
+/// gateway that is down or was killed mid-request).
+pub fn try_call_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+    headers: &str,
+) -> std::io::Result<(u16, serde_json::Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -294,13 +312,17 @@ pub fn call_with(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}{headers}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
-    )
-    .unwrap();
+    )?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let no_answer = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP answer");
+    let (head, rest) = text.split_once("\r\n\r\n").ok_or_else(no_answer)?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(no_answer)?;
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
@@ -314,7 +336,7 @@ pub fn call_with(
     } else {
         serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))
     };
-    (status, json)
+    Ok((status, json))
 }
 
 /// A streamed upload: `PUT path` with `content_type`, its body sent in HTTP/1.1 chunks of

@@ -1,6 +1,6 @@
 //! Planning against real stores: every test runs on SQLite and on PostgreSQL (one schema per
 //! test; `TEST_DATABASE_URL`, default the local server `.ci/run` starts — a missing server fails,
-//! it never skips). Two separately started instances filing over Kafka: `pdp/tests/instances.rs`.
+//! it never skips). Two separately started instances filing over Kafka: `tests/instances.rs`.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
 mod flows;
