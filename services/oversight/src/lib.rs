@@ -107,9 +107,10 @@ pub async fn start(context: &Context) -> anyhow::Result<Running> {
             async move { oversight.run_due().await }
         },
     );
+    let tenants = context.config.instance.served_tenants();
     let forgetting = context.every("monitoring hits no window reaches forgotten", move || {
-        let oversight = oversight.clone();
-        async move { oversight.forget_hits().await }
+        let (oversight, tenants) = (oversight.clone(), tenants.clone());
+        async move { oversight.forget_hits(&tenants).await }
     });
     Ok(Running {
         routes,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use pdp_kit::change::timestamp;
 use pdp_kit::error::FieldViolation;
 use pdp_kit::events::Event;
-use pdp_kit::identity::Identity;
+use pdp_kit::identity::{Identity, TenantCode};
 use pdp_kit::paging::Cursor;
 use pdp_kit::service::Operations;
 use pdp_kit::store::{Access, AnyConnection, TenantScope};
@@ -218,11 +218,21 @@ impl Oversight {
         .await
     }
 
-    /// Forgets rule hits no window reaches any more.
-    pub async fn forget_hits(&self) -> Result<usize> {
-        let before = self.clock.now() - Duration::seconds(self.rules.longest_memory_secs());
-        self.store
-            .run(move |conn| db::forget_hits(conn, before))
-            .await
+    /// Forgets rule hits no window reaches any more, tenant by tenant: on PostgreSQL a tenant's
+    /// rows are reachable only in its scope.
+    pub async fn forget_hits(&self, tenants: &[TenantCode]) -> Result<usize> {
+        let now = self.clock.now();
+        let before = now - Duration::seconds(self.rules.longest_memory_secs());
+        let mut forgotten = 0;
+        for tenant in tenants {
+            let scope = TenantScope::system(tenant.clone());
+            forgotten += self
+                .store
+                .operate(&scope, now, move |conn, scope, _| {
+                    db::forget_hits(conn, scope, before)
+                })
+                .await?;
+        }
+        Ok(forgotten)
     }
 }

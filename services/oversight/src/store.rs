@@ -280,9 +280,16 @@ pub fn hits_between(
     Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// Forgets hits before `before`, every tenant's (no window reaches back that far).
-pub fn forget_hits(conn: &mut AnyConnection, before: DateTime<Utc>) -> Result<usize> {
-    Ok(diesel::delete(rule_hits::table.filter(rule_hits::at.lt(naive(before)))).execute(conn)?)
+/// Forgets the scope's tenant's hits before `before` (no window reaches back that far).
+pub fn forget_hits(
+    conn: &mut AnyConnection,
+    scope: &TenantScope,
+    before: DateTime<Utc>,
+) -> Result<usize> {
+    let old = scope
+        .rows(rule_hits::table)
+        .filter(rule_hits::at.lt(naive(before)));
+    Ok(diesel::delete(old).execute(conn)?)
 }
 
 /// A fact followed from another service's events.

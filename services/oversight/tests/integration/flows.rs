@@ -83,6 +83,18 @@ pub async fn refused_queries_raise_one_alert_that_the_supervisors_of_its_duty_ha
     let beta = alerts.iter().find(|a| a.group_key == "beta").unwrap();
     assert_eq!((beta.hits, beta.evidence.len()), (2, 2));
     assert_eq!(i.events("pdp.oversight.alert.raised").await.len(), 2);
+    // Hits no window reaches any more are forgotten, in each tenant's scope (on PostgreSQL a
+    // tenant's rows are reachable in no other); the open alerts keep their evidence.
+    assert_eq!(
+        i.oversight.forget_hits(&[harbin()]).await.unwrap(),
+        0,
+        "every hit is still in a window"
+    );
+    i.advance(Duration::days(30));
+    let forgotten = i.oversight.forget_hits(&[harbin()]).await.unwrap();
+    assert!(forgotten >= 11, "{forgotten} hits forgotten");
+    assert_eq!(i.oversight.forget_hits(&[harbin()]).await.unwrap(), 0);
+    assert_eq!(i.alerts().await.len(), 2);
     // The cyberspace supervisor sees it; finance's does not, not even by id.
     let cyber = caller("supervisor", "harbin-cyberspace");
     let finance = caller("supervisor", "harbin-finance");
