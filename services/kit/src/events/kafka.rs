@@ -45,6 +45,21 @@ fn unavailable(err: KafkaError) -> EventLogError {
     EventLogError::Unavailable(err.to_string())
 }
 
+/// What a consumer does with an error its client reports: librdkafka reconnects and rejoins by
+/// itself after a broker is lost or restarts (`AllBrokersDown`, a transport failure), so those
+/// are logged and consuming goes on; only a fatal error ends the subscription. Re-creating the
+/// consumer instead would leave its old member in the group, and the group's rebalance would
+/// then wait for that member (with tansu, for good).
+fn passing(err: KafkaError) -> Result<(), EventLogError> {
+    match err {
+        KafkaError::MessageConsumption(code) => {
+            tracing::warn!(error = %code, "the broker is unreachable for now; consuming goes on");
+            Ok(())
+        }
+        fatal => Err(unavailable(fatal)),
+    }
+}
+
 impl KafkaLog {
     pub fn connect(
         brokers: &str,
@@ -155,6 +170,10 @@ impl EventLog for KafkaLog {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // Also the rebalance's timeout: how long the group waits for a member that was
+            // killed (`kill -9`, a node lost) before its partitions go to the others or to the
+            // restarted process. A batch is applied in well under it.
+            .set("max.poll.interval.ms", "20000")
             .set("fetch.wait.max.ms", "100")
             // The client reports each partition's lag in its statistics: read without a call.
             .set("statistics.interval.ms", "5000")
@@ -242,7 +261,8 @@ impl Subscription for KafkaSubscription {
         let mut out = Vec::new();
         let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => return Ok(out),
-            Ok(msg) => msg.map_err(unavailable)?,
+            Ok(Ok(msg)) => msg,
+            Ok(Err(err)) => return passing(err).map(|()| out),
         };
         out.push(Self::delivery(&first));
         drop(first);
@@ -250,7 +270,10 @@ impl Subscription for KafkaSubscription {
         while out.len() < max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
                 Ok(Ok(msg)) => out.push(Self::delivery(&msg)),
-                Ok(Err(err)) => return Err(unavailable(err)),
+                Ok(Err(err)) => {
+                    passing(err)?;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -270,8 +293,12 @@ impl Subscription for KafkaSubscription {
         if list.count() == 0 {
             return Ok(());
         }
-        self.consumer
-            .commit(&list, CommitMode::Sync)
-            .map_err(unavailable)
+        // Asynchronously: a commit waiting on a broker that is away would hold a runtime thread,
+        // and one that is lost costs only a redelivery, which each consumer's inbox absorbs; the
+        // next commit covers these offsets too.
+        if let Err(err) = self.consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(error = %err, "offsets not committed; the next commit covers them");
+        }
+        Ok(())
     }
 }
