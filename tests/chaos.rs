@@ -14,7 +14,9 @@
 //! against gateway records archived for them, and the time each fault took to recover from.
 //!
 //! `CHAOS_RUNS` (20) runs, none started after `CHAOS_MINUTES` (120); seeds from `CHAOS_SEED`
-//! (random) up, each printed so that a failed run can be replayed alone.
+//! (random) up, each printed so that a failed run can be replayed alone; `CHAOS_FAULTS` keeps
+//! some kinds of fault only; the walk waits `CHAOS_PATIENCE` (4) times longer than in CI for
+//! what events bring, and the table says how long the slowest took.
 #![allow(clippy::unwrap_used)] // a test that cannot go on should stop with a panic
 
 use std::cell::{Cell, RefCell};
@@ -55,6 +57,8 @@ fn the_whole_authorization_survives_faults() {
     let first_seed = env_number("CHAOS_SEED", rand::random::<u32>() as u64);
     let started = Instant::now();
     let mut reports = Vec::new();
+    let patience = env_number("CHAOS_PATIENCE", 4);
+    support::PATIENCE.store(patience, std::sync::atomic::Ordering::Relaxed);
     for i in 0..runs {
         if started.elapsed() > bound {
             eprintln!("chaos: the time bound ends the series after {i} runs");
@@ -71,6 +75,7 @@ fn the_whole_authorization_survives_faults() {
         }));
         let shared = report.clone();
         let begun = Instant::now();
+        support::SLOWEST_WAIT_MS.store(0, std::sync::atomic::Ordering::Relaxed);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             authorization::lifecycle(
                 Options {
@@ -82,6 +87,8 @@ fn the_whole_authorization_survives_faults() {
         }));
         let mut report = report.lock().unwrap_or_else(|p| p.into_inner()).clone();
         report.seconds = begun.elapsed().as_secs_f64();
+        report.slowest_wait =
+            support::SLOWEST_WAIT_MS.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
         report.failure = outcome.err().map(|panic| {
             panic
                 .downcast_ref::<String>()
@@ -119,6 +126,9 @@ struct Report {
     faults: Vec<String>,
     /// Seconds from each fault until every process was ready again, by kind of fault.
     recoveries: BTreeMap<&'static str, Vec<f64>>,
+    /// The longest the walk waited for an effect events bring (a grant, an alert, a filing):
+    /// how long the consumers a fault struck took to come back.
+    slowest_wait: f64,
     /// Answers the gateway gave, and attempts made again after no answer or a 502/503/504.
     answered: u64,
     retried: u64,
@@ -137,7 +147,8 @@ struct Report {
 
 impl Report {
     const HEADER: &str = "seed        | result | s    | faults | answered | retried | writes ok \
-                          | published | applied | lost | twice | unaudited | worst recovery";
+                          | published | applied | lost | twice | unaudited | slowest effect \
+                          | worst recovery";
 
     fn passed(&self) -> bool {
         self.failure.is_none() && self.lost == 0 && self.archived_twice == 0 && self.unaudited == 0
@@ -161,7 +172,7 @@ impl Report {
         let result = if self.passed() { "pass" } else { "FAIL" };
         let mut row = format!(
             "{:<11} | {result:<6} | {:<4.0} | {:<6} | {:<8} | {:<7} | {:<9} | {:<9} | {:<7} | \
-             {:<4} | {:<5} | {:<9} | {}",
+             {:<4} | {:<5} | {:<9} | {:<14} | {}",
             self.seed,
             self.seconds,
             self.faults.len(),
@@ -173,6 +184,7 @@ impl Report {
             self.lost,
             self.archived_twice,
             self.unaudited,
+            format!("{:.1} s", self.slowest_wait),
             self.worst_recovery()
         );
         if let Some(failure) = &self.failure {
@@ -245,6 +257,20 @@ fn plan(seed: u64) -> Vec<(usize, Duration, Fault)> {
     faults.push(Fault::Broker);
     faults.push(Fault::Postgres);
     faults.push(Fault::Redis(rng.gen_range(2..=8)));
+    // `CHAOS_FAULTS` (`service,gateway,broker,postgres,redis`) keeps some kinds only: to find
+    // which one a failure needs.
+    if let Ok(kinds) = std::env::var("CHAOS_FAULTS") {
+        faults.retain(|f| {
+            let kind = match f {
+                Fault::Kill(name) if name == "gateway" => "gateway",
+                Fault::Kill(_) => "service",
+                Fault::Broker => "broker",
+                Fault::Postgres => "postgres",
+                Fault::Redis(_) => "redis",
+            };
+            kinds.split(',').any(|k| k.trim() == kind)
+        });
+    }
     let mut plan: Vec<_> = faults
         .into_iter()
         .map(|f| {
@@ -388,25 +414,27 @@ impl Chaos {
         }
         // No audit record twice, and every answered request archived in its tenant's chain.
         let answers = self.answers.borrow();
+        let tenants: BTreeSet<&str> = answers.iter().map(|(t, _, _, _)| t.as_str()).collect();
         let mut unaudited = 0;
         for _ in 0..60 {
             let mut twice = 0;
-            let mut archived: BTreeSet<String> = BTreeSet::new();
-            for (instance, _) in &instances {
-                twice += scalar(
-                    &instance.store_url,
-                    "SELECT count(*) - count(DISTINCT (tenant, event_id)) \
-                     FROM termination.audit_records",
-                );
-                archived.extend(lines(
-                    &instance.store_url,
-                    "SELECT target FROM termination.audit_records WHERE source = 'gateway'",
-                ));
+            let mut archived: BTreeSet<(String, String)> = BTreeSet::new();
+            for tenant in &tenants {
+                let url = if *tenant == HARBIN {
+                    &cluster.harbin.store_url
+                } else {
+                    &cluster.shared.store_url
+                };
+                let distinct = "SELECT count(*) - count(DISTINCT event_id)";
+                twice += scalar(url, &as_tenant(tenant, distinct, ""));
+                let gateway = "AND source = 'gateway'";
+                let ids = lines(url, &as_tenant(tenant, "SELECT target", gateway));
+                archived.extend(ids.into_iter().map(|id| (tenant.to_string(), id)));
             }
             unaudited = answers
                 .iter()
                 .filter(|(_, _, status, _)| *status < 500 && *status != 429)
-                .filter(|(_, id, _, _)| !archived.contains(id))
+                .filter(|(t, id, _, _)| !archived.contains(&(t.clone(), id.clone())))
                 .count();
             self.report().archived_twice = twice;
             if unaudited == 0 {
@@ -414,13 +442,7 @@ impl Chaos {
             }
             std::thread::sleep(Duration::from_secs(1));
         }
-        let mut report = self.report();
-        report.unaudited = unaudited as u64;
-        report.answered = answers.len() as u64;
-        report.acknowledged_writes = answers
-            .iter()
-            .filter(|(_, _, status, write)| *write && (200..300).contains(status))
-            .count() as u64;
+        self.report().unaudited = unaudited as u64;
     }
 }
 
@@ -431,6 +453,10 @@ impl Platform for Chaos {
 
     fn token(&self, tenant: &str, role: &str, org: &str) -> String {
         self.cluster.borrow().token(tenant, role, org)
+    }
+
+    fn brokers(&self) -> String {
+        self.servers.lock().unwrap().servers().brokers
     }
 
     /// As a front end retries: no answer, or a 502/503/504, or its first attempt still running
@@ -458,6 +484,11 @@ impl Platform for Chaos {
                 self.answers
                     .borrow_mut()
                     .push((tenant.clone(), id, *status, write));
+                let mut report = self.report();
+                report.answered += 1;
+                if write && (200..300).contains(status) {
+                    report.acknowledged_writes += 1;
+                }
             }
             let again = match &answer {
                 Err(_) => true,
@@ -505,11 +536,43 @@ impl Platform for Chaos {
 
     fn stop(self: Box<Self>) {
         self.count();
-        let Self {
-            cluster, servers, ..
-        } = *self;
-        cluster.into_inner().stop();
-        drop(servers);
+        // The gateway first, then the services, each asserting it stopped cleanly; the
+        // servers go with `self`.
+        self.cluster.borrow_mut().stop_all();
+    }
+}
+
+impl Drop for Chaos {
+    /// A failed run says where its events stopped: rows its stores have not sent, and what
+    /// each consumer applied.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let cluster = self.cluster.borrow();
+        for instance in [&cluster.shared, &cluster.harbin] {
+            let url = &instance.store_url;
+            for schema in schemas_with(url, "pdp_outbox") {
+                let unsent = scalar(
+                    url,
+                    &format!("SELECT count(*) FROM \"{schema}\".pdp_outbox WHERE sent_at IS NULL"),
+                );
+                let oldest = lines(
+                    url,
+                    &format!(
+                        "SELECT min(created_at) FROM \"{schema}\".pdp_outbox \
+                         WHERE sent_at IS NULL"
+                    ),
+                );
+                eprintln!(
+                    "  {}/{schema}: {unsent} unsent, oldest {oldest:?}",
+                    instance.name
+                );
+            }
+            for (consumer, seen) in inbox(url) {
+                eprintln!("  {}: {consumer} applied {}", instance.name, seen.len());
+            }
+        }
     }
 }
 
@@ -602,9 +665,18 @@ fn inbox_topics(url: &str) -> BTreeMap<String, BTreeSet<String>> {
     topics
 }
 
+/// `select` over a tenant's records in the audit archive (`and` narrows them), as that tenant:
+/// the archive's tables refuse a query without one.
+fn as_tenant(tenant: &str, select: &str, and: &str) -> String {
+    format!(
+        "BEGIN; SET LOCAL pdp.tenant = '{tenant}'; {select} FROM termination.audit_records \
+         WHERE tenant = '{tenant}' {and}; COMMIT;"
+    )
+}
+
 fn lines(url: &str, sql: &str) -> Vec<String> {
     let out = std::process::Command::new("psql")
-        .args([url, "-tAc", sql])
+        .args([url, "-qtAc", sql])
         .output()
         .expect("psql runs");
     assert!(

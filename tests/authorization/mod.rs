@@ -49,6 +49,10 @@ pub trait Platform {
     fn dead_letters(&self) -> String;
     /// The objects left in Harbin's sandbox store under `prefix`.
     fn sandbox_objects(&self, prefix: &str) -> Vec<String>;
+    /// The broker pdp runs on, where the reference exchange reads and answers.
+    fn brokers(&self) -> String {
+        crate::support::servers::Servers::from_env().brokers
+    }
     /// A request through the gateway: the answer's status and JSON body.
     fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Answer {
         call(self.port(), method, path, token, body)
@@ -141,7 +145,6 @@ pub fn lifecycle(options: Options, start: impl FnOnce(&Run) -> Box<dyn Platform>
         ),
     )
     .unwrap();
-    let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let platform = start(&Run {
         dir: data.path(),
         shift: &shift,
@@ -149,6 +152,7 @@ pub fn lifecycle(options: Options, start: impl FnOnce(&Run) -> Box<dyn Platform>
         name: run.trim_start_matches('-'),
     });
     let port = platform.port();
+    let brokers = platform.brokers();
     let token = |tenant: &str, role: &str, org: &str| platform.token(tenant, role, org);
     let provider = token("230100", "provider", "harbin-transport");
     let bureau = token("230100", "city_bureau", "harbin-data-bureau");

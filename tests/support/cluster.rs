@@ -430,10 +430,40 @@ impl Cluster {
 
     /// Stops every process as Kubernetes would (gateway first), asserting each stops cleanly.
     pub fn stop(mut self) {
+        self.stop_all();
+    }
+
+    /// [`Cluster::stop`] in place.
+    pub fn stop_all(&mut self) {
         self.gateway.stop();
         for process in self.processes_mut() {
             process.stop();
         }
+    }
+}
+
+impl Drop for Cluster {
+    /// A run that failed keeps its processes' logs: they are what tells why.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let kept = std::env::temp_dir().join(format!(
+            "pdp-cluster-logs-{}",
+            self.gateway.env_value("PDP_INSTANCE__NAME")
+        ));
+        let _ = std::fs::create_dir_all(&kept);
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::copy(&path, kept.join(entry.file_name()));
+            }
+        }
+        eprintln!("the cluster's logs: {}", kept.display());
     }
 }
 

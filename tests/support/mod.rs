@@ -188,11 +188,24 @@ pub fn start_serve(dir: &std::path::Path, service: &str, env: &[(&str, &str)]) -
     ))
 }
 
-/// Polls `probe` every 200 ms until it returns `Some`, for at most `seconds`.
+/// How many times longer [`eventually`] waits: a fault run sets it, since what events bring
+/// arrives only once the consumers a fault struck have rejoined their groups.
+pub static PATIENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Slowest [`eventually`] of the process so far, in milliseconds: how long effects took to come.
+pub static SLOWEST_WAIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Polls `probe` every 200 ms until it returns `Some`, for at most `seconds` (times
+/// [`PATIENCE`]).
 pub fn eventually<T>(seconds: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    use std::sync::atomic::Ordering;
+    let seconds = seconds * PATIENCE.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
     loop {
         if let Some(value) = probe() {
+            let waited = started.elapsed().as_millis() as u64;
+            SLOWEST_WAIT_MS.fetch_max(waited, Ordering::Relaxed);
             return value;
         }
         assert!(Instant::now() < deadline, "{what}: not within {seconds} s");
