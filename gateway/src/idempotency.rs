@@ -123,9 +123,8 @@ impl std::fmt::Debug for RedisIdempotency {
 
 impl RedisIdempotency {
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
         Ok(Self {
-            connection: redis::aio::ConnectionManager::new(client).await?,
+            connection: crate::replicas::connect(url).await?,
         })
     }
 

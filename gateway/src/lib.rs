@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod openapi;
 pub mod policy;
+mod replicas;
 pub mod routing;
 mod start;
 mod trace;

@@ -92,8 +92,7 @@ return wait
 
 impl RedisLimiter {
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
+        let connection = crate::replicas::connect(url).await?;
         Ok(Self {
             connection,
             script: redis::Script::new(BUCKET),
