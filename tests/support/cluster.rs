@@ -261,6 +261,8 @@ impl Cluster {
                             ("PDP_GRPC__LISTEN", format!("127.0.0.1:{}", free_port())),
                             ("PDP_HTTP__LISTEN", format!("127.0.0.1:{http_port}")),
                             ("PDP_TELEMETRY__SERVICE_NAME", format!("pdp-{service}")),
+                            // As the chart names each pod's member: the same after a restart.
+                            ("PDP_EVENTS__MEMBER", format!("{name}-{service}")),
                         ]
                         .map(|(k, v)| (k.to_string(), v)),
                     );
@@ -318,6 +320,7 @@ impl Cluster {
                     format!("127.0.0.1:{}", free_port()),
                 ),
                 ("PDP_TELEMETRY__SERVICE_NAME", "pdp-gateway".to_string()),
+                ("PDP_EVENTS__MEMBER", "gateway".to_string()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );

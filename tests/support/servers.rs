@@ -259,11 +259,12 @@ fn pg_bindir() -> String {
 
 /// The broker, PostgreSQL, Redis and the S3-API server, all private to one run.
 pub struct PrivateServers {
-    pub dir: tempfile::TempDir,
     pub broker: Private,
     pub postgres: PrivatePostgres,
     pub redis: Private,
     pub s3: Private,
+    /// Dropped last (fields drop in order): PostgreSQL is stopped through its data directory.
+    pub dir: tempfile::TempDir,
 }
 
 impl PrivateServers {
@@ -340,11 +341,11 @@ impl PrivateServers {
             bucket.1
         );
         Self {
-            dir,
             broker,
             postgres,
             redis,
             s3,
+            dir,
         }
     }
 

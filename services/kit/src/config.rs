@@ -238,6 +238,11 @@ pub struct EventsConfig {
     /// Days an inbox keeps the id of an event it applied, against redelivery: longer than the
     /// topics keep their events, since nothing older can be delivered again.
     pub inbox_retention_days: u64,
+    /// This process's stable name in its consumer groups (Kafka's static membership), unique
+    /// among the processes of an instance: restarted under the same name, it takes its
+    /// partitions back at once instead of the group waiting out the killed process. The chart
+    /// sets the pod's name; unset, every start joins as a new member.
+    pub member: Option<String>,
 }
 
 impl Default for EventsConfig {
@@ -248,6 +253,7 @@ impl Default for EventsConfig {
             replication_factor: 1,
             outbox_retention_hours: 24,
             inbox_retention_days: 14,
+            member: None,
         }
     }
 }

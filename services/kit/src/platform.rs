@@ -121,11 +121,14 @@ pub async fn await_migrations(
 /// Kafka when brokers are configured, else the embedded log under the data directory.
 pub fn open_event_log(config: &Config) -> Result<Arc<dyn EventLog>, EventLogError> {
     match &config.events.brokers {
-        Some(brokers) => Ok(Arc::new(KafkaLog::connect(
-            brokers,
-            config.events.partitions,
-            config.events.replication_factor,
-        )?)),
+        Some(brokers) => Ok(Arc::new(
+            KafkaLog::connect(
+                brokers,
+                config.events.partitions,
+                config.events.replication_factor,
+            )?
+            .with_member(config.events.member.clone()),
+        )),
         None => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| StoreError::Open(format!("{}: {e}", config.data_dir.display())))?;

@@ -27,6 +27,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaLog {
     brokers: String,
+    /// This process's stable name in its consumer groups (`events.member`).
+    member: Option<String>,
     partitions: i32,
     replication: i32,
     producer: FutureProducer,
@@ -85,11 +87,22 @@ impl KafkaLog {
             .map_err(unavailable)?;
         Ok(Self {
             brokers: brokers.to_string(),
+            member: None,
             partitions: partitions.max(1) as i32,
             replication: replication.max(1) as i32,
             producer,
             admin,
         })
+    }
+}
+
+impl KafkaLog {
+    /// Joins consumer groups as a static member named `member` (KIP-345): a process restarted
+    /// under the same name (a container restarted in its pod) takes its partitions back at once,
+    /// where a new member would wait for the group to give up on the killed one.
+    pub fn with_member(mut self, member: Option<String>) -> Self {
+        self.member = member.filter(|m| !m.is_empty());
+        self
     }
 }
 
@@ -162,7 +175,11 @@ impl EventLog for KafkaLog {
         topics: &[&str],
     ) -> Result<Box<dyn Subscription>, EventLogError> {
         let lags = LagStatistics::default();
-        let consumer: StreamConsumer<LagStatistics> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        if let Some(member) = &self.member {
+            config.set("group.instance.id", member);
+        }
+        let consumer: StreamConsumer<LagStatistics> = config
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
