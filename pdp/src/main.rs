@@ -548,15 +548,24 @@ async fn serve(config: Config, service: String) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
-    let http = tokio::spawn(platform::serve_http(
+    let mut http = tokio::spawn(platform::serve_http(
         config.http.listen,
         service_readiness(&store, &log, &time.calendar, time.clock.clone()),
         |_: &mut actix_web::web::ServiceConfig| {},
         Duration::from_secs(config.http.shutdown_grace_secs),
         shutdown.clone(),
     ));
-    shutdown.cancelled().await;
-    http.await??;
+    tokio::select! {
+        _ = shutdown.cancelled() => http.await??,
+        // Its listener could not bind, or failed: without health and metrics nobody can tell the
+        // process works, so it stops and says why rather than serve unseen.
+        ended = &mut http => {
+            shutdown.cancel();
+            handle.stopped().await?;
+            ended??;
+            anyhow::bail!("the HTTP listener on {} ended", config.http.listen);
+        }
+    }
     handle.stopped().await
 }
 

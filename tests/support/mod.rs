@@ -23,12 +23,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A port nothing listens on, below Linux's ephemeral range (32768 and up): a port the system
+/// handed out for binding to 0 is free only until the next outgoing connection of any process
+/// takes it, which with a cluster's dozens of connections happened between the test picking a
+/// port and the process binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
