@@ -557,13 +557,17 @@ async fn serve(config: Config, service: String) -> anyhow::Result<()> {
     ));
     tokio::select! {
         _ = shutdown.cancelled() => http.await??,
-        // Its listener could not bind, or failed: without health and metrics nobody can tell the
-        // process works, so it stops and says why rather than serve unseen.
         ended = &mut http => {
-            shutdown.cancel();
-            handle.stopped().await?;
+            // Before a stop was asked, its listener could not bind or failed: without health and
+            // metrics nobody can tell the process works, so it stops and says why rather than
+            // serve unseen. (On a stop the listener may end before this sees the signal.)
+            if !shutdown.is_cancelled() {
+                shutdown.cancel();
+                handle.stopped().await?;
+                ended??;
+                anyhow::bail!("the HTTP listener on {} ended", config.http.listen);
+            }
             ended??;
-            anyhow::bail!("the HTTP listener on {} ended", config.http.listen);
         }
     }
     handle.stopped().await
