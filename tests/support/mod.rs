@@ -26,11 +26,15 @@ pub fn stderr(out: &Output) -> String {
 /// A port nothing listens on, below Linux's ephemeral range (32768 and up): a port the system
 /// handed out for binding to 0 is free only until the next outgoing connection of any process
 /// takes it, which with a cluster's dozens of connections happened between the test picking a
-/// port and the process binding it.
+/// port and the process binding it. Never the same port twice in one test process: a cluster
+/// picks thirty before any is bound.
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }
