@@ -134,6 +134,42 @@ fn two_migrations_at_once_both_succeed_and_apply_each_migration_once() {
     );
 }
 
+/// A service whose HTTP port is taken stops and says so, instead of serving gRPC with no health
+/// or metrics that anyone could see (what the fault runs once found).
+#[test]
+fn serve_stops_and_names_its_http_port_when_it_is_taken() {
+    let own = database("cli_port");
+    let migrated = pdp(&["migrate"], &[("PDP_STORE__URL", &own)]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_listen = taken.local_addr().unwrap().to_string();
+    let grpc_listen = format!("127.0.0.1:{}", free_port());
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let mut child = start_serve(
+        dir.path(),
+        "planning",
+        &[
+            ("PDP_MODE", "cluster"),
+            ("PDP_DATA_DIR", &data_dir),
+            ("PDP_STORE__URL", &own),
+            (
+                "PDP_IDENTITY__HMAC_KEY",
+                "cli-test-hmac-key-of-at-least-32-characters",
+            ),
+            ("PDP_HTTP__LISTEN", &http_listen),
+            ("PDP_GRPC__LISTEN", &grpc_listen),
+        ],
+    );
+    let status = eventually(30, "pdp serve stops", || child.try_wait().unwrap());
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(dir.path().join("pdp.log")).unwrap();
+    assert!(
+        log.contains(&format!("cannot listen on {http_listen}")),
+        "{log}"
+    );
+}
+
 #[test]
 fn serve_waits_not_ready_until_pdp_migrate_has_run() {
     let own = database("cli_wait");
