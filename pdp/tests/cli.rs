@@ -134,6 +134,27 @@ fn two_migrations_at_once_both_succeed_and_apply_each_migration_once() {
     );
 }
 
+/// `pdp serve planning` in cluster mode on the database `own`, its HTTP on `http_listen`.
+fn serve_planning(dir: &std::path::Path, own: &str, http_listen: &str) -> Running {
+    let grpc_listen = format!("127.0.0.1:{}", free_port());
+    let data_dir = dir.to_str().unwrap().to_string();
+    start_serve(
+        dir,
+        "planning",
+        &[
+            ("PDP_MODE", "cluster"),
+            ("PDP_DATA_DIR", &data_dir),
+            ("PDP_STORE__URL", own),
+            (
+                "PDP_IDENTITY__HMAC_KEY",
+                "cli-test-hmac-key-of-at-least-32-characters",
+            ),
+            ("PDP_HTTP__LISTEN", http_listen),
+            ("PDP_GRPC__LISTEN", &grpc_listen),
+        ],
+    )
+}
+
 /// A service whose HTTP port is taken stops and says so, instead of serving gRPC with no health
 /// or metrics that anyone could see (what the fault runs once found).
 #[test]
@@ -144,23 +165,7 @@ fn serve_stops_and_names_its_http_port_when_it_is_taken() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let http_listen = taken.local_addr().unwrap().to_string();
-    let grpc_listen = format!("127.0.0.1:{}", free_port());
-    let data_dir = dir.path().to_str().unwrap().to_string();
-    let mut child = start_serve(
-        dir.path(),
-        "planning",
-        &[
-            ("PDP_MODE", "cluster"),
-            ("PDP_DATA_DIR", &data_dir),
-            ("PDP_STORE__URL", &own),
-            (
-                "PDP_IDENTITY__HMAC_KEY",
-                "cli-test-hmac-key-of-at-least-32-characters",
-            ),
-            ("PDP_HTTP__LISTEN", &http_listen),
-            ("PDP_GRPC__LISTEN", &grpc_listen),
-        ],
-    );
+    let mut child = serve_planning(dir.path(), &own, &http_listen);
     let status = eventually(30, "pdp serve stops", || child.try_wait().unwrap());
     assert_eq!(status.code(), Some(1));
     let log = std::fs::read_to_string(dir.path().join("pdp.log")).unwrap();
@@ -176,23 +181,7 @@ fn serve_waits_not_ready_until_pdp_migrate_has_run() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let http_listen = format!("127.0.0.1:{http}");
-    let grpc_listen = format!("127.0.0.1:{}", free_port());
-    let data_dir = dir.path().to_str().unwrap().to_string();
-    let mut child = start_serve(
-        dir.path(),
-        "planning",
-        &[
-            ("PDP_MODE", "cluster"),
-            ("PDP_DATA_DIR", &data_dir),
-            ("PDP_STORE__URL", &own),
-            (
-                "PDP_IDENTITY__HMAC_KEY",
-                "cli-test-hmac-key-of-at-least-32-characters",
-            ),
-            ("PDP_HTTP__LISTEN", &http_listen),
-            ("PDP_GRPC__LISTEN", &grpc_listen),
-        ],
-    );
+    let mut child = serve_planning(dir.path(), &own, &http_listen);
     let body = eventually(30, "readyz names the pending migrations", || {
         match get(http, "/readyz") {
             Some((503, body)) if body.contains("pending") => Some(body),

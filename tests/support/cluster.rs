@@ -86,7 +86,7 @@ impl Process {
     fn wait_ready(&mut self, seconds: u64) {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         while Instant::now() < deadline {
-            if let Some((200, _)) = get(self.http_port, "/readyz") {
+            if self.ready() {
                 return;
             }
             let child = self.child.as_mut().expect("started");
@@ -133,7 +133,7 @@ impl Process {
         loop {
             self.spawn();
             while Instant::now() < deadline {
-                if let Some((200, _)) = get(self.http_port, "/readyz") {
+                if self.ready() {
                     return;
                 }
                 let child = self.child.as_mut().expect("started");
