@@ -60,13 +60,18 @@ check: lint test chart-check
 ## (wrk and h2load, from `bench-tools`), with nginx as a plain proxy beside it for CPU per
 ## request; and the sandbox: a 10-million-row load (peak RSS) and
 ## aggregate queries through disclosure control, on plain DataFusion and on DuckDB; and the
-## audit archive: its ingest rate and verifying a million records
+## audit archive: its ingest rate and verifying a million records; and what grows: the relay's
+## claim and the inbox's duplicate check with ten million rows behind them (`tables`), and list
+## and get latencies through the gateway as a tenant grows to 100 000 resources, 10 000 plans and
+## a million audit records, on `pdp dev` and on the cluster, with the list queries' plans (`scale`)
 bench: bench-tools
 	$(CARGO) bench -p pdp-kit --bench throughput
+	$(CARGO) bench -p pdp-kit --bench tables
 	$(CARGO) bench -p pdp-gateway --bench overhead
 	$(CARGO) bench -p pdp --bench gateway
 	$(CARGO) bench -p pdp-sandbox --bench engine
 	$(CARGO) bench -p pdp-termination --bench archive
+	$(CARGO) bench -p pdp --bench scale
 
 ## bench-tools: the load tools of the gateway bench (Debian's wrk and nghttp2-client for h2load),
 ## nginx (Debian's nginx-light, which the gateway's CPU per request is compared with; apt is kept

@@ -302,7 +302,7 @@ impl Chaos {
         let servers = PrivateServers::start();
         let cluster = Cluster::start(&Setup {
             config: run.config,
-            shift: run.shift,
+            shift: Some(run.shift),
             run: run.name,
             servers: &servers.servers(),
         });

@@ -23,7 +23,7 @@ fn the_whole_authorization_across_separate_services_and_two_instances() {
         |run| {
             Box::new(Separate(Cluster::start(&Setup {
                 config: run.config,
-                shift: run.shift,
+                shift: Some(run.shift),
                 run: run.name,
                 servers: &Servers::from_env(),
             })))

@@ -46,8 +46,9 @@ const ISSUER: &str = "https://sso.hlj.example/realms/pdp";
 pub struct Setup<'a> {
     /// The `pdp.toml` every process reads (the exchanges products releases to).
     pub config: &'a Path,
-    /// The clock shift file every process follows (a debug build's test clock).
-    pub shift: &'a Path,
+    /// The clock shift file every process follows (a debug build's test clock; a release build,
+    /// as the benches run, refuses one).
+    pub shift: Option<&'a Path>,
     /// This run's name: instance names, consumer groups and the sandbox's prefix carry it.
     pub run: &'a str,
     pub servers: &'a Servers,
@@ -104,6 +105,11 @@ impl Process {
             self.name,
             self.log()
         );
+    }
+
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// The last 4 000 characters of the process's log.
@@ -218,7 +224,6 @@ impl Cluster {
         let common: Vec<(String, String)> = [
             ("PDP_MODE", "cluster".to_string()),
             ("PDP_CONFIG", path(setup.config)),
-            ("PDP_DEV__CLOCK_SHIFT_FILE", path(setup.shift)),
             ("PDP_EVENTS__BROKERS", brokers),
             ("PDP_EVENTS__REPLICATION_FACTOR", "1".into()),
             ("PDP_REDIS__URL", redis),
@@ -237,6 +242,11 @@ impl Cluster {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            setup
+                .shift
+                .map(|shift| ("PDP_DEV__CLOCK_SHIFT_FILE".to_string(), path(shift))),
+        )
         .collect();
 
         let instance = |name: &str, mode: &str, tenants: &[&str]| {

@@ -97,6 +97,23 @@ pub fn purge_applied(
     Ok(forgotten)
 }
 
+/// Which of `event_ids` `consumer` has applied: the duplicate check of every delivery, by the
+/// inbox's key, so that its cost does not grow with the ids kept (`make bench` measures it with
+/// ten million behind it).
+pub fn applied(
+    conn: &mut AnyConnection,
+    consumer: &str,
+    event_ids: &[&str],
+) -> QueryResult<std::collections::HashSet<String>> {
+    Ok(pdp_inbox::table
+        .filter(pdp_inbox::consumer.eq(consumer))
+        .filter(pdp_inbox::event_id.eq_any(event_ids))
+        .select(pdp_inbox::event_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect())
+}
+
 /// Applies `delivery` once for `consumer`: records it and runs `apply` in one transaction, or does
 /// nothing if the consumer already applied that event.
 pub fn apply_once<E, F>(
@@ -110,11 +127,7 @@ where
     F: FnOnce(&mut AnyConnection, &Event) -> Result<(), E>,
 {
     let result = conn.transaction(|conn| {
-        let seen = pdp_inbox::table
-            .find((consumer, &delivery.event.id))
-            .count()
-            .get_result::<i64>(conn)?;
-        if seen > 0 {
+        if !applied(conn, consumer, &[delivery.event.id.as_str()])?.is_empty() {
             return Ok(Outcome::Duplicate);
         }
         diesel::insert_into(pdp_inbox::table)
@@ -263,13 +276,7 @@ impl InboxConsumer {
             .filter(applicable)
             .map(|d| d.event.id.as_str())
             .collect();
-        let seen: std::collections::HashSet<String> = pdp_inbox::table
-            .filter(pdp_inbox::consumer.eq(consumer))
-            .filter(pdp_inbox::event_id.eq_any(&ids))
-            .select(pdp_inbox::event_id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
+        let seen = applied(conn, consumer, &ids)?;
         let mut taken = std::collections::HashSet::new();
         let fresh: Vec<&Delivery> = batch
             .iter()
