@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{CustomizeConnection, Pool, PooledConnection};
 pub use diesel_migrations::EmbeddedMigrations;
 use diesel_migrations::MigrationHarness;
 #[doc(hidden)]
 pub use diesel_migrations::embed_migrations;
 
-pub use connection::{AnyConnection, MultiBackend};
+pub use connection::{AnyConnection, Connector, MultiBackend};
 pub use tenant::{Access, ScopeError, TenantScope, TenantTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +102,9 @@ const SQLITE_READERS: u32 = 4;
 #[derive(Clone)]
 pub struct Store {
     /// PostgreSQL: the pool. SQLite: the one writer.
-    pool: Pool<ConnectionManager<AnyConnection>>,
+    pool: Pool<Connector>,
     /// SQLite only: the read-only connections that serve reading scopes, outside a transaction.
-    readers: Option<Pool<ConnectionManager<AnyConnection>>>,
+    readers: Option<Pool<Connector>>,
     backend: Backend,
     /// PostgreSQL schema of the owning service; `None` for SQLite.
     schema: Option<String>,
@@ -260,7 +260,10 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(session(false)))
-            .build(ConnectionManager::<AnyConnection>::new(url.clone()))
+            .build(Connector {
+                url: url.clone(),
+                backend,
+            })
             .map_err(|e| StoreError::Open(e.to_string()))?;
         // Opened after the writer, which has put the file in WAL mode.
         let readers = match backend {
@@ -270,7 +273,7 @@ impl Store {
                     .min_idle(Some(0))
                     .connection_timeout(Duration::from_secs(10))
                     .connection_customizer(Box::new(session(true)))
-                    .build(ConnectionManager::<AnyConnection>::new(url))
+                    .build(Connector { url, backend })
                     .map_err(|e| StoreError::Open(e.to_string()))?,
             ),
             Backend::Postgres => None,
@@ -293,7 +296,7 @@ impl Store {
     }
 
     /// A connection for blocking code already off the async runtime.
-    pub fn connection(&self) -> StoreResult<PooledConnection<ConnectionManager<AnyConnection>>> {
+    pub fn connection(&self) -> StoreResult<PooledConnection<Connector>> {
         Ok(self.pool.get()?)
     }
 
@@ -320,11 +323,7 @@ impl Store {
             .await
     }
 
-    async fn run_on<F, R, E>(
-        &self,
-        pool: &Pool<ConnectionManager<AnyConnection>>,
-        f: F,
-    ) -> Result<R, E>
+    async fn run_on<F, R, E>(&self, pool: &Pool<Connector>, f: F) -> Result<R, E>
     where
         F: FnOnce(&mut AnyConnection) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
