@@ -303,6 +303,7 @@ impl Chaos {
         let cluster = Cluster::start(&Setup {
             config: run.config,
             shift: Some(run.shift),
+            env: &[],
             run: run.name,
             servers: &servers.servers(),
         });

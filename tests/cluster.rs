@@ -24,6 +24,7 @@ fn the_whole_authorization_across_separate_services_and_two_instances() {
             Box::new(Separate(Cluster::start(&Setup {
                 config: run.config,
                 shift: Some(run.shift),
+                env: &[],
                 run: run.name,
                 servers: &Servers::from_env(),
             })))

@@ -52,6 +52,8 @@ pub struct Setup<'a> {
     /// This run's name: instance names, consumer groups and the sandbox's prefix carry it.
     pub run: &'a str,
     pub servers: &'a Servers,
+    /// Settings every process gets after the suite's own (a bench sets production intervals).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// One process of the cluster, started again with the same arguments and environment.
@@ -248,6 +250,11 @@ impl Cluster {
                 .map(|shift| ("PDP_DEV__CLOCK_SHIFT_FILE".to_string(), path(shift))),
         )
         .collect();
+        let mut common = common;
+        for (k, v) in setup.env {
+            common.retain(|(name, _)| name != k);
+            common.push((k.to_string(), v.to_string()));
+        }
 
         let instance = |name: &str, mode: &str, tenants: &[&str]| {
             let store_url = database_at(&servers.database, &format!("cluster_{name}"));
