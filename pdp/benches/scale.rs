@@ -651,9 +651,8 @@ fn main() {
         explain_lists(&p, &rt, &seeded);
         let one = format!("{H}/resources/{}", deep(&seeded.resources));
         cost_split(&p, &one, setting("BENCH_SECONDS", 10) as u64);
-        println!(
-            "\n  resident memory (MiB): start · seeded 1 % · after its run · seeded 100 % · after its run"
-        );
+        let stages = "start · seeded 1 % · after its run · seeded 100 % · after its run";
+        println!("\n  resident memory (MiB): {stages}");
         for (i, (name, _)) in p.processes.iter().enumerate() {
             let row: Vec<String> = memory.iter().map(|m| format!("{:.0}", m[i])).collect();
             println!("    {name:<24} {}", row.join(" · "));
@@ -670,9 +669,10 @@ fn main() {
     println!("| platform | call | page | p99 at 1 % | p50 at 100 % | p99 at 100 % | p99 grew |");
     println!("|---|---|---|---|---|---|---|");
     for (platform, what, page, small99, full50, full99) in table {
+        let grew = full99 / small99;
         println!(
-            "| {platform} | {what} | {page} | {small99:.2} ms | {full50:.2} ms | {full99:.2} ms | {:.2}× |",
-            full99 / small99
+            "| {platform} | {what} | {page} | {small99:.2} ms | {full50:.2} ms \
+             | {full99:.2} ms | {grew:.2}× |"
         );
     }
 }
