@@ -9,6 +9,9 @@
 //! nine tenths of the way in; the table gives p50 and p99 at both sizes and how much p99 grew.
 //! Then the plan of each list query on the full data (`EXPLAIN`, through the store function
 //! the service calls), and each process's resident memory after seeding and after the run.
+//! Last, the CPU each process spends per read under `wrk -t1 -c32` for `BENCH_SECONDS` (10),
+//! beside what it spends per second with no load; with `BENCH_PROFILE=<dir>`, `perf` samples
+//! the platform's processes over that load and the bench prints where their time went.
 //!
 //! The rows are written as the services write them (their store functions; the archive's own
 //! chain), straight into the stores of the running platform: a million gateway requests would
@@ -283,6 +286,13 @@ fn seed(p: &Platform, rt: &tokio::runtime::Runtime, t: &Templates, s: &mut Seede
         }))
         .unwrap();
         s.records += n;
+        if s.records % 100_000 == 0 {
+            println!(
+                "    {} audit records after {:.1} s",
+                s.records,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     s.resources.sort();
     s.registered.sort();
@@ -533,6 +543,25 @@ fn cpu_micros(pid: u32) -> u64 {
     (ticks(11) + ticks(12)) * 10_000
 }
 
+/// Context switches of all of a process's threads so far (voluntary and not): a read that
+/// wakes many threads pays for each switch in the kernel.
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// Every process whose command name is `comm` (PostgreSQL's backends, the broker).
 fn pids_named(comm: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -572,6 +601,29 @@ fn cost_split(p: &Platform, path: &str, seconds: u64) {
         format!("wrk.headers[\"Authorization\"] = \"Bearer {}\"\n", p.bureau),
     )
     .unwrap();
+    // What the processes spend with no request at all (schedulers, consumers catching up), so
+    // that it is not taken for the cost of a read.
+    let idle_from = cpu(&groups);
+    std::thread::sleep(Duration::from_secs(seconds));
+    let idle: Vec<f64> = cpu(&groups)
+        .iter()
+        .zip(&idle_from)
+        .map(|(a, b)| (a - b) as f64 / seconds as f64)
+        .collect();
+    let profile = std::env::var_os("BENCH_PROFILE").map(|dir| {
+        let pids: Vec<String> = p.processes.iter().map(|(_, pid)| pid.to_string()).collect();
+        let data = Path::new(&dir).join(format!("scale-{}.perf", std::process::id()));
+        let child = std::process::Command::new("perf")
+            .args(["record", "-q", "-F", "499", "-p", &pids.join(","), "-o"])
+            .arg(&data)
+            .args(["--", "sleep", &seconds.to_string()])
+            .spawn()
+            .expect("BENCH_PROFILE needs perf (Debian's linux-perf)");
+        (child, data)
+    });
+    let switched =
+        |p: &Platform| -> u64 { p.processes.iter().map(|(_, pid)| switches(*pid)).sum() };
+    let switches_before = switched(p);
     let before = cpu(&groups);
     let out = std::process::Command::new("wrk")
         .args(["-t1", "-c32", &format!("-d{seconds}s"), "-s"])
@@ -580,6 +632,7 @@ fn cost_split(p: &Platform, path: &str, seconds: u64) {
         .output()
         .unwrap();
     let after = cpu(&groups);
+    let switches_after = switched(p);
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout);
     let requests: f64 = text
@@ -596,15 +649,45 @@ fn cost_split(p: &Platform, path: &str, seconds: u64) {
          ({:.0} requests/s):",
         requests / seconds as f64
     );
-    let mut total = 0.0;
-    for ((name, _), (b, a)) in groups.iter().zip(before.iter().zip(&after)) {
+    println!(
+        "    {:<26} {:>9} {:>14} {:>12}",
+        "process", "µs/request", "without idle", "idle µs/s"
+    );
+    let (mut total, mut net) = (0.0, 0.0);
+    for (((name, _), (b, a)), idle) in groups.iter().zip(before.iter().zip(&after)).zip(&idle) {
         let per = (a - b) as f64 / requests;
+        let without = ((a - b) as f64 - idle * seconds as f64).max(0.0) / requests;
         total += per;
-        if per >= 0.5 {
-            println!("    {name:<26} {per:>7.1} µs");
+        net += without;
+        if per >= 0.5 || *idle >= 1000.0 {
+            println!("    {name:<26} {per:>9.1} {without:>14.1} {idle:>12.0}");
         }
     }
-    println!("    {:<26} {total:>7.1} µs", "all of them");
+    println!("    {:<26} {total:>9.1} {net:>14.1}", "all of them");
+    println!(
+        "    context switches of the platform's threads: {:.1} per request",
+        (switches_after - switches_before) as f64 / requests
+    );
+    if let Some((mut child, data)) = profile {
+        child.wait().unwrap();
+        let report = std::process::Command::new("perf")
+            .args([
+                "report",
+                "-q",
+                "--stdio",
+                "--no-children",
+                "--percent-limit",
+                "0.7",
+            ])
+            .args(["--sort", "comm,dso,sym", "-i"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        println!("\n  where it went (perf at 499 Hz, by thread kind; symbols over 0.7 %):");
+        for line in String::from_utf8_lossy(&report.stdout).lines().take(60) {
+            println!("    {}", line.trim_end());
+        }
+    }
 }
 
 fn main() {

@@ -124,7 +124,7 @@ fn measure(conn: &mut AnyConnection, what: &str, samples: usize) {
             let seen = inbox::applied(conn, "consumer-7", &[id]).unwrap();
             assert_eq!(seen.len(), usize::from(id == known));
         });
-        println!("  {what:<22} duplicate check, {label:<10}p50 {p50:>8.1} µs  p99 {p99:>8.1} µs");
+        println!("  {what:<22} duplicate check, {label:<11}p50 {p50:>8.1} µs  p99 {p99:>8.1} µs");
     }
 }
 

@@ -73,11 +73,18 @@ fn with_literals(statement: &str) -> String {
         .unwrap_or((statement, "[]"));
     let binds: Vec<serde_json::Value> = serde_json::from_str(binds)
         .unwrap_or_else(|e| panic!("binds of `{sql}` are not plain values ({e}): {binds}"));
-    let literal = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-        serde_json::Value::Null => "NULL".into(),
-        other => other.to_string(),
-    };
+    fn literal(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+            serde_json::Value::Null => "NULL".into(),
+            // PostgreSQL's `= ANY($1)` binds a whole array.
+            serde_json::Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(literal).collect();
+                format!("ARRAY[{}]", items.join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
     if sql.contains('?') {
         // SQLite: positional, in order.
         let mut out = String::with_capacity(sql.len());
