@@ -95,7 +95,12 @@ fn every_request_and_change_is_archived_in_a_chain_anyone_can_check() {
         changes.iter().all(|r| r["operation"] == "resource.created"),
         "{changes:?}"
     );
-    let refused = records(port, &auditor, "organization=beta-data");
+    // The refusals come through the gateway's own outbox, which the archive may reach after
+    // planning's: wait for them too, then check there are exactly two.
+    let refused = eventually(30, "the refused requests archived", || {
+        let r = records(port, &auditor, "organization=beta-data");
+        (r.len() >= 2).then_some(r)
+    });
     assert_eq!(refused.len(), 2, "{refused:?}");
     assert!(
         refused.iter().all(|r| r["outcome"] == "deny 403"),
