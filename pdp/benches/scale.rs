@@ -621,9 +621,8 @@ fn cost_split(p: &Platform, path: &str, seconds: u64) {
             .expect("BENCH_PROFILE needs perf (Debian's linux-perf)");
         (child, data)
     });
-    let switched =
-        |p: &Platform| -> u64 { p.processes.iter().map(|(_, pid)| switches(*pid)).sum() };
-    let switches_before = switched(p);
+    let switched = || -> u64 { p.processes.iter().map(|(_, pid)| switches(*pid)).sum() };
+    let switches_before = switched();
     let before = cpu(&groups);
     let out = std::process::Command::new("wrk")
         .args(["-t1", "-c32", &format!("-d{seconds}s"), "-s"])
@@ -632,7 +631,7 @@ fn cost_split(p: &Platform, path: &str, seconds: u64) {
         .output()
         .unwrap();
     let after = cpu(&groups);
-    let switches_after = switched(p);
+    let switches_after = switched();
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout);
     let requests: f64 = text
