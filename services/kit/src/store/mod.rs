@@ -490,4 +490,33 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
     }
+
+    /// `.cargo/config.toml` builds the bundled SQLite with the planner stability guarantee:
+    /// without it, every statement with `LIMIT ?` is prepared again at each execution.
+    #[test]
+    fn the_bundled_sqlite_never_plans_by_a_bound_value() {
+        use diesel::RunQueryDsl as _;
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("planning.db");
+        let store = Store::open(&path.to_string_lossy(), "planning", 1).unwrap();
+        let mut conn = store.connection().unwrap();
+        let AnyConnection::Sqlite(sqlite) = &mut *conn else {
+            panic!("a SQLite store holds SQLite connections");
+        };
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(sqlite)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "ENABLE_QPSG"),
+            "SQLite was built without SQLITE_ENABLE_QPSG: {options:?}"
+        );
+    }
 }
