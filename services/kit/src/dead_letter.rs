@@ -184,7 +184,10 @@ pub fn request_replay(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
 pub fn to_replay(conn: &mut AnyConnection, consumer: &str) -> QueryResult<Vec<DeadLetter>> {
     pdp_dead_letters::table
         .filter(pdp_dead_letters::consumer.eq(consumer))
-        .filter(pdp_dead_letters::replay_requested.eq(true))
+        // The bare column, not `= true`: its SQL is the partial index's own condition, so the
+        // index serves it (a bound `= ?` would need its value at planning, which SQLite is built
+        // not to look at: `.cargo/config.toml`).
+        .filter(pdp_dead_letters::replay_requested)
         .order(pdp_dead_letters::id)
         .select(columns())
         .load::<Row>(conn)?
