@@ -7,7 +7,7 @@ use prost_reflect::{
     DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
 };
 
-use super::template::{PathTemplate, RequestPath, TemplateError};
+use super::template::{PartCount, PathTemplate, RequestPath, TemplateError};
 
 /// Where the request body goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +124,42 @@ pub enum Resolution<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// The routes a path can match, by its number of parts: every request is tried against
+    /// these few instead of all routes (a scan of all 158 was 3 % of the gateway's worker CPU).
+    candidates: Candidates,
+}
+
+/// Indices into `routes`, in their order.
+#[derive(Debug, Clone, Default)]
+struct Candidates {
+    /// Routes whose paths have exactly the key's number of parts.
+    by_parts: std::collections::HashMap<usize, Vec<usize>>,
+    /// Routes ending in `**`, with the least number of parts each takes.
+    open_ended: Vec<(usize, usize)>,
+}
+
+impl Candidates {
+    fn of(routes: &[Route]) -> Self {
+        let mut candidates = Self::default();
+        for (i, route) in routes.iter().enumerate() {
+            match route.template.parts() {
+                PartCount::Exactly(n) => candidates.by_parts.entry(n).or_default().push(i),
+                PartCount::AtLeast(n) => candidates.open_ended.push((i, n)),
+            }
+        }
+        candidates
+    }
+
+    /// The routes a path of `parts` parts may match; the order among them is not kept.
+    fn for_parts(&self, parts: usize) -> impl Iterator<Item = usize> + '_ {
+        let exact = self.by_parts.get(&parts).into_iter().flatten().copied();
+        let open = self
+            .open_ended
+            .iter()
+            .filter(move |(_, least)| parts >= *least)
+            .map(|(i, _)| *i);
+        exact.chain(open)
+    }
 }
 
 impl RouteTable {
@@ -152,7 +188,12 @@ impl RouteTable {
                 }
             }
         }
-        Ok(Self { routes })
+        Ok(Self::new(routes))
+    }
+
+    fn new(routes: Vec<Route>) -> Self {
+        let candidates = Candidates::of(&routes);
+        Self { routes, candidates }
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -163,27 +204,33 @@ impl RouteTable {
         let Some(path) = RequestPath::new(path) else {
             return Resolution::NotFound;
         };
-        let mut best: Option<(&Route, Vec<(String, String)>)> = None;
+        // Of the routes that match, the most specific wins, and of those the first in the table.
+        let mut best: Option<(usize, Vec<(String, String)>)> = None;
         let mut allowed = Vec::new();
-        for route in &self.routes {
+        for i in self.candidates.for_parts(path.part_count()) {
+            let route = &self.routes[i];
             if !route.template.fits(&path) {
                 continue;
             }
             if route.method != *method {
-                allowed.push(route.method.clone());
+                allowed.push((i, route.method.clone()));
                 continue;
             }
-            if best
-                .as_ref()
-                .is_none_or(|(b, _)| route.derived.specificity > b.derived.specificity)
-                && let Some(vars) = route.template.bind(&path)
-            {
-                best = Some((route, vars));
+            let wins = best.as_ref().is_none_or(|(b, _)| {
+                let b_specificity = self.routes[*b].derived.specificity;
+                route.derived.specificity > b_specificity
+                    || (route.derived.specificity == b_specificity && i < *b)
+            });
+            if wins && let Some(vars) = route.template.bind(&path) {
+                best = Some((i, vars));
             }
         }
         match best {
-            Some((route, vars)) => Resolution::Found(route, vars),
-            None if !allowed.is_empty() => Resolution::MethodNotAllowed(allowed),
+            Some((i, vars)) => Resolution::Found(&self.routes[i], vars),
+            None if !allowed.is_empty() => {
+                allowed.sort_by_key(|(i, _)| *i);
+                Resolution::MethodNotAllowed(allowed.into_iter().map(|(_, m)| m).collect())
+            }
             None => Resolution::NotFound,
         }
     }
@@ -274,4 +321,112 @@ fn check_field_path(message: &MessageDescriptor, path: &str) -> Result<(), Strin
         return Err(format!("`{}` is repeated", field.name()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool() -> DescriptorPool {
+        DescriptorPool::decode(pdp_proto::FILE_DESCRIPTOR_SET).unwrap()
+    }
+
+    /// What `resolve` answered before routes were indexed by their number of parts: every
+    /// route tried, the most specific first in the table winning.
+    fn scan<'a>(table: &'a RouteTable, method: &Method, path: &str) -> Option<&'a Route> {
+        let path = RequestPath::new(path)?;
+        let mut best: Option<&Route> = None;
+        for route in &table.routes {
+            if route.method == *method
+                && route.template.bind(&path).is_some()
+                && best.is_none_or(|b| route.derived.specificity > b.derived.specificity)
+            {
+                best = Some(route);
+            }
+        }
+        best
+    }
+
+    fn found<'a>(resolution: Resolution<'a>) -> Option<&'a Route> {
+        match resolution {
+            Resolution::Found(route, _) => Some(route),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_route_of_pdp_resolves_as_a_scan_of_all_routes_would() {
+        let table = RouteTable::from_pool(&pool()).unwrap();
+        assert!(table.routes.len() > 100, "{}", table.routes.len());
+        for route in &table.routes {
+            let path = route
+                .template
+                .openapi_path()
+                .split('/')
+                .map(|part| match part.split_once('}') {
+                    Some((_, rest)) if part.starts_with('{') => format!("x-1{rest}"),
+                    _ => part.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let resolved = found(table.resolve(&route.method, &path));
+            let scanned = scan(&table, &route.method, &path);
+            assert_eq!(
+                resolved.map(Route::operation),
+                scanned.map(Route::operation),
+                "{} {path}",
+                route.method
+            );
+            assert!(
+                resolved.is_some(),
+                "{} {path} resolves to nothing",
+                route.method
+            );
+        }
+    }
+
+    #[test]
+    fn a_route_ending_in_rest_takes_paths_of_any_longer_length() {
+        let rpc = pool().services().next().unwrap().methods().next().unwrap();
+        let route = |method: Method, template: &str| {
+            Route::new(
+                method,
+                PathTemplate::parse(template).unwrap(),
+                BodyBinding::None,
+                rpc.clone(),
+            )
+        };
+        let table = RouteTable::new(vec![
+            route(Method::GET, "/files/{name=**}"),
+            route(Method::GET, "/files/{name}/meta"),
+            route(Method::DELETE, "/files/{name}"),
+        ]);
+        let template = |r: Resolution<'_>| found(r).map(|r| r.template.to_string());
+        assert_eq!(
+            template(table.resolve(&Method::GET, "/files/a/meta")).as_deref(),
+            Some("/files/{name}/meta"),
+            "more literal segments win"
+        );
+        for path in ["/files/a", "/files/a/b/c/d"] {
+            assert_eq!(
+                template(table.resolve(&Method::GET, path)).as_deref(),
+                Some("/files/{name=**}"),
+                "{path}"
+            );
+        }
+        match table.resolve(&Method::POST, "/files/a") {
+            Resolution::MethodNotAllowed(allowed) => {
+                assert_eq!(
+                    allowed,
+                    vec![Method::GET, Method::DELETE],
+                    "in the table's order"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            table.resolve(&Method::GET, "/folders/a"),
+            Resolution::NotFound
+        ));
+    }
 }

@@ -193,6 +193,15 @@ impl PathTemplate {
         fits.then_some(last)
     }
 
+    /// How many `/`-separated parts a path of this template has: exactly that many, or with a
+    /// final `**`, at least that many.
+    pub fn parts(&self) -> PartCount {
+        match self.segments.last() {
+            Some(Segment::Rest) => PartCount::AtLeast(self.segments.len() - 1),
+            _ => PartCount::Exactly(self.segments.len()),
+        }
+    }
+
     /// Whether `path` has this template's shape (literals, segment count, verb).
     pub fn fits(&self, path: &RequestPath<'_>) -> bool {
         self.last_part(path).is_some()
@@ -224,6 +233,13 @@ impl PathTemplate {
     }
 }
 
+/// The number of parts a template's paths have (see [`PathTemplate::parts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartCount {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
 /// A request path split at `/` once, to be tried against every route's template.
 #[derive(Debug)]
 pub struct RequestPath<'a> {
@@ -236,6 +252,11 @@ impl<'a> RequestPath<'a> {
         Some(Self {
             parts: path.strip_prefix('/')?.split('/').collect(),
         })
+    }
+
+    /// Its number of `/`-separated parts.
+    pub fn part_count(&self) -> usize {
+        self.parts.len()
     }
 }
 
