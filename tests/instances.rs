@@ -122,6 +122,8 @@ fn start(name: &str, mode: &str, tenants: &str) -> Instance {
                 ("PDP_MODE", "cluster"),
                 ("PDP_STORE__URL", &url),
                 ("PDP_EVENTS__BROKERS", &brokers),
+                // tansu holds an empty fetch for the whole wait.
+                ("PDP_EVENTS__FETCH_WAIT_MS", "100"),
                 ("PDP_EVENTS__REPLICATION_FACTOR", "1"),
                 ("PDP_IDENTITY__HMAC_KEY", KEY),
                 ("PDP_INSTANCE__NAME", &instance),

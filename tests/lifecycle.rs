@@ -89,6 +89,8 @@ impl Dev {
         };
         if on_kafka {
             env.push(("PDP_EVENTS__BROKERS", brokers.as_str()));
+            // tansu holds an empty fetch for the whole wait.
+            env.push(("PDP_EVENTS__FETCH_WAIT_MS", "100"));
             env.push(("PDP_INSTANCE__NAME", instance.as_str()));
             env.push(("PDP_STORE__URL", store_url.as_str()));
         }

@@ -227,6 +227,8 @@ impl Cluster {
             ("PDP_MODE", "cluster".to_string()),
             ("PDP_CONFIG", path(setup.config)),
             ("PDP_EVENTS__BROKERS", brokers),
+            // tansu holds an empty fetch for the whole wait.
+            ("PDP_EVENTS__FETCH_WAIT_MS", "100".into()),
             ("PDP_EVENTS__REPLICATION_FACTOR", "1".into()),
             ("PDP_REDIS__URL", redis),
             ("PDP_IDENTITY__HMAC_KEY", hmac),

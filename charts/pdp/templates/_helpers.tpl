@@ -65,6 +65,7 @@ pool_size = {{ .Values.config.storePoolSize }}
 brokers = {{ .Values.config.kafkaBrokers | quote }}
 partitions = {{ .Values.config.kafkaPartitions }}
 replication_factor = {{ .Values.config.kafkaReplicationFactor }}
+fetch_wait_ms = {{ .Values.config.kafkaFetchWaitMs | default 500 }}
 
 [telemetry]
 log_format = "json"

@@ -28,7 +28,10 @@ async fn a_listing_reaches_the_exchange_and_pdp_verifies_its_signed_answers() {
         receipts_topic: format!("{id}.receipts"),
         trades_topic: format!("{id}.trades"),
     };
-    let log = KafkaLog::connect(&brokers, 1, 1).unwrap();
+    // tansu holds an empty fetch for the whole wait (`events.fetch_wait_ms`).
+    let log = KafkaLog::connect(&brokers, 1, 1)
+        .unwrap()
+        .with_fetch_wait_ms(100);
     for topic in [
         LISTINGS_TOPIC,
         &exchange.receipts_topic,

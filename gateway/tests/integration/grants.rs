@@ -57,8 +57,12 @@ async fn every_replica_refuses_a_terminated_operator_within_seconds() {
         .migrate(&[KIT_MIGRATIONS, policy::MIGRATIONS])
         .unwrap();
     let brokers = var("TEST_KAFKA_BROKERS", "127.0.0.1:9092");
-    let log: Arc<dyn EventLog> =
-        Arc::new(KafkaLog::connect(&brokers, 1, 1).expect("the broker answers (see README)"));
+    // tansu holds an empty fetch for the whole wait (`events.fetch_wait_ms`).
+    let log: Arc<dyn EventLog> = Arc::new(
+        KafkaLog::connect(&brokers, 1, 1)
+            .expect("the broker answers (see README)")
+            .with_fetch_wait_ms(100),
+    );
     let org = format!("beta-{suffix}");
     let who = operator(&org);
     let policy = "p, authorized_operator, *, pdp.requests.v1.SandboxService/RunQuery, write";

@@ -157,7 +157,12 @@ fn main() {
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let kafka = Arc::new(KafkaLog::connect(&brokers, 3, 1).expect("kafka"));
+        // tansu holds an empty fetch for the whole wait (`events.fetch_wait_ms`).
+        let kafka = Arc::new(
+            KafkaLog::connect(&brokers, 3, 1)
+                .expect("kafka")
+                .with_fetch_wait_ms(100),
+        );
         let raw = raw_producer(&brokers, &kafka, n).await;
         let relay = outbox_relay(&database_url, kafka, n).await;
         embedded(n).await;

@@ -243,6 +243,24 @@ pub struct EventsConfig {
     /// partitions back at once instead of the group waiting out the killed process. The chart
     /// sets the pod's name; unset, every start joins as a new member.
     pub member: Option<String>,
+    /// How long the broker may hold a consumer's fetch when it has nothing new (librdkafka's
+    /// `fetch.wait.max.ms`). Apache Kafka answers a held fetch as soon as a record arrives, so a
+    /// longer wait costs no latency there and spares every idle consumer most of its fetches;
+    /// tansu answers only when the wait is over, so its tests set 100.
+    pub fetch_wait_ms: u32,
+}
+
+impl EventsConfig {
+    fn check(&self) -> Result<(), String> {
+        if !(1..=300_000).contains(&self.fetch_wait_ms) {
+            return Err(format!(
+                "fetch_wait_ms {} is outside 1..=300000 (milliseconds; 0 would poll the broker \
+                 without pause)",
+                self.fetch_wait_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EventsConfig {
@@ -254,6 +272,7 @@ impl Default for EventsConfig {
             outbox_retention_hours: 24,
             inbox_retention_days: 14,
             member: None,
+            fetch_wait_ms: 500,
         }
     }
 }
@@ -864,6 +883,11 @@ impl Config {
                 origin: String::new(),
                 message,
             })?;
+        config.events.check().map_err(|message| ConfigError::Key {
+            key: "events".to_string(),
+            origin: String::new(),
+            message,
+        })?;
         config.sandbox.check().map_err(|message| ConfigError::Key {
             key: "sandbox".to_string(),
             origin: String::new(),
@@ -996,6 +1020,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("s3_secret_access_key"), "{err}");
+    }
+
+    #[test]
+    fn a_consumer_waits_on_an_empty_fetch_for_a_bounded_time() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.events.fetch_wait_ms, 500, "librdkafka's own default");
+        let config = Config::load(None, env(&[("PDP_EVENTS__FETCH_WAIT_MS", "100")])).unwrap();
+        assert_eq!(config.events.fetch_wait_ms, 100);
+        for bad in ["0", "300001"] {
+            let err = Config::load(None, env(&[("PDP_EVENTS__FETCH_WAIT_MS", bad)])).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains("fetch_wait_ms") && message.contains("1..=300000"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -127,7 +127,8 @@ pub fn open_event_log(config: &Config) -> Result<Arc<dyn EventLog>, EventLogErro
                 config.events.partitions,
                 config.events.replication_factor,
             )?
-            .with_member(config.events.member.clone()),
+            .with_member(config.events.member.clone())
+            .with_fetch_wait_ms(config.events.fetch_wait_ms),
         )),
         None => {
             std::fs::create_dir_all(&config.data_dir)

@@ -88,7 +88,10 @@ impl LogBackend {
                     .expect("embedded log opens"),
             ),
             Self::Kafka => Arc::new(
-                KafkaLog::connect(&kafka_brokers(), 3, 1).expect("kafka client is created"),
+                // tansu holds an empty fetch for the whole wait (`events.fetch_wait_ms`).
+                KafkaLog::connect(&kafka_brokers(), 3, 1)
+                    .expect("kafka client is created")
+                    .with_fetch_wait_ms(100),
             ),
         }
     }
