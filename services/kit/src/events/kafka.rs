@@ -74,14 +74,14 @@ impl KafkaLog {
     ) -> Result<Self, EventLogError> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            // Not librdkafka's idempotent producer: it counts the *messages* in flight on a
-            // partition against its limit of five *requests*, and while five are in flight it
-            // wakes its broker thread without pause for every message that waited past
-            // `linger.ms` — a core spent polling until the broker answers. A relay batch whose
-            // enqueueing outlasts the linger (a busy machine) set it off: ~600 µs of the
-            // gateway's CPU per read on the two-core cluster bench, 0.6 ms per message against a
-            // broker answering in 30 ms. One request in flight keeps a partition in order through
-            // retries without that; the duplicates a retry can make are the relay's own.
+            // Not librdkafka's idempotent producer (2.12): it counts the *messages* in flight on
+            // a partition against its limit of five *requests*, and while five are in flight and
+            // more have waited past `linger.ms`, its broker thread polls without pause until the
+            // broker answers. A relay batch whose enqueueing outlasts the linger (a busy
+            // machine) set it off: ~400 µs of the gateway's CPU per read on the two-core cluster
+            // bench, 0.6 ms per message against a broker answering in 30 ms. One request in
+            // flight keeps a partition in order through retries without that; a retry may repeat
+            // an event, as the relay already may, and consumers take each event once by its id.
             .set("enable.idempotence", "false")
             .set("max.in.flight.requests.per.connection", "1")
             .set("acks", "all")
